@@ -1,0 +1,80 @@
+"""FCOSConfig: every hyperparameter of the detector, defaulting to the original foreign-object run."""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields
+from typing import Any, Union
+
+FOD_CLASSES = ("nail", "clip_B", "clip_Y", "L_stick")
+
+
+@dataclass
+class FCOSConfig:
+    """Hyperparameters of :class:`model.FCOSDetector`.
+
+    ``num_classes`` and ``classes`` describe the same thing: give either. With only
+    ``num_classes`` (and not 4), the classes are named ``class_1`` ... ``class_N``.
+    ``pretrained`` is False (random init), True (torchvision's ImageNet weights, which needs
+    the internet or a warm torch hub cache) or the path of a local ResNet state dict.
+    """
+
+    num_classes: int | None = None
+    classes: tuple[str, ...] = FOD_CLASSES
+    # backbone
+    backbone: str = "resnet50"
+    pretrained: Union[bool, str] = False
+    frozen_stages: int = 1  # stem + layer1 frozen (and BN frozen) when pretrained
+    # neck and head
+    fpn_channels: int = 256
+    head_convs: int = 4
+    gn_groups: int = 32
+    prior_prob: float = 0.01
+    # targets
+    strides: tuple[int, ...] = (8, 16, 32, 64, 128)
+    size_ranges: tuple[tuple[float, float], ...] = (
+        (-1.0, 64.0), (64.0, 128.0), (128.0, 256.0), (256.0, 512.0), (512.0, math.inf)
+    )
+    center_sampling_radius: float = 1.5
+    # loss
+    focal_alpha: float = 0.25
+    focal_gamma: float = 2.0
+    # inference
+    score_threshold: float = 0.05
+    nms_iou: float = 0.6
+    pre_nms_top_k: int = 1000
+    max_detections: int = 100
+    # the picture size (min_side, max_side) the model is evaluated at
+    resize_size: tuple[int, int] = (922, 1640)
+
+    def __post_init__(self) -> None:
+        self.classes = tuple(self.classes)
+        if self.num_classes is None:
+            self.num_classes = len(self.classes)
+        elif self.num_classes != len(self.classes):
+            if self.classes != FOD_CLASSES:
+                raise ValueError(
+                    f"num_classes={self.num_classes} but {len(self.classes)} class names given: {self.classes}"
+                )
+            self.classes = tuple(f"class_{i}" for i in range(1, self.num_classes + 1))
+        self.strides = tuple(int(s) for s in self.strides)
+        self.size_ranges = tuple((float(lo), float(hi)) for lo, hi in self.size_ranges)
+        self.resize_size = tuple(int(s) for s in self.resize_size)
+        if len(self.size_ranges) != len(self.strides):
+            raise ValueError(f"{len(self.strides)} strides but {len(self.size_ranges)} size ranges")
+        if self.fpn_channels % self.gn_groups:
+            raise ValueError(f"fpn_channels={self.fpn_channels} is not divisible by gn_groups={self.gn_groups}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """A plain dict that survives ``torch.save``/``torch.load(weights_only=True)``."""
+        d = asdict(self)
+        d["size_ranges"] = [[lo, hi] for lo, hi in self.size_ranges]
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "FCOSConfig":
+        """Inverse of :meth:`to_dict`; unknown keys are an error so stale checkpoints are noticed."""
+        known = {f.name for f in fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"unknown FCOSConfig fields: {sorted(unknown)}")
+        return cls(**d)

@@ -1,0 +1,64 @@
+"""FCOS target assignment: center sampling, per-level size ranges, smallest area wins."""
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+
+def make_points(feature_sizes: list[tuple[int, int]], strides: tuple[int, ...],
+                ranges: tuple[tuple[float, float], ...], device: torch.device) -> tuple[Tensor, Tensor, Tensor]:
+    """Locations of every feature cell in input pixels, in the head's flattening order.
+
+    Returns ``points [N,2]`` (x, y) at ``(j * s + s // 2, i * s + s // 2)``, ``strides [N]`` and
+    ``ranges [N,2]`` (the level's size range), N = sum of H_l * W_l.
+    """
+    points, point_strides, point_ranges = [], [], []
+    for (h, w), stride, size_range in zip(feature_sizes, strides, ranges):
+        ys = torch.arange(h, device=device, dtype=torch.float32) * stride + stride // 2
+        xs = torch.arange(w, device=device, dtype=torch.float32) * stride + stride // 2
+        grid_y, grid_x = torch.meshgrid(ys, xs, indexing="ij")
+        points.append(torch.stack([grid_x.flatten(), grid_y.flatten()], dim=1))
+        point_strides.append(torch.full((h * w,), float(stride), device=device))
+        point_ranges.append(torch.tensor(size_range, device=device).expand(h * w, 2))
+    return torch.cat(points), torch.cat(point_strides), torch.cat(point_ranges)
+
+
+def assign_targets(points: Tensor, strides: Tensor, ranges: Tensor, gt_boxes: Tensor, gt_labels: Tensor,
+                   radius: float = 1.5) -> tuple[Tensor, Tensor, Tensor]:
+    """Assign each point at most one ground-truth box.
+
+    A point is positive for a box when it lies strictly inside the box, within ``radius * stride``
+    of the box centre on both axes, and ``lo < max(l, t, r, b) <= hi`` for its level. Among
+    several such boxes the one with the smallest area wins (ties: the lower index).
+
+    Args:
+        points: ``[N,2]`` (x, y); strides: ``[N]``; ranges: ``[N,2]`` (lo, hi];
+        gt_boxes: ``[M,4]`` (x1, y1, x2, y2); gt_labels: ``[M]`` in 1..C.
+    Returns:
+        ``labels [N]`` (0 = background), ``reg_targets [N,4]`` (l, t, r, b) and
+        ``centerness [N]`` = sqrt(min(l,r)/max(l,r) * min(t,b)/max(t,b)); values at background
+        points are meaningless.
+    """
+    num_points = points.shape[0]
+    if gt_boxes.numel() == 0:
+        return (torch.zeros(num_points, dtype=torch.int64, device=points.device),
+                points.new_zeros(num_points, 4), points.new_zeros(num_points))
+    x, y = points[:, 0, None], points[:, 1, None]  # [N,1]
+    x1, y1, x2, y2 = gt_boxes.unbind(dim=1)  # each [M]
+    ltrb = torch.stack([x - x1, y - y1, x2 - x, y2 - y], dim=2)  # [N,M,4]
+    inside_box = ltrb.min(dim=2).values > 0
+    radius_px = (strides * radius)[:, None]
+    inside_center = ((x - (x1 + x2) / 2).abs() < radius_px) & ((y - (y1 + y2) / 2).abs() < radius_px)
+    max_side = ltrb.max(dim=2).values
+    in_range = (max_side > ranges[:, 0, None]) & (max_side <= ranges[:, 1, None])
+    areas = ((x2 - x1) * (y2 - y1)).expand(num_points, -1)
+    candidate_areas = torch.where(inside_box & inside_center & in_range, areas, torch.full_like(areas, float("inf")))
+    best_area, best = candidate_areas.min(dim=1)
+    labels = torch.where(torch.isfinite(best_area), gt_labels[best], torch.zeros_like(gt_labels[best]))
+    reg_targets = ltrb[torch.arange(num_points, device=points.device), best]
+    l, t, r, b = reg_targets.clamp(min=0).unbind(dim=1)
+    centerness = torch.sqrt(
+        (torch.minimum(l, r) / torch.maximum(l, r).clamp(min=1e-6))
+        * (torch.minimum(t, b) / torch.maximum(t, b).clamp(min=1e-6))
+    )
+    return labels, reg_targets, centerness

@@ -1,0 +1,83 @@
+"""FCOSDetector construction, pretrained loading, shapes and checkpoints."""
+import urllib.error
+
+import pytest
+import torch
+from torchvision.ops import FrozenBatchNorm2d
+
+from model import FCOSConfig, FCOSDetector
+
+
+def small_config(**kwargs):
+    return FCOSConfig(backbone="resnet18", fpn_channels=32, head_convs=1, gn_groups=8, **kwargs)
+
+
+def test_defaults_are_the_original_run():
+    config = FCOSConfig()
+    assert config.classes == ("nail", "clip_B", "clip_Y", "L_stick") and config.num_classes == 4
+    assert config.backbone == "resnet50" and config.head_convs == 4 and config.fpn_channels == 256
+    assert config.strides == (8, 16, 32, 64, 128) and config.center_sampling_radius == 1.5
+    assert config.size_ranges[0] == (-1.0, 64.0) and config.size_ranges[-1] == (512.0, float("inf"))
+    assert (config.score_threshold, config.nms_iou, config.pre_nms_top_k, config.max_detections) == (0.05, 0.6, 1000, 100)
+    assert FCOSConfig(num_classes=20).classes[-1] == "class_20"
+    with pytest.raises(ValueError, match="num_classes=3"):
+        FCOSConfig(num_classes=3, classes=("a", "b"))
+
+
+def test_from_scratch_uses_trainable_batchnorm():
+    model = FCOSDetector(small_config())
+    assert not any(isinstance(m, FrozenBatchNorm2d) for m in model.modules())
+    assert all(p.requires_grad for p in model.parameters())
+
+
+def test_local_pretrained_weights_freeze_stem_and_layer1(tmp_path):
+    import torchvision
+
+    reference = torchvision.models.resnet18(weights=None)
+    path = tmp_path / "resnet18.pth"
+    torch.save(reference.state_dict(), path)
+    model = FCOSDetector(small_config(pretrained=str(path)))
+    assert any(isinstance(m, FrozenBatchNorm2d) for m in model.backbone.modules())
+    assert torch.equal(model.backbone.layer3[0].conv1.weight, reference.layer3[0].conv1.weight)
+    assert not any(p.requires_grad for p in model.backbone.stem.parameters())
+    assert not any(p.requires_grad for p in model.backbone.layer1.parameters())
+    assert all(p.requires_grad for p in model.backbone.layer2.parameters())
+
+
+def test_imagenet_weights_offline_say_how_to_pass_a_file(monkeypatch):
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError("no network")
+
+    monkeypatch.setattr("torchvision.models._api.load_state_dict_from_url", offline)
+    with pytest.raises(RuntimeError, match="pretrained='/path/to/resnet18.pth'"):
+        FCOSDetector(small_config(pretrained=True))
+
+
+def test_missing_weights_file_is_named(tmp_path):
+    with pytest.raises(FileNotFoundError, match="nowhere.pth"):
+        FCOSDetector(small_config(pretrained=str(tmp_path / "nowhere.pth")))
+
+
+def test_eval_output_format_and_checkpoint_round_trip():
+    torch.manual_seed(0)
+    model = FCOSDetector(small_config()).eval()
+    images = torch.randn(2, 3, 96, 160)
+    with torch.no_grad():
+        dets = model(images)
+    assert len(dets) == 2
+    for d in dets:
+        assert d["boxes"].shape[1] == 4 and d["scores"].shape == d["labels"].shape == d["boxes"].shape[:1]
+        assert ((d["labels"] >= 1) & (d["labels"] <= 4)).all()
+        assert (d["boxes"][:, 2] <= 160).all() and (d["boxes"][:, 3] <= 96).all() and (d["boxes"] >= 0).all()
+    checkpoint = {"model": model.state_dict(), "config": model.config.to_dict(), "classes": list(model.config.classes), "epoch": 0}
+    restored = FCOSDetector.from_checkpoint(checkpoint)
+    with torch.no_grad():
+        again = restored(images)
+    for a, b in zip(dets, again):
+        assert torch.equal(a["boxes"], b["boxes"]) and torch.equal(a["scores"], b["scores"])
+
+
+def test_training_needs_targets():
+    model = FCOSDetector(small_config()).train()
+    with pytest.raises(ValueError, match="targets"):
+        model(torch.randn(1, 3, 64, 64))
