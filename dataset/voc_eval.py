@@ -1,0 +1,317 @@
+"""PASCAL VOC detection metric (the devkit's rules, vectorised with numpy), COCO AP, report and PR plots.
+
+Detections are a list of ``{"image_id": str, "category": str, "score": float, "bbox": [x1, y1, x2, y2]}``
+in the VOC XML's own frame (1-based pixel indices). Ground truth is a dict
+``image_id -> {"boxes" float [M,4] (XML frame), "labels" int [M] (1..C), "difficult" bool [M]}``.
+
+The rules are those of the VOC devkit and py-faster-rcnn's ``voc_eval``: per class, detections from all
+images are taken in descending score order (stable, so ties keep the input order); each is matched to
+the ground truth of its image and class with the highest IoU; it is a true positive when that IoU is
+above the threshold and the ground truth is not taken yet, a false positive otherwise. A detection
+whose best match is a ``difficult`` ground truth is ignored (neither TP nor FP), and difficult ground
+truths are not counted. Areas and intersections count inclusive pixels (width = x2 - x1 + 1).
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import math
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .voc import parse_annotation, read_split, resolve_classes
+
+Detection = dict[str, Any]
+GroundTruth = dict[str, dict[str, np.ndarray]]
+
+METRICS = ("voc12", "voc07")
+
+
+def load_ground_truth(root: str | Path, split: str, classes: Sequence[str] | str | None) -> GroundTruth:
+    """Read ``Annotations/<id>.xml`` for every id of ``ImageSets/Main/<split>.txt`` (never the images).
+
+    Returns ``image_id -> {"boxes" float32 [M,4] as written in the XML, "labels" int64 [M] in 1..C,
+    "difficult" bool [M]}``; ``classes`` is anything :func:`dataset.voc.resolve_classes` accepts.
+    """
+    classes = resolve_classes(classes)
+    annotations = Path(root) / "Annotations"
+    ground_truth = {}
+    for image_id in read_split(root, split):
+        ann = parse_annotation(annotations / f"{image_id}.xml", classes)
+        ground_truth[image_id] = {"boxes": ann["boxes"], "labels": ann["labels"], "difficult": ann["difficult"]}
+    return ground_truth
+
+
+def voc_ap(recall: np.ndarray, precision: np.ndarray, use_07_metric: bool = False) -> float:
+    """Average precision from a PR curve ``recall [N]``, ``precision [N]`` (detections in score order).
+
+    ``use_07_metric``: VOC2007's 11-point interpolation (mean over t in 0, 0.1, ..., 1 of the best
+    precision at recall >= t); otherwise VOC2010+'s all-point interpolation (area under the
+    precision envelope, evaluated where recall changes).
+    """
+    recall = np.asarray(recall, dtype=np.float64)
+    precision = np.asarray(precision, dtype=np.float64)
+    if use_07_metric:
+        thresholds = np.arange(0.0, 1.1, 0.1)  # the devkit's exact values, 0.30000000000000004 included
+        reached = recall[None, :] >= thresholds[:, None]
+        best = np.where(reached, precision[None, :], -np.inf).max(axis=1, initial=-np.inf)
+        return float(np.sum(np.maximum(best, 0.0)) / 11.0)
+    mrec = np.concatenate(([0.0], recall, [1.0]))
+    mpre = np.concatenate(([0.0], precision, [0.0]))
+    mpre = np.maximum.accumulate(mpre[::-1])[::-1]  # precision envelope: best precision at any higher recall
+    change = np.flatnonzero(mrec[1:] != mrec[:-1])
+    return float(np.sum((mrec[change + 1] - mrec[change]) * mpre[change + 1]))
+
+
+def _match(det_image: np.ndarray, det_class: np.ndarray, det_boxes: np.ndarray, ground_truth: GroundTruth,
+           image_index: dict[str, int], num_classes: int, iou_threshold: float) -> tuple[np.ndarray, np.ndarray]:
+    """TP/FP flags of detections already sorted by (class, descending score).
+
+    ``det_image [D]`` image indices, ``det_class [D]`` 0-based class, ``det_boxes [D,4]``.
+    Returns ``tp [D]`` and ``fp [D]`` bools (both False for a detection ignored on a difficult object).
+    Every detection is paired with every ground truth of its (image, class) group at once; the greedy
+    "not yet taken" rule reduces to "first detection, in score order, whose best match is that ground truth"
+    because the devkit never re-matches a detection to its second-best ground truth.
+    """
+    gt_boxes = [g["boxes"] for g in ground_truth.values()]
+    gt_labels = [g["labels"] for g in ground_truth.values()]
+    gt_difficult = [g["difficult"] for g in ground_truth.values()]
+    counts = np.array([len(b) for b in gt_labels], dtype=np.int64)
+    gt_image = np.repeat(np.array([image_index[i] for i in ground_truth], dtype=np.int64), counts)
+    boxes = np.concatenate(gt_boxes).astype(np.float64).reshape(-1, 4) if len(gt_boxes) else np.zeros((0, 4))
+    labels = np.concatenate(gt_labels).astype(np.int64) if len(gt_labels) else np.zeros(0, np.int64)
+    difficult = np.concatenate(gt_difficult).astype(bool) if len(gt_difficult) else np.zeros(0, bool)
+    # ground truth grouped by (image, class), XML order kept inside a group (np.argmax takes the first best)
+    gt_key = gt_image * num_classes + (labels - 1)
+    order = np.argsort(gt_key, kind="stable")
+    gt_key, boxes, difficult = gt_key[order], boxes[order], difficult[order]
+
+    det_key = det_image * num_classes + det_class
+    start = np.searchsorted(gt_key, det_key, side="left")
+    count = np.searchsorted(gt_key, det_key, side="right") - start
+    # all (detection, ground truth) pairs of the same group, detection-major
+    pair_det = np.repeat(np.arange(len(det_key)), count)
+    pair_gt = np.repeat(start, count) + np.arange(len(pair_det)) - np.repeat(np.cumsum(count) - count, count)
+
+    d, g = det_boxes[pair_det], boxes[pair_gt]
+    iw = np.maximum(np.minimum(d[:, 2], g[:, 2]) - np.maximum(d[:, 0], g[:, 0]) + 1.0, 0.0)
+    ih = np.maximum(np.minimum(d[:, 3], g[:, 3]) - np.maximum(d[:, 1], g[:, 1]) + 1.0, 0.0)
+    inter = iw * ih
+    union = ((d[:, 2] - d[:, 0] + 1.0) * (d[:, 3] - d[:, 1] + 1.0)
+             + (g[:, 2] - g[:, 0] + 1.0) * (g[:, 3] - g[:, 1] + 1.0) - inter)
+    iou = inter / union
+
+    # best ground truth per detection (first one on ties), -inf where the group is empty
+    best_iou = np.full(len(det_key), -np.inf)
+    np.maximum.at(best_iou, pair_det, iou)
+    is_best = np.flatnonzero(iou == best_iou[pair_det])
+    first_det, first = np.unique(pair_det[is_best], return_index=True)
+    best_gt = np.full(len(det_key), -1, dtype=np.int64)
+    best_gt[first_det] = pair_gt[is_best[first]]
+
+    hit = best_iou > iou_threshold
+    ignored = np.zeros(len(det_key), dtype=bool)
+    ignored[hit] = difficult[best_gt[hit]]
+    claim = np.flatnonzero(hit & ~ignored)
+    _, first_claim = np.unique(best_gt[claim], return_index=True)  # np.unique keeps the earliest index
+    tp = np.zeros(len(det_key), dtype=bool)
+    tp[claim[first_claim]] = True
+    fp = ~tp & ~ignored
+    return tp, fp
+
+
+def evaluate_detections(detections: Iterable[Detection], ground_truth: GroundTruth, classes: Sequence[str],
+                        iou_threshold: float = 0.5, metric: str = "voc12") -> dict[str, Any]:
+    """VOC AP per class and their mean.
+
+    Returns ``{"ap": {cls: float}, "map": float, "num_gt": {cls: int}, "precision": {cls: [N]},
+    "recall": {cls: [N]}}`` where N is the number of the class's detections that are not ignored, in
+    descending score order, and ``num_gt`` counts the non-difficult ground truths.
+
+    A class without (non-difficult) ground truth has an undefined recall: py-faster-rcnn divides 0 by 0
+    there (AP nan when the class has detections, 0 when it has none, and then a nan mAP). Here such a
+    class always gets AP ``nan`` and a ``nan`` recall curve, and is left out of the mean (like
+    mmdetection's ``eval_map``); ``map`` is nan only when no class has ground truth.
+
+    Raises ``ValueError`` for a detection whose image is not in ``ground_truth`` or whose category is
+    not in ``classes``.
+    """
+    if metric not in METRICS:
+        raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
+    classes = tuple(classes)
+    class_index = {name: i for i, name in enumerate(classes)}
+    image_index = {image_id: i for i, image_id in enumerate(ground_truth)}
+    detections = list(detections)
+    try:
+        det_image = np.array([image_index[d["image_id"]] for d in detections], dtype=np.int64)
+    except KeyError as err:
+        raise ValueError(f"detection for image {err.args[0]!r}, which is not in the ground truth") from None
+    try:
+        det_class = np.array([class_index[d["category"]] for d in detections], dtype=np.int64)
+    except KeyError as err:
+        raise ValueError(f"detection of category {err.args[0]!r}, which is not one of {classes}") from None
+    det_score = np.array([d["score"] for d in detections], dtype=np.float64)
+    det_boxes = np.array([d["bbox"] for d in detections], dtype=np.float64).reshape(-1, 4)
+
+    order = np.lexsort((-det_score, det_class))  # by class, then descending score; lexsort is stable
+    det_image, det_class, det_boxes = det_image[order], det_class[order], det_boxes[order]
+    tp, fp = _match(det_image, det_class, det_boxes, ground_truth, image_index, len(classes), iou_threshold)
+
+    num_gt = np.zeros(len(classes), dtype=np.int64)
+    for g in ground_truth.values():
+        np.add.at(num_gt, g["labels"][~g["difficult"]].astype(np.int64) - 1, 1)
+    bounds = np.searchsorted(det_class, np.arange(len(classes) + 1))
+    result: dict[str, Any] = {"ap": {}, "map": math.nan, "num_gt": {}, "precision": {}, "recall": {}}
+    for c, name in enumerate(classes):
+        keep = slice(bounds[c], bounds[c + 1])
+        counted = tp[keep] | fp[keep]
+        tp_cum = np.cumsum(tp[keep][counted], dtype=np.float64)
+        fp_cum = np.cumsum(fp[keep][counted], dtype=np.float64)
+        precision = tp_cum / np.maximum(tp_cum + fp_cum, np.finfo(np.float64).eps)
+        if num_gt[c] > 0:
+            recall = tp_cum / num_gt[c]
+            ap = voc_ap(recall, precision, use_07_metric=metric == "voc07")
+        else:
+            recall, ap = np.full(len(precision), np.nan), math.nan
+        result["ap"][name] = ap
+        result["num_gt"][name] = int(num_gt[c])
+        result["precision"][name] = precision
+        result["recall"][name] = recall
+    defined = [ap for ap in result["ap"].values() if not math.isnan(ap)]
+    if defined:
+        result["map"] = float(np.mean(defined))
+    return result
+
+
+def validate_detections(detections: Any, ground_truth_ids: Iterable[str], classes: Sequence[str],
+                        source: str = "FILE") -> None:
+    """Check ``detections`` against the contract; raise ``ValueError`` naming ``source`` and the entry.
+
+    Each entry must be a dict with ``image_id`` (one of ``ground_truth_ids``), ``category`` (one of
+    ``classes``), a finite number ``score`` and ``bbox``: 4 finite numbers with x2 >= x1 and y2 >= y1.
+    """
+    if not isinstance(detections, list):
+        raise ValueError(f"{source}: expected a JSON list of detections, got {type(detections).__name__}")
+    ids = set(ground_truth_ids)
+    classes = tuple(classes)
+    names = set(classes)
+
+    def is_number(x: Any) -> bool:
+        return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+    for i, det in enumerate(detections):
+        where = f"{source}: detection {i}"
+        if not isinstance(det, dict):
+            raise ValueError(f"{where}: expected an object with image_id, category, score, bbox; got {det!r}")
+        missing = [k for k in ("image_id", "category", "score", "bbox") if k not in det]
+        if missing:
+            raise ValueError(f"{where}: missing {', '.join(missing)}")
+        if not is_number(det["score"]):
+            raise ValueError(f"{where}: score must be a finite number, got {det['score']!r}")
+        bbox = det["bbox"]
+        if not (isinstance(bbox, (list, tuple)) and len(bbox) == 4 and all(is_number(v) for v in bbox)):
+            raise ValueError(f"{where}: bbox must be 4 finite numbers [x1, y1, x2, y2], got {bbox!r}")
+        if bbox[2] < bbox[0] or bbox[3] < bbox[1]:
+            raise ValueError(f"{where}: bbox {bbox!r} has x2 < x1 or y2 < y1")
+        if det["image_id"] not in ids:
+            raise ValueError(f"{where}: image {det['image_id']!r} is not in the split")
+        if det["category"] not in names:
+            raise ValueError(f"{where}: category {det['category']!r} is not one of {', '.join(classes)}")
+
+
+def coco_metrics(detections: Iterable[Detection], ground_truth: GroundTruth,
+                 classes: Sequence[str]) -> dict[str, float]:
+    """COCO ``AP@[.5:.95]`` and ``AP@.5`` (pycocotools, objects built in memory).
+
+    Boxes become ``[x, y, w, h]`` with ``w = x2 - x1`` (COCO has no +1). Difficult ground truths are
+    marked ``iscrowd`` so that, as in the VOC rules, detecting them is neither rewarded nor penalised.
+    Both values are nan when there is no ground truth at all.
+    """
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    class_ids = {name: i + 1 for i, name in enumerate(classes)}
+    image_ids = {image_id: i + 1 for i, image_id in enumerate(ground_truth)}
+    images = [{"id": i} for i in image_ids.values()]
+    categories = [{"id": i, "name": name} for name, i in class_ids.items()]
+
+    def xywh(box: Sequence[float]) -> list[float]:
+        x1, y1, x2, y2 = (float(v) for v in box)
+        return [x1, y1, x2 - x1, y2 - y1]
+
+    gt_annotations = []
+    for image_id, g in ground_truth.items():
+        for box, label, difficult in zip(g["boxes"], g["labels"], g["difficult"]):
+            bbox = xywh(box)
+            gt_annotations.append({"id": len(gt_annotations) + 1, "image_id": image_ids[image_id],
+                                   "category_id": int(label), "bbox": bbox, "area": bbox[2] * bbox[3],
+                                   "iscrowd": int(bool(difficult))})
+    dt_annotations = []
+    for d in detections:
+        bbox = xywh(d["bbox"])
+        dt_annotations.append({"id": len(dt_annotations) + 1, "image_id": image_ids[d["image_id"]],
+                               "category_id": class_ids[d["category"]], "bbox": bbox, "area": bbox[2] * bbox[3],
+                               "score": float(d["score"]), "iscrowd": 0})
+    if not gt_annotations:
+        return {"AP@[.5:.95]": math.nan, "AP@.5": math.nan}
+
+    with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints its progress
+        coco_gt, coco_dt = COCO(), COCO()
+        coco_gt.dataset = {"images": images, "categories": categories, "annotations": gt_annotations}
+        coco_dt.dataset = {"images": images, "categories": categories, "annotations": dt_annotations}
+        coco_gt.createIndex()
+        coco_dt.createIndex()
+        evaluator = COCOeval(coco_gt, coco_dt, iouType="bbox")
+        evaluator.evaluate()
+        evaluator.accumulate()
+        evaluator.summarize()
+    ap, ap50 = (float(v) if v >= 0 else math.nan for v in evaluator.stats[:2])
+    return {"AP@[.5:.95]": ap, "AP@.5": ap50}
+
+
+def format_results(result: dict[str, Any]) -> str:
+    """The original's report (``ap for CLASS is X`` with the float's full repr, ``mAP=====>0.xxx``),
+    then a table of class, ground-truth count, detections counted and AP."""
+    lines = ["all classes AP=====>", ""]
+    lines += [f"ap for {name} is {float(ap)!r}" for name, ap in result["ap"].items()]
+    lines += [f"mAP=====>{result['map']:.3f}", ""]
+    width = max([5] + [len(name) for name in result["ap"]])
+    lines.append(f"{'class':<{width}}  {'gt':>6}  {'dets':>6}  {'AP':>6}")
+    for name, ap in result["ap"].items():
+        lines.append(f"{name:<{width}}  {result['num_gt'][name]:>6d}  {len(result['precision'][name]):>6d}  {ap:>6.3f}")
+    lines.append(f"{'mean':<{width}}  {sum(result['num_gt'].values()):>6d}  "
+                 f"{sum(len(p) for p in result['precision'].values()):>6d}  {result['map']:>6.3f}")
+    return "\n".join(lines)
+
+
+def plot_pr_curves(result: dict[str, Any], out_dir: str | Path) -> list[Path]:
+    """Write ``pr_<class>.png`` (precision over recall, with the interpolated envelope) per class.
+
+    Returns the paths written. Uses matplotlib's Agg canvas directly, so no display is needed.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for name, ap in result["ap"].items():
+        recall, precision = result["recall"][name], result["precision"][name]
+        fig = Figure(figsize=(5, 4), dpi=100)
+        FigureCanvasAgg(fig)
+        ax = fig.add_subplot()
+        if result["num_gt"][name] > 0 and len(recall):
+            envelope = np.maximum.accumulate(precision[::-1])[::-1]
+            ax.plot(recall, precision, color="tab:blue", lw=1, label="precision")
+            ax.plot(recall, envelope, color="tab:orange", lw=1.5, drawstyle="steps-pre", label="interpolated")
+            ax.legend(loc="lower left")
+        ax.set(xlim=(0, 1.01), ylim=(0, 1.01), xlabel="recall", ylabel="precision",
+               title=f"{name}: AP={ap:.3f} ({result['num_gt'][name]} objects)")
+        ax.grid(alpha=0.3)
+        path = out_dir / f"pr_{name}.png"
+        fig.savefig(path)
+        paths.append(path)
+    return paths

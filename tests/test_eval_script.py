@@ -1,0 +1,181 @@
+"""eval_voc.py: scoring a detections file, clear errors, COCO and plots, checkpoint mode and predict()."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from torch import nn
+
+from eval_voc import get_args_parser, main, make_loader, predict
+
+REPO = Path(__file__).resolve().parents[1]
+
+# x1: nail, clip_B, L_stick; x2: nail and a difficult L_stick. No clip_Y anywhere.
+OBJECTS = {
+    "x1": [("nail", [10, 10, 50, 50], False), ("clip_B", [60, 10, 90, 40], False),
+           ("L_stick", [120, 60, 160, 95], False)],
+    "x2": [("nail", [5, 5, 30, 30], False), ("L_stick", [100, 50, 150, 90], True)],
+}
+# nail: two TPs -> AP 1. clip_B: a FP (IoU 0) then the TP -> precision 0, 1/2 at recall 0, 1 -> AP 1/2 (both
+# interpolations). clip_Y: no ground truth -> nan, left out of the mean. L_stick: the only detection is on the
+# difficult object, ignored; the other L_stick is missed -> AP 0. mAP = (1 + 1/2 + 0) / 3.
+DETECTIONS = [
+    {"image_id": "x1", "category": "nail", "score": 0.9, "bbox": [10, 10, 50, 50]},
+    {"image_id": "x2", "category": "nail", "score": 0.8, "bbox": [6, 5, 30, 31]},
+    {"image_id": "x1", "category": "clip_B", "score": 0.7, "bbox": [150, 5, 190, 30]},
+    {"image_id": "x1", "category": "clip_B", "score": 0.6, "bbox": [60, 10, 90, 40]},
+    {"image_id": "x2", "category": "L_stick", "score": 0.95, "bbox": [100, 50, 150, 90]},
+]
+EXPECTED = ["all classes AP=====>", "", "ap for nail is 1.0", "ap for clip_B is 0.5", "ap for clip_Y is nan",
+            "ap for L_stick is 0.0", "mAP=====>0.500"]
+
+
+def write_voc_set(root, objects, size=(200, 100), images=False, split="val"):
+    """VOC layout under ``root``; ``objects``: image_id -> [(name, [x1,y1,x2,y2], difficult)]."""
+    for sub in ("Annotations", "ImageSets/Main", "JPEGImages"):
+        (root / sub).mkdir(parents=True, exist_ok=True)
+    width, height = size
+    rng = np.random.default_rng(0)
+    for image_id, objs in objects.items():
+        parts = [f"<object><name>{name}</name><difficult>{int(diff)}</difficult><bndbox><xmin>{b[0]}</xmin>"
+                 f"<ymin>{b[1]}</ymin><xmax>{b[2]}</xmax><ymax>{b[3]}</ymax></bndbox></object>"
+                 for name, b, diff in objs]
+        (root / "Annotations" / f"{image_id}.xml").write_text(
+            f"<annotation><filename>{image_id}.jpg</filename><size><width>{width}</width><height>{height}</height>"
+            f"<depth>3</depth></size>{''.join(parts)}</annotation>")
+        if images:
+            pixels = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
+            Image.fromarray(pixels).save(root / "JPEGImages" / f"{image_id}.jpg")
+    (root / "ImageSets" / "Main" / f"{split}.txt").write_text("\n".join(objects) + "\n")
+    return root
+
+
+def run(argv):
+    return main(get_args_parser().parse_args(argv))
+
+
+@pytest.fixture
+def voc(tmp_path):
+    root = write_voc_set(tmp_path / "voc", OBJECTS)
+    (tmp_path / "dets.json").write_text(json.dumps(DETECTIONS))
+    return root, tmp_path / "dets.json"
+
+
+@pytest.mark.parametrize("metric", ["voc12", "voc07"])
+def test_detections_mode_prints_expected_lines(voc, capsys, metric):
+    root, dets = voc
+    result = run(["--detections", str(dets), "--data-root", str(root), "--split", "val", "--metric", metric])
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[:7] == EXPECTED
+    assert result["map"] == pytest.approx(0.5)
+    assert result["num_gt"] == {"nail": 2, "clip_B": 1, "clip_Y": 0, "L_stick": 1}
+
+
+def test_classes_from_list_and_file(voc, capsys, tmp_path):
+    root, dets = voc
+    names = tmp_path / "classes.txt"
+    names.write_text("nail\nclip_B\nclip_Y\nL_stick\n")
+    run(["--detections", str(dets), "--data-root", str(root), "--classes", str(names)])
+    assert capsys.readouterr().out.splitlines()[:7] == EXPECTED
+    run(["--detections", str(dets), "--data-root", str(root), "--classes", "nail,clip_B,clip_Y,L_stick"])
+    assert capsys.readouterr().out.splitlines()[:7] == EXPECTED
+
+
+def test_coco_and_plot(voc, capsys, tmp_path):
+    root, dets = voc
+    result = run(["--detections", str(dets), "--data-root", str(root), "--coco", "--plot", str(tmp_path / "pr")])
+    out = capsys.readouterr().out
+    assert "COCO AP@[.5:.95]=====>" in out and "COCO AP@.5=====>" in out
+    assert 0 < result["coco"]["AP@[.5:.95]"] <= result["coco"]["AP@.5"] <= 1
+    assert sorted(p.name for p in (tmp_path / "pr").iterdir()) == sorted(
+        f"pr_{c}.png" for c in ("nail", "clip_B", "clip_Y", "L_stick"))
+
+
+@pytest.mark.parametrize("content, message", [
+    ("[{\"image_id\": ", "not valid JSON"),
+    (json.dumps({"x1": []}), "expected a JSON list"),
+    (json.dumps([{"image_id": "x1", "category": "nail", "bbox": [1, 1, 5, 5]}]), "detection 0: missing score"),
+    (json.dumps([{"image_id": "x1", "category": "nail", "score": 0.5, "bbox": [1, 1, 5]}]), "bbox must be 4"),
+    (json.dumps(DETECTIONS + [dict(DETECTIONS[0], image_id="x9")]), "detection 5: image 'x9' is not in the split"),
+    (json.dumps([dict(DETECTIONS[0], category="bolt")]), "category 'bolt' is not one of"),
+])
+def test_clear_errors(voc, content, message):
+    root, dets = voc
+    dets.write_text(content)
+    with pytest.raises(SystemExit) as err:
+        run(["--detections", str(dets), "--data-root", str(root)])
+    assert str(err.value.code).startswith(f"eval_voc.py: error: {dets}: ")
+    assert message in str(err.value.code)
+
+
+def test_missing_files_and_flag_misuse(voc, tmp_path):
+    root, dets = voc
+    for argv, message in [
+        (["--detections", str(tmp_path / "nope.json"), "--data-root", str(root)], "nope.json"),
+        (["--detections", str(dets), "--data-root", str(root), "--split", "test"], "test.txt"),
+        (["--detections", str(dets), "--data-root", str(root), "--save-detections", "x.json"], "--save-detections"),
+        (["--checkpoint", str(tmp_path / "none.pth"), "--data-root", str(root)], "none.pth"),
+        (["--checkpoint", "c.pth", "--data-root", str(root), "--classes", "a,b"], "--classes"),
+    ]:
+        with pytest.raises(SystemExit) as err:
+            run(argv)
+        assert str(err.value.code).startswith("eval_voc.py: error: ") and message in str(err.value.code)
+
+
+def test_command_line_error_has_no_traceback(voc):
+    root, dets = voc
+    dets.write_text(json.dumps([dict(DETECTIONS[0], image_id="x9")]))
+    proc = subprocess.run([sys.executable, "eval_voc.py", "--detections", str(dets), "--data-root", str(root)],
+                          cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1
+    assert "image 'x9' is not in the split" in proc.stderr and "Traceback" not in proc.stderr
+
+
+class FixedBoxModel(nn.Module):
+    """Returns one box [10, 20, 50, 60] (input pixels), label 1, score 0.9, for every image."""
+
+    def forward(self, images):
+        box = torch.tensor([[10.0, 20.0, 50.0, 60.0]], device=images.device)
+        return [{"boxes": box, "scores": torch.tensor([0.9]), "labels": torch.tensor([1])} for _ in images]
+
+
+def test_predict_maps_boxes_to_the_xml_frame(tmp_path):
+    # 200x100 pictures at resize (50, 400): scale 0.5, so the box is [20, 40, 100, 120] in the original's
+    # 0-based pixels, clipped to y <= 99, then +1 into the XML frame.
+    root = write_voc_set(tmp_path / "voc", {"a": [], "b": []}, images=True)
+    loader = make_loader(root, "val", ["nail"], (50, 400), batch_size=2, workers=0, device="cpu")
+    detections = predict(FixedBoxModel(), loader, "cpu", ["nail"], progress=False)
+    expected = {"category": "nail", "score": pytest.approx(0.9), "bbox": [21.0, 41.0, 101.0, 100.0]}
+    assert detections == [{"image_id": i, **expected} for i in ("a", "b")]
+
+
+def test_checkpoint_mode(tmp_path, capsys):
+    from model import FCOSConfig, FCOSDetector
+
+    torch.manual_seed(0)
+    config = FCOSConfig(backbone="resnet18", fpn_channels=32, head_convs=1, resize_size=(128, 224))
+    model = FCOSDetector(config)
+    checkpoint = tmp_path / "model.pth"
+    torch.save({"model": model.state_dict(), "config": config.to_dict(), "classes": list(config.classes),
+                "epoch": 0}, checkpoint)
+    root = write_voc_set(tmp_path / "voc", {"p1": [("nail", [20, 30, 80, 90], False)],
+                                            "p2": [("clip_Y", [100, 10, 150, 60], False)]},
+                         size=(240, 140), images=True)
+    saved = tmp_path / "out" / "dets.json"
+    result = run(["--checkpoint", str(checkpoint), "--data-root", str(root), "--split", "val", "--device", "cpu",
+                  "--workers", "0", "--batch-size", "2", "--save-detections", str(saved)])
+    lines = capsys.readouterr().out.splitlines()
+    start = lines.index("all classes AP=====>")
+    assert [line.split(" is ")[0] for line in lines[start + 2:start + 6]] == [
+        f"ap for {c}" for c in ("nail", "clip_B", "clip_Y", "L_stick")]
+    assert lines[start + 6].startswith("mAP=====>")
+    detections = json.loads(saved.read_text())
+    assert {d["image_id"] for d in detections} <= {"p1", "p2"}
+    for d in detections:
+        x1, y1, x2, y2 = d["bbox"]
+        assert 1 <= x1 <= x2 <= 240 and 1 <= y1 <= y2 <= 140
+    assert set(result["ap"]) == {"nail", "clip_B", "clip_Y", "L_stick"}
