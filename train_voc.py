@@ -222,6 +222,8 @@ def train_one_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, scaler: 
             fit_schedule_to_budget(state, deadline)
         toc = time.perf_counter()
         images_per_s = images.shape[0] * args.world_size / (toc - tic)
+        state["images_seen"] += images.shape[0] * args.world_size
+        state["step_seconds"] += toc - tic
         tic = toc
         row = {"step": state["step"], "epoch": epoch, **{k: round(v, 6) for k, v in losses.items()},
                "lr": lr, "time": round(time.time() - state["start_time"], 3)}
@@ -421,6 +423,7 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
     steps_per_epoch = len(loader)
     state: dict[str, Any] = {"step": 0, "total_steps": args.epochs * steps_per_epoch, "bad_steps": 0,
                              "skipped_steps": 0, "history": [], "start_time": time.time(),
+                             "images_seen": 0, "step_seconds": 0.0,
                              "milestones": tuple(e * steps_per_epoch for e in args.lr_steps),
                              "budget_steps_from": 0 if args.time_budget else None}
     start_epoch, best_map = 1, -1.0
@@ -488,10 +491,12 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
 
     summary: dict[str, Any] = {"epoch": epoch, "step": state["step"], "skipped_steps": state["skipped_steps"],
                                "train_seconds": time.time() - state["start_time"], "output_dir": str(output_dir),
+                               "images_per_second": state["images_seen"] / max(state["step_seconds"], 1e-9),
                                "model": model}
     if is_main_process():
-        print(f"trained {state['step']} steps in {summary['train_seconds'] / 60:.1f} min; "
-              f"{state['skipped_steps']} steps skipped; checkpoints in {output_dir}")
+        print(f"trained {state['step']} steps in {summary['train_seconds'] / 60:.1f} min "
+              f"({summary['images_per_second']:.1f} pictures/s); {state['skipped_steps']} steps skipped; "
+              f"checkpoints in {output_dir}")
         if not args.no_final_eval:
             result = evaluate_model(model, args.data_root, args.val_split, classes, args.resize, device,
                                     batch_size=args.batch_size, workers=args.workers)
