@@ -50,20 +50,30 @@ PRESETS: dict[str, dict[str, Any]] = {
     "fod-cpu": dict(data_root="foreign_object_dataset", classes="fod", backbone="resnet18", pretrained="none",
                     fpn_channels=128, head_convs=2, resize=(720, 1280), crop=(320, 320), batch_size=8, lr=0.02,
                     epochs=1000, schedule="cosine", warmup_steps=100, augment="flip", time_budget=27.0,
-                    cache=True, workers=2),
+                    cache=True, workers=2, amp="auto", channels_last=True),
     # The embedded default: synthetic pictures, trained, scored and shown in about ten CPU minutes.
     "demo": dict(data_root="data/synthetic", classes="fod", backbone="resnet18", pretrained="none",
                  fpn_channels=64, head_convs=2, resize=(360, 640), crop=(256, 256), batch_size=8, lr=0.02,
                  epochs=1000, schedule="cosine", warmup_steps=100, augment="flip", time_budget=6.0,
-                 cache=True, workers=2, val_split="test", synthetic=dict(train=400, val=50, test=100, seed=0)),
+                 cache=True, workers=2, amp="auto", channels_last=True, val_split="test", synthetic=dict(train=400, val=50, test=100, seed=0)),
 }
 
 DEFAULTS: dict[str, Any] = dict(
     data_root=None, classes="fod", backbone="resnet50", pretrained="none", fpn_channels=256, head_convs=4,
     resize=(922, 1640), crop=None, batch_size=2, lr=1e-3, momentum=0.9, weight_decay=1e-4, epochs=100,
     lr_steps=(70, 90), schedule="step", warmup_steps=500, augment="flip,color,rotate", train_split="train",
-    val_split="val", time_budget=None, cache=False, workers=2, synthetic=None,
+    val_split="val", time_budget=None, cache=False, workers=2, synthetic=None, amp="off", channels_last=False,
 )
+
+
+def resolve_amp(amp: str, device: torch.device) -> str:
+    """``auto`` -> ``bf16`` where the hardware computes it natively (recent GPUs, CPUs with AMX), else ``off``."""
+    if amp != "auto":
+        return amp
+    if device.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    amx = getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)()
+    return "bf16" if device.type == "cpu" and amx else "off"
 
 
 # ----------------------------------------------------------------------------- schedule
@@ -351,9 +361,11 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     opt.add_argument("--seed", type=int, default=0)
     hw = parser.add_argument_group("hardware")
     hw.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    hw.add_argument("--amp", nargs="?", const="bf16", choices=["bf16", "fp16"], default=None,
-                    help="mixed precision: bf16 (default with --amp) or fp16 with a gradient scaler")
-    hw.add_argument("--channels-last", action="store_true", help="NHWC memory format (faster convolutions)")
+    hw.add_argument("--amp", nargs="?", const="bf16", choices=["bf16", "fp16", "auto", "off"], default=None,
+                    help="mixed precision: bf16 (what --amp alone means), fp16 with a gradient scaler, "
+                         "auto (bf16 where the GPU or CPU computes it natively, e.g. Intel AMX), off")
+    hw.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
+                    help="NHWC memory format (faster convolutions, on GPUs and on CPUs)")
     hw.add_argument("--sync-bn", action="store_true", help="SyncBatchNorm under torchrun (from-scratch backbones)")
     hw.add_argument("--no-data-parallel", action="store_true", help="use one GPU even when several are visible")
     out = parser.add_argument_group("output")
@@ -370,6 +382,7 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
     args = apply_preset(args)
     rank, args.world_size, local_rank = init_distributed()
     device = torch.device(f"cuda:{local_rank}" if args.device == "cuda" and dist.is_initialized() else args.device)
+    args.amp = resolve_amp(args.amp, device)
     if is_main_process():
         prepare_data_root(args)
     if dist.is_initialized():
