@@ -1,0 +1,416 @@
+"""PASCAL VOC2007-layout data: annotations, pictures, the training/evaluation Dataset, collation.
+
+Layout under ``root``: ``Annotations/<id>.xml``, ``JPEGImages/<id>.jpg``,
+``ImageSets/Main/<split>.txt`` (one id a line).
+
+    python -m dataset.voc --data-root ../shared/foreign_object_dataset --split train
+    python -m dataset.voc --data-root DIR --split train --show 4 --out outputs/samples
+    python -m dataset.voc --data-root DIR --split train --benchmark
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+import xml.etree.ElementTree as ET
+from collections.abc import Sequence
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, Dataset, default_collate
+from torchvision import tv_tensors
+
+from dataset.transforms import (
+    DEFAULT_AUGMENT,
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    build_augmentation,
+    crop_boxes,
+    normalize_pad,
+    sample_crop_window,
+)
+from model.config import FOD_CLASSES
+
+VOC_CLASSES = (
+    "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
+    "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train", "tvmonitor",
+)  # fmt: skip
+
+def resolve_classes(spec: str | Sequence[str] | None = None) -> tuple[str, ...]:
+    """Class names from a spec: None or "fod" -> FOD_CLASSES, "voc" -> VOC_CLASSES,
+    a path to a text file (one name a line) -> its names, "a,b,c" -> that list,
+    a list/tuple -> a tuple of it. The order defines the label ids 1..C."""
+    if spec is None:
+        return FOD_CLASSES
+    if isinstance(spec, (list, tuple)):
+        names = tuple(str(s).strip() for s in spec)
+    elif spec.lower() == "fod":
+        return FOD_CLASSES
+    elif spec.lower() == "voc":
+        return VOC_CLASSES
+    elif Path(spec).is_file():
+        names = tuple(line.strip() for line in Path(spec).read_text().splitlines() if line.strip())
+    else:
+        names = tuple(s.strip() for s in spec.split(",") if s.strip())
+    if not names or len(set(names)) != len(names):
+        raise ValueError(f"class list {spec!r} is empty or has duplicates")
+    return names
+
+
+def read_split(root: str | Path, split: str) -> list[str]:
+    """Image ids listed in ``ImageSets/Main/<split>.txt`` (empty lines ignored)."""
+    path = Path(root) / "ImageSets" / "Main" / f"{split}.txt"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: split file not found")
+    return [line.strip() for line in path.read_text().splitlines() if line.strip()]
+
+
+def write_split(root: str | Path, split: str, ids: Sequence[str]) -> Path:
+    """Write ``ImageSets/Main/<split>.txt`` with one id a line."""
+    path = Path(root) / "ImageSets" / "Main" / f"{split}.txt"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(f"{i}\n" for i in ids))
+    return path
+
+
+def _number(node: ET.Element | None, tag: str, path: Path, what: str) -> float:
+    text = node.findtext(tag) if node is not None else None
+    try:
+        return float(text)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise ValueError(f"{path}: {what}: <{tag}> is missing or not a number ({text!r})") from None
+
+
+def parse_annotation(xml_path: str | Path, classes: Sequence[str]) -> dict:
+    """Read one VOC XML file.
+
+    Returns numpy arrays ``boxes`` float32 [M, 4] (x1, y1, x2, y2 exactly as written, i.e. the
+    1-based VOC frame), ``labels`` int64 [M] in 1..C (position in ``classes`` + 1),
+    ``difficult`` bool [M], and ints ``width``, ``height`` (0 when the XML has no <size>).
+    Raises FileNotFoundError for a missing file and ValueError naming the file for malformed
+    XML, a class not in ``classes``, or a box with xmax <= xmin or ymax <= ymin.
+    """
+    path = Path(xml_path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: annotation file not found")
+    try:
+        root = ET.parse(path).getroot()
+    except ET.ParseError as e:
+        raise ValueError(f"{path}: malformed XML ({e})") from None
+    class_ids = {name: i + 1 for i, name in enumerate(classes)}
+    size = root.find("size")
+    width = int(_number(size, "width", path, "<size>")) if size is not None else 0
+    height = int(_number(size, "height", path, "<size>")) if size is not None else 0
+    boxes, labels, difficult = [], [], []
+    for k, obj in enumerate(root.iter("object")):
+        name = (obj.findtext("name") or "").strip()
+        if name not in class_ids:
+            raise ValueError(f"{path}: object {k}: class {name!r} is not in the class list {tuple(classes)}")
+        what = f"object {k} ({name})"
+        bndbox = obj.find("bndbox")
+        if bndbox is None:
+            raise ValueError(f"{path}: {what}: no <bndbox>")
+        x1, y1, x2, y2 = (_number(bndbox, t, path, what) for t in ("xmin", "ymin", "xmax", "ymax"))
+        if x2 <= x1 or y2 <= y1:
+            raise ValueError(f"{path}: {what}: empty box, need xmax > xmin and ymax > ymin, got {[x1, y1, x2, y2]}")
+        boxes.append((x1, y1, x2, y2))
+        labels.append(class_ids[name])
+        difficult.append(int(_number(obj, "difficult", path, what)) != 0 if obj.find("difficult") is not None else False)
+    return {
+        "boxes": np.asarray(boxes, dtype=np.float32).reshape(-1, 4),
+        "labels": np.asarray(labels, dtype=np.int64),
+        "difficult": np.asarray(difficult, dtype=bool),
+        "width": width,
+        "height": height,
+    }
+
+
+def _coordinate(v: float) -> str:
+    v = float(v)
+    return str(int(v)) if v.is_integer() else repr(v)
+
+
+def write_annotation(
+    xml_path: str | Path,
+    filename: str,
+    width: int,
+    height: int,
+    boxes: np.ndarray | Sequence[Sequence[float]],
+    names: Sequence[str],
+    difficult: Sequence[bool] | None = None,
+    depth: int = 3,
+    folder: str = "JPEGImages",
+) -> None:
+    """Write a VOC XML file. ``boxes`` [M, 4] are already in the 1-based VOC frame."""
+    root = ET.Element("annotation")
+    ET.SubElement(root, "folder").text = folder
+    ET.SubElement(root, "filename").text = filename
+    size = ET.SubElement(root, "size")
+    for tag, value in (("width", width), ("height", height), ("depth", depth)):
+        ET.SubElement(size, tag).text = str(int(value))
+    ET.SubElement(root, "segmented").text = "0"
+    difficult = [False] * len(names) if difficult is None else difficult
+    for box, name, diff in zip(boxes, names, difficult, strict=True):
+        obj = ET.SubElement(root, "object")
+        ET.SubElement(obj, "name").text = name
+        ET.SubElement(obj, "pose").text = "Unspecified"
+        ET.SubElement(obj, "truncated").text = "0"
+        ET.SubElement(obj, "difficult").text = str(int(bool(diff)))
+        bndbox = ET.SubElement(obj, "bndbox")
+        for tag, value in zip(("xmin", "ymin", "xmax", "ymax"), box):
+            ET.SubElement(bndbox, tag).text = _coordinate(value)
+    ET.indent(root)
+    Path(xml_path).parent.mkdir(parents=True, exist_ok=True)
+    ET.ElementTree(root).write(xml_path, encoding="utf-8")
+
+
+def resize_scale(height: int, width: int, min_side: int, max_side: int) -> float:
+    """Scale that brings the short side to <= min_side and the long side to <= max_side
+    (the larger such scale; it may be > 1)."""
+    return min(min_side / min(height, width), max_side / max(height, width))
+
+
+def load_resized(path: str | Path, resize_size: tuple[int, int]) -> tuple[np.ndarray, tuple[int, int]]:
+    """Decode a picture as RGB uint8 [h, w, 3] resized to (round(W0 * s), round(H0 * s)) with
+    s = resize_scale(H0, W0, *resize_size). Returns (picture, (H0, W0)).
+
+    The original size comes from the file header. For s <= 0.5 (<= 0.25) the JPEG is decoded at
+    1/2 (1/4) size, which is several times faster than a full decode, then resized the rest of
+    the way (INTER_LINEAR, or INTER_AREA when still shrinking by more than 2).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: image file not found")
+    try:
+        with Image.open(path) as im:
+            w0, h0 = im.size
+    except (OSError, UnidentifiedImageError) as e:
+        raise ValueError(f"{path}: cannot read image ({e})") from None
+    s = resize_scale(h0, w0, *resize_size)
+    new_w, new_h = round(w0 * s), round(h0 * s)
+    flag = cv2.IMREAD_REDUCED_COLOR_4 if s <= 0.25 else cv2.IMREAD_REDUCED_COLOR_2 if s <= 0.5 else cv2.IMREAD_COLOR
+    bgr = cv2.imread(str(path), flag | cv2.IMREAD_IGNORE_ORIENTATION)
+    if bgr is None:
+        raise ValueError(f"{path}: cannot decode image")
+    if bgr.shape[:2] != (new_h, new_w):
+        shrink = new_w / bgr.shape[1]
+        interp = cv2.INTER_AREA if shrink < 0.5 else cv2.INTER_LINEAR
+        bgr = cv2.resize(bgr, (new_w, new_h), interpolation=interp)
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), (h0, w0)
+
+
+class VOCDataset(Dataset):
+    """VOC-layout detection data set.
+
+    ``ds[i]`` -> (image float32 [3, H, W], target):
+        image: RGB, ImageNet-normalised, resized keeping the aspect ratio
+            (scale = min(min_side / short, max_side / long)), zero-padded right/bottom to a
+            multiple of 32 (and at least to crop_size when cropping);
+        target: "boxes" float32 [M, 4] x1, y1, x2, y2 0-based in the returned image's pixels
+            (XML value - 1, scaled, minus the crop offset); "labels" int64 [M] in 1..C;
+            "difficult" bool [M]; "image_id" str; "orig_size" (H0, W0);
+            "scale" float32 [2] (new_w / W0, new_h / H0); "offset" float32 [2] (x0, y0) of the
+            crop in the resized picture, zeros without crop.
+
+    Args:
+        root: data set folder. split: name of ``ImageSets/Main/<split>.txt``.
+        classes: anything ``resolve_classes`` takes (default: the foreign-object classes).
+        train: apply ``augment`` (random, for training). resize_size: (min_side, max_side).
+        keep_difficult: keep difficult objects in targets; default False when train else True.
+        crop_size: (h, w) object-centred random crops taken from the resized picture before
+            augmentation (objects at least half inside are kept, clipped).
+        cache: keep decoded, resized pictures in memory. Each DataLoader worker has its own
+            copy unless every picture is loaded (``load_picture``) before the workers start, as
+            ``train_voc.py --cache`` does: forked workers then share the parent's.
+        augment: names from ``dataset.transforms.AUGMENTATIONS`` used when train.
+
+    Annotations are parsed and picture files checked when the data set is built, so missing
+    files and bad annotations are reported before training starts.
+    """
+
+    def __init__(
+        self,
+        root: str | Path,
+        split: str = "train",
+        classes: str | Sequence[str] | None = None,
+        train: bool = False,
+        resize_size: tuple[int, int] = (922, 1640),
+        keep_difficult: bool | None = None,
+        crop_size: tuple[int, int] | None = None,
+        cache: bool = False,
+        augment: Sequence[str] = DEFAULT_AUGMENT,
+    ) -> None:
+        self.root = Path(root)
+        self._classes = resolve_classes(classes)
+        self.train = train
+        self.resize_size = (int(resize_size[0]), int(resize_size[1]))
+        self.keep_difficult = (not train) if keep_difficult is None else keep_difficult
+        self.crop_size = None if crop_size is None else (int(crop_size[0]), int(crop_size[1]))
+        self.cache = cache
+        self.augmentation = build_augmentation(augment) if train else None
+        self.ids = read_split(self.root, split)
+        self.annotations = [parse_annotation(self.root / "Annotations" / f"{i}.xml", self._classes) for i in self.ids]
+        for i in self.ids:
+            if not self.image_path(i).is_file():
+                raise FileNotFoundError(f"{self.image_path(i)}: image file not found")
+        self._pictures: dict[int, tuple[np.ndarray, tuple[int, int]]] = {}
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        return self._classes
+
+    def image_path(self, image_id: str) -> Path:
+        return self.root / "JPEGImages" / f"{image_id}.jpg"
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def load_picture(self, index: int) -> tuple[np.ndarray, tuple[int, int]]:
+        """Resized uint8 RGB picture [h, w, 3] and the original (H0, W0), from the cache if kept."""
+        if index in self._pictures:
+            return self._pictures[index]
+        item = load_resized(self.image_path(self.ids[index]), self.resize_size)
+        if self.cache:
+            self._pictures[index] = item
+        return item
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, dict]:
+        picture, (h0, w0) = self.load_picture(index)
+        ann = self.annotations[index]
+        keep = np.ones(len(ann["labels"]), dtype=bool) if self.keep_difficult else ~ann["difficult"]
+        height, width = picture.shape[:2]
+        scale = torch.tensor([width / w0, height / h0], dtype=torch.float32)
+        boxes = (torch.from_numpy(ann["boxes"][keep]) - 1.0) * scale.repeat(2)
+        boxes[:, 0::2] = boxes[:, 0::2].clamp(0, width)
+        boxes[:, 1::2] = boxes[:, 1::2].clamp(0, height)
+        labels = torch.from_numpy(ann["labels"][keep])
+        difficult = torch.from_numpy(ann["difficult"][keep])
+        offset = torch.zeros(2, dtype=torch.float32)
+
+        if self.crop_size is not None:
+            ch, cw = self.crop_size
+            x0, y0, _ = sample_crop_window(boxes, (height, width), self.crop_size)
+            picture = picture[y0 : y0 + ch, x0 : x0 + cw]
+            window = (x0, y0, x0 + picture.shape[1], y0 + picture.shape[0])
+            boxes, inside = crop_boxes(boxes, window)
+            labels, difficult = labels[inside], difficult[inside]
+            offset = torch.tensor([x0, y0], dtype=torch.float32)
+
+        if self.augmentation is not None:
+            h, w = picture.shape[:2]
+            target = {
+                "boxes": tv_tensors.BoundingBoxes(boxes, format="XYXY", canvas_size=(h, w)),
+                "labels": labels,
+                "difficult": difficult,
+            }
+            augmented, target = self.augmentation(Image.fromarray(picture), target)
+            picture = np.array(augmented)
+            boxes, labels, difficult = target["boxes"].as_subclass(torch.Tensor), target["labels"], target["difficult"]
+
+        image = normalize_pad(picture, min_size=self.crop_size)
+        return image, {
+            "boxes": boxes.float().reshape(-1, 4),
+            "labels": labels,
+            "difficult": difficult,
+            "image_id": self.ids[index],
+            "orig_size": (h0, w0),
+            "scale": scale,
+            "offset": offset,
+        }
+
+
+def boxes_to_original(boxes: torch.Tensor, target: dict) -> torch.Tensor:
+    """Boxes [K, 4] in a returned image's pixels -> the original picture's pixels (0-based):
+    (boxes + offset) / scale. Add 1 for the XML frame."""
+    offset = target["offset"].to(boxes.device, boxes.dtype).repeat(2)
+    scale = target["scale"].to(boxes.device, boxes.dtype).repeat(2)
+    return (boxes + offset) / scale
+
+
+def collate_fn(batch: Sequence[tuple[torch.Tensor, dict]]) -> tuple[torch.Tensor, list[dict]]:
+    """Stack images [3, H_i, W_i] into [B, 3, H_max, W_max], zero-padded right/bottom;
+    targets stay a list of dicts. (Stacking goes through default_collate, which writes straight
+    into shared memory inside a DataLoader worker.)"""
+    h = max(image.shape[1] for image, _ in batch)
+    w = max(image.shape[2] for image, _ in batch)
+    images = [F.pad(image, (0, w - image.shape[2], 0, h - image.shape[1])) for image, _ in batch]
+    return default_collate(images), [target for _, target in batch]
+
+
+def benchmark_loader(dataset: Dataset, batch_size: int = 2, num_workers: int = 2, num_batches: int = 40) -> float:
+    """Images per second delivered as collated batches by a DataLoader (after one warm-up batch)."""
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=True, num_workers=num_workers, collate_fn=collate_fn)
+    it = iter(loader)
+    next(it)
+    count, start = 0, time.perf_counter()
+    for _, (images, _) in zip(range(num_batches), it):
+        count += images.shape[0]
+    return count / (time.perf_counter() - start)
+
+
+def _denormalize(image: torch.Tensor) -> np.ndarray:
+    """[3, H, W] normalised -> uint8 BGR [H, W, 3] for cv2."""
+    mean = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
+    std = torch.tensor(IMAGENET_STD).view(3, 1, 1)
+    rgb = ((image * std + mean) * 255).clamp(0, 255).byte().permute(1, 2, 0).numpy()
+    return cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
+
+
+def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description="Inspect a VOC-layout data set", add_help=add_help)
+    parser.add_argument("--data-root", required=True, help="folder with Annotations/, JPEGImages/, ImageSets/Main/")
+    parser.add_argument("--split", default="train")
+    parser.add_argument("--classes", default=None, help='"fod" (default), "voc", "a,b,c" or a text file')
+    parser.add_argument("--show", type=int, default=0, metavar="K", help="write K augmented samples with boxes")
+    parser.add_argument("--out", default="outputs/samples", help="folder for --show")
+    parser.add_argument("--benchmark", action="store_true", help="measure DataLoader throughput")
+    parser.add_argument("--resize-size", type=int, nargs=2, default=(922, 1640), metavar=("MIN", "MAX"))
+    parser.add_argument("--batch-size", type=int, default=2)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--num-batches", type=int, default=40)
+    parser.add_argument("--train", action="store_true", help="benchmark with training augmentation")
+    return parser
+
+
+def main(args: argparse.Namespace) -> None:
+    classes = resolve_classes(args.classes)
+    ids = read_split(args.data_root, args.split)
+    anns = [parse_annotation(Path(args.data_root) / "Annotations" / f"{i}.xml", classes) for i in ids]
+    labels = np.concatenate([a["labels"] for a in anns]) if anns else np.zeros(0, dtype=np.int64)
+    num_difficult = int(sum(a["difficult"].sum() for a in anns))
+    print(f"images: {len(ids)}")
+    print(f"boxes: {len(labels)}")
+    for k, name in enumerate(classes, start=1):
+        print(f"{name}: {int((labels == k).sum())}")
+    if num_difficult:
+        print(f"difficult: {num_difficult}")
+
+    if args.show:
+        ds = VOCDataset(args.data_root, args.split, classes, train=True, resize_size=tuple(args.resize_size))
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        for k in range(args.show):
+            image, target = ds[k % len(ds)]
+            picture = _denormalize(image)
+            for box, label in zip(target["boxes"].round().int().tolist(), target["labels"].tolist()):
+                cv2.rectangle(picture, tuple(box[:2]), tuple(box[2:]), (0, 255, 0), 2)
+                cv2.putText(picture, classes[label - 1], (box[0], max(box[1] - 4, 10)), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 255, 0), 1)
+            path = out / f"{target['image_id']}_{k}.jpg"
+            cv2.imwrite(str(path), picture)
+            print(f"wrote {path}")
+
+    if args.benchmark:
+        ds = VOCDataset(args.data_root, args.split, classes, train=args.train, resize_size=tuple(args.resize_size))
+        rate = benchmark_loader(ds, args.batch_size, args.workers, args.num_batches)
+        print(
+            f"loader: {rate:.1f} images/s (resize {args.resize_size[0]}x{args.resize_size[1]}, batch {args.batch_size}, "
+            f"{args.workers} workers, train={args.train})"
+        )
+
+
+if __name__ == "__main__":
+    main(get_args_parser().parse_args())
