@@ -41,16 +41,23 @@ def predict(model: torch.nn.Module, loader: DataLoader, device: torch.device | s
             with torch.autocast(device.type, dtype=amp_dtype, enabled=amp):
                 outputs = model(images)
             for output, target in zip(outputs, targets):
-                boxes = boxes_to_original(output["boxes"].float().cpu(), target)
-                height, width = target["orig_size"]
-                boxes[:, 0::2] = boxes[:, 0::2].clamp(0, int(width) - 1)
-                boxes[:, 1::2] = boxes[:, 1::2].clamp(0, int(height) - 1)
-                boxes += 1
-                for box, score, label in zip(boxes.tolist(), output["scores"].float().tolist(),
-                                             output["labels"].tolist()):
-                    detections.append({"image_id": target["image_id"], "category": classes[label - 1],
-                                       "score": score, "bbox": box})
+                detections += to_detections(output, target, classes)
     return detections
+
+
+def to_detections(output: dict[str, torch.Tensor], target: dict[str, Any],
+                  classes: Sequence[str]) -> list[dict[str, Any]]:
+    """One picture's model output (``boxes [K,4]`` in the input tensor's pixels, ``scores [K]``, ``labels [K]``)
+    -> ``{"image_id", "category", "score", "bbox"}`` dicts with boxes mapped back to the original picture
+    (``boxes_to_original`` with the target's ``scale``/``offset``), clipped to it (``orig_size``) and shifted by +1
+    into the XML's 1-based frame."""
+    boxes = boxes_to_original(output["boxes"].float().cpu(), target)
+    height, width = target["orig_size"]
+    boxes[:, 0::2] = boxes[:, 0::2].clamp(0, int(width) - 1)
+    boxes[:, 1::2] = boxes[:, 1::2].clamp(0, int(height) - 1)
+    boxes += 1
+    return [{"image_id": target["image_id"], "category": classes[label - 1], "score": score, "bbox": box}
+            for box, score, label in zip(boxes.tolist(), output["scores"].float().tolist(), output["labels"].tolist())]
 
 
 def make_loader(data_root: str | Path, split: str, classes: Sequence[str], resize_size: Sequence[int],
