@@ -205,7 +205,7 @@ def train_one_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, scaler: 
                     dynamic_ncols=True, leave=False)
     tic = time.perf_counter()
     for images, targets in progress:
-        if state["step"] >= state["total_steps"] or (deadline is not None and time.time() > deadline):
+        if state["step"] >= state["total_steps"] or past_deadline(deadline):
             break
         lr = learning_rate(state["step"], args.lr, args.warmup_steps, state["total_steps"], args.schedule,
                            state["milestones"])
@@ -228,8 +228,13 @@ def train_one_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, scaler: 
             continue
         state["bad_steps"] = 0
         state["step"] += 1
-        if deadline is not None and state["budget_steps_from"] is not None:
-            fit_schedule_to_budget(state, deadline)
+        if deadline is not None and state["step"] == state["calibration_steps"][0]:
+            state["calibration_clock"] = time.perf_counter()
+        elif deadline is not None and state["step"] == state["calibration_steps"][1]:
+            first, last = state["calibration_steps"]
+            fit_schedule_to_budget(state, deadline, (time.perf_counter() - state["calibration_clock"]) / (last - first))
+            if is_main_process():
+                tqdm.write(f"time budget: schedule sized to {state['total_steps']} steps")
         toc = time.perf_counter()
         images_per_s = images.shape[0] * args.world_size / (toc - tic)
         state["images_seen"] += images.shape[0] * args.world_size
@@ -245,24 +250,25 @@ def train_one_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, scaler: 
     progress.close()
 
 
-def fit_schedule_to_budget(state: dict[str, Any], deadline: float, first: int = 5, last: int = 25) -> None:
-    """With a time budget, size the schedule (cosine end, step milestones) to the steps that fit in it.
+def past_deadline(deadline: float | None) -> bool:
+    """Out of time? Under DDP the schedule sized to the budget decides instead, identically on every process."""
+    return deadline is not None and not dist.is_initialized() and time.time() > deadline
 
-    The step time is measured over steps ``first``..``last`` of this run (the first steps are slow);
-    the new total is kept in checkpoints, so a resumed run follows the same schedule.
+
+def fit_schedule_to_budget(state: dict[str, Any], deadline: float, seconds_per_step: float) -> None:
+    """Size the schedule (cosine end, step milestones) to the steps that still fit before ``deadline``.
+
+    Called once the step time is known (step 25) and again after every epoch, so loader start-up,
+    checkpoints and a busy machine are all accounted for and the LR reaches its end as time runs out.
     """
-    step, start = state["step"], state["budget_steps_from"]
-    if step == start + first:
-        state["budget_clock"] = time.time()
-    elif step == start + last:
-        seconds_per_step = (time.time() - state["budget_clock"]) / (last - first)
-        fits = step + int(0.97 * (deadline - time.time()) / seconds_per_step)
-        if fits < state["total_steps"]:
-            ratio = fits / state["total_steps"]
-            state["milestones"] = tuple(int(m * ratio) for m in state["milestones"])
-            state["total_steps"] = fits
-            tqdm.write(f"time budget: about {seconds_per_step:.2f} s a step, schedule set to {fits} steps")
-        state["budget_steps_from"] = None
+    fits = state["step"] + max(1, int(0.98 * (deadline - time.time()) / seconds_per_step))
+    if dist.is_initialized():  # every process must stop at the same step
+        agreed = torch.tensor(fits)
+        dist.all_reduce(agreed, op=dist.ReduceOp.MIN)
+        fits = int(agreed)
+    ratio = fits / state["total_steps"]
+    state["milestones"] = tuple(int(m * ratio) for m in state["milestones"])
+    state["total_steps"] = fits
 
 
 def plot_losses(history: list[dict[str, Any]], path: Path) -> None:
@@ -438,16 +444,16 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
                              "skipped_steps": 0, "history": [], "start_time": time.time(),
                              "images_seen": 0, "step_seconds": 0.0,
                              "milestones": tuple(e * steps_per_epoch for e in args.lr_steps),
-                             "budget_steps_from": 0 if args.time_budget else None}
+                             "calibration_steps": (5, 25)}
     start_epoch, best_map = 1, -1.0
     if checkpoint is not None:
         optimizer.load_state_dict(checkpoint["optimizer"])
         scaler.load_state_dict(checkpoint["scaler"])
         start_epoch, best_map = checkpoint["epoch"] + 1, checkpoint.get("best_map", -1.0)
         state["step"] = checkpoint["step"]
-        if args.time_budget:  # keep the schedule that was sized to the budget when the run began
+        if args.time_budget:  # continue the schedule that was sized to the budget
             state["total_steps"], state["milestones"] = checkpoint["total_steps"], tuple(checkpoint["milestones"])
-            state["budget_steps_from"] = None
+        state["calibration_steps"] = (state["step"] + 5, state["step"] + 25)
     deadline = None
     if args.time_budget:
         deadline = state["start_time"] + 60 * args.time_budget
@@ -468,9 +474,9 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
     epoch = start_epoch - 1
     try:
         for next_epoch in range(start_epoch, args.epochs + 1):
-            if state["step"] >= state["total_steps"] or (deadline is not None and time.time() > deadline):
+            if state["step"] >= state["total_steps"] or past_deadline(deadline):
                 break
-            epoch = next_epoch
+            epoch, epoch_start, epoch_first_step = next_epoch, time.perf_counter(), state["step"]
             seed_everything(args.seed + 1000 * epoch + rank)  # exact resume: each epoch's randomness from its number
             generator.manual_seed(args.seed + epoch)
             if isinstance(sampler, DistributedSampler):
@@ -498,6 +504,8 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
                     save_checkpoint(ckpt, output_dir / f"model_{epoch}.pth")
                 save_checkpoint(ckpt, output_dir / "last.pth")
                 plot_losses(state["history"], output_dir / "loss.png")
+            if deadline is not None and state["step"] > epoch_first_step:
+                fit_schedule_to_budget(state, deadline, (time.perf_counter() - epoch_start) / (state["step"] - epoch_first_step))
     finally:
         if log_file is not None:
             log_file.close()

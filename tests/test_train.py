@@ -183,3 +183,17 @@ def test_ddp_two_processes_end_with_equal_weights(data_root, tmp_path):
     checkpoint = torch.load(tmp_path / "last.pth", map_location="cpu", weights_only=False)
     assert checkpoint["step"] == 2  # 8 pictures, 2 processes x 2 a step
     assert all(torch.equal(a[k], checkpoint["model"][k]) for k in a)
+
+
+def test_schedule_is_sized_to_the_time_budget(monkeypatch):
+    monkeypatch.setattr(train_voc.time, "time", lambda: 1000.0)
+    state = {"step": 100, "total_steps": 1000, "milestones": (700, 900)}
+    train_voc.fit_schedule_to_budget(state, deadline=1060.0, seconds_per_step=0.5)
+    assert state["total_steps"] == 100 + int(0.98 * 60 / 0.5)
+    assert state["milestones"] == (int(700 * 0.217), int(900 * 0.217))
+
+
+def test_time_budget_stops_training(data_root, tmp_path):
+    summary = train_voc.main(tiny_args(data_root, tmp_path, "--epochs", "50", "--time-budget", "0.15"))
+    assert 0 < summary["step"] < 50 * 4 and summary["train_seconds"] < 60
+    assert (tmp_path / "last.pth").is_file()
