@@ -197,3 +197,16 @@ def test_time_budget_stops_training(data_root, tmp_path):
     summary = train_voc.main(tiny_args(data_root, tmp_path, "--epochs", "50", "--time-budget", "0.15"))
     assert 0 < summary["step"] < 50 * 4 and summary["train_seconds"] < 60
     assert (tmp_path / "last.pth").is_file()
+
+
+def test_crop_training_checkpoint_evaluates_full_pictures(data_root, tmp_path):
+    """Trained on 64x64 crops of 128x224 pictures; the checkpoint says both, and evaluation sees whole pictures."""
+    train_voc.main(tiny_args(data_root, tmp_path, "--crop", "64,64"))
+    checkpoint = torch.load(tmp_path / "last.pth", map_location="cpu", weights_only=False)
+    assert checkpoint["args"]["crop"] == [64, 64] and checkpoint["config"]["resize_size"] == (128, 224)
+    from eval_voc import make_loader
+
+    model = train_voc.FCOSDetector.from_checkpoint(checkpoint)
+    loader = make_loader(data_root, "val", model.config.classes, model.config.resize_size, 2, 0, "cpu")
+    images, targets = next(iter(loader))
+    assert images.shape[-2:] == (128, 224) and all(t["offset"].tolist() == [0.0, 0.0] for t in targets)

@@ -1,0 +1,322 @@
+"""CPU speed of this detector next to torchvision's FCOS, and of its data, target and scoring code.
+
+    python benchmarks/bench.py [--quick] [--threads N] [--repeats N] [--data-root ../shared/foreign_object_dataset]
+
+Prints a Markdown table (what, ours, reference, ratio) and the machine it ran on. Every timing is
+the median of ``--repeats`` runs after a warm-up run. The ResNet-50 rows run our model and
+torchvision's ``fcos_resnet50_fpn`` alternately in one process (ours, theirs, ours, theirs, ...)
+on the same pictures and boxes, so a busy machine slows both alike; the ratio is ours / theirs
+(lower is better). torchvision's model takes a list of [0, 1] pictures and normalises and resizes
+them itself (at 288x512 the size stays), and that work is part of its time. Both models run the
+same post-processing settings (score threshold, NMS IoU, top-k, detections per picture).
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import statistics
+import sys
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+import torchvision
+from torch import Tensor, nn
+from torchvision.models.detection import fcos_resnet50_fpn
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from dataset.voc import FOD_CLASSES, IMAGENET_MEAN, IMAGENET_STD, VOCDataset, benchmark_loader  # noqa: E402
+from dataset.voc_eval import evaluate_detections  # noqa: E402
+from model import FCOSConfig, FCOSDetector  # noqa: E402
+from model.postprocess import postprocess  # noqa: E402
+from model.targets import assign_targets, make_points  # noqa: E402
+
+SMALL_SIZE = (288, 512)  # (H, W) of the pictures both ResNet-50 models see
+FULL_SIZE = (922, 1640)  # the resize_size the foreign-object model trains and evaluates at
+
+
+@dataclass
+class Row:
+    """One line of the table: ``ours`` and ``reference`` in ``unit`` (None when not measured)."""
+
+    what: str
+    ours: float | None
+    reference: float | None = None
+    unit: str = "ms"
+    note: str = ""
+
+    def cells(self) -> list[str]:
+        def fmt(value: float | None) -> str:
+            return "-" if value is None else f"{value:.1f} {self.unit}"
+
+        ratio = f"{self.ours / self.reference:.2f}" if self.ours is not None and self.reference else "-"
+        return [self.what + (f" ({self.note})" if self.note else ""), fmt(self.ours), fmt(self.reference), ratio]
+
+
+def alternate(runs: Sequence[tuple[str, Callable[[], object]]], repeats: int) -> dict[str, float]:
+    """Median milliseconds per name: one warm-up call of each callable, then ``repeats`` rounds that
+    call them in the given order. A name listed twice pools both places' samples."""
+    for _, fn in runs:
+        fn()
+    samples: dict[str, list[float]] = defaultdict(list)
+    for _ in range(repeats):
+        for name, fn in runs:
+            start = time.perf_counter()
+            fn()
+            samples[name].append((time.perf_counter() - start) * 1000)
+    return {name: statistics.median(times) for name, times in samples.items()}
+
+
+def median_ms(fn: Callable[[], object], repeats: int) -> float:
+    """Median milliseconds of ``fn()`` over ``repeats`` calls after one warm-up call."""
+    return alternate([("fn", fn)], repeats)["fn"]
+
+
+# ----------------------------------------------------------------------------- inputs
+
+
+def random_pictures(batch: int, size: tuple[int, int] = SMALL_SIZE, seed: int = 0) -> Tensor:
+    """Fixed-seed random pixels in [0, 1], ``[B,3,H,W]``."""
+    return torch.rand(batch, 3, *size, generator=torch.Generator().manual_seed(seed))
+
+
+def normalise(pictures: Tensor) -> Tensor:
+    """ImageNet normalisation, as the data loader hands pictures to our model."""
+    mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+    return (pictures - mean) / std
+
+
+def random_boxes(num: int, size: tuple[int, int], generator: torch.Generator,
+                 min_side: float = 16.0, max_side: float = 200.0) -> Tensor:
+    """``[num,4]`` x1,y1,x2,y2 boxes with sides in [min_side, max_side) inside a (H, W) picture."""
+    h, w = size
+    sides = min_side + torch.rand(num, 2, generator=generator) * (max_side - min_side)
+    sides = torch.minimum(sides, torch.tensor([w - 1.0, h - 1.0]))
+    corner = torch.rand(num, 2, generator=generator) * (torch.tensor([float(w), float(h)]) - sides)
+    return torch.cat([corner, corner + sides], dim=1)
+
+
+def benchmark_targets(batch: int, size: tuple[int, int] = SMALL_SIZE, seed: int = 0) -> list[dict[str, Tensor]]:
+    """The same 2 or 3 boxes per picture for both models; labels in 1..4."""
+    g = torch.Generator().manual_seed(seed)
+    targets = []
+    for i in range(batch):
+        num = 2 + i % 2
+        targets.append({"boxes": random_boxes(num, size, g),
+                        "labels": torch.randint(1, len(FOD_CLASSES) + 1, (num,), generator=g)})
+    return targets
+
+
+def padded_feature_sizes(size: tuple[int, int], strides: Sequence[int]) -> list[tuple[int, int]]:
+    """Feature map sizes of each level for a (H, W) picture padded to a multiple of 32."""
+    h, w = (math.ceil(s / 32) * 32 for s in size)
+    return [(math.ceil(h / s), math.ceil(w / s)) for s in strides]
+
+
+# ----------------------------------------------------------------------------- models
+
+
+def build_models(config: FCOSConfig, seed: int = 0) -> tuple[FCOSDetector, FCOSDetector, nn.Module]:
+    """Ours (default memory format), ours (channels-last) and torchvision's FCOS, all randomly
+    initialised, torchvision's with our post-processing settings."""
+    torch.manual_seed(seed)
+    ours = FCOSDetector(config)
+    ours_cl = FCOSDetector(config).to(memory_format=torch.channels_last)
+    ours_cl.load_state_dict(ours.state_dict())
+    theirs = fcos_resnet50_fpn(weights=None, weights_backbone=None, num_classes=config.num_classes + 1,
+                               min_size=SMALL_SIZE[0], max_size=SMALL_SIZE[1],
+                               score_thresh=config.score_threshold, nms_thresh=config.nms_iou,
+                               detections_per_img=config.max_detections, topk_candidates=config.pre_nms_top_k)
+    return ours, ours_cl, theirs
+
+
+def sgd_step(model: nn.Module, forward: Callable[[], Tensor]) -> Callable[[], None]:
+    """One SGD step (zero_grad, forward to a scalar loss, backward, step) of ``model``."""
+    optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9, weight_decay=1e-4)
+
+    def step() -> None:
+        optimizer.zero_grad(set_to_none=True)
+        forward().backward()
+        optimizer.step()
+
+    return step
+
+
+def bench_training_step(repeats: int, batch: int = 2) -> list[Row]:
+    """One SGD step of our ResNet-50 FCOS (default and channels-last) against torchvision's."""
+    ours, ours_cl, theirs = (m.train() for m in build_models(FCOSConfig()))
+    pictures = random_pictures(batch)
+    targets = benchmark_targets(batch)
+    images = normalise(pictures)
+    images_cl = images.contiguous(memory_format=torch.channels_last)
+    picture_list = list(pictures)
+
+    runs = [
+        ("ours", sgd_step(ours, lambda: ours(images, targets)["total_loss"])),
+        ("theirs", sgd_step(theirs, lambda: sum(theirs(picture_list, targets).values()))),
+        ("ours_cl", sgd_step(ours_cl, lambda: ours_cl(images_cl, targets)["total_loss"])),
+        ("theirs", sgd_step(theirs, lambda: sum(theirs(picture_list, targets).values()))),
+    ]
+    ms = alternate(runs, repeats)
+    what = f"training step, R50, batch {batch}, {SMALL_SIZE[0]}x{SMALL_SIZE[1]}"
+    return [Row(what, ms["ours"], ms["theirs"]),
+            Row(what + ", channels-last", ms["ours_cl"], ms["theirs"])]
+
+
+def bench_inference(repeats: int) -> list[Row]:
+    """One picture through our ResNet-50 FCOS (default and channels-last) and torchvision's, eval mode."""
+    ours, ours_cl, theirs = (m.eval() for m in build_models(FCOSConfig()))
+    pictures = random_pictures(1)
+    images = normalise(pictures)
+    images_cl = images.contiguous(memory_format=torch.channels_last)
+    picture_list = list(pictures)
+
+    def infer(model: nn.Module, inputs: object) -> Callable[[], object]:
+        def run() -> object:
+            with torch.inference_mode():
+                return model(inputs)
+        return run
+
+    runs = [("ours", infer(ours, images)), ("theirs", infer(theirs, picture_list)),
+            ("ours_cl", infer(ours_cl, images_cl)), ("theirs", infer(theirs, picture_list))]
+    ms = alternate(runs, repeats)
+    what = f"inference, R50, 1 picture, {SMALL_SIZE[0]}x{SMALL_SIZE[1]}"
+    return [Row(what, ms["ours"], ms["theirs"]),
+            Row(what + ", channels-last", ms["ours_cl"], ms["theirs"])]
+
+
+# ----------------------------------------------------------------------------- FCOS-specific code
+
+
+def bench_assignment(repeats: int, size: tuple[int, int] = FULL_SIZE, num_boxes: int = 10) -> Row:
+    """assign_targets for every point of a (H, W) picture and ``num_boxes`` boxes."""
+    config = FCOSConfig()
+    points, strides, ranges = make_points(padded_feature_sizes(size, config.strides), config.strides,
+                                          config.size_ranges, torch.device("cpu"))
+    g = torch.Generator().manual_seed(0)
+    boxes = random_boxes(num_boxes, size, g, max_side=min(size) / 2)
+    labels = torch.randint(1, config.num_classes + 1, (num_boxes,), generator=g)
+    ms = median_ms(lambda: assign_targets(points, strides, ranges, boxes, labels, config.center_sampling_radius),
+                   repeats)
+    return Row(f"target assignment, {size[0]}x{size[1]}, {num_boxes} boxes ({len(points)} points)", ms)
+
+
+def bench_postprocess(repeats: int, size: tuple[int, int] = FULL_SIZE, batch: int = 2, num_classes: int = 4) -> Row:
+    """postprocess on random head outputs for a batch of (H, W) pictures.
+
+    The class logits are drawn around the head's initial prior (sigmoid ~ 0.01), so, as for an
+    untrained model, many points pass the score threshold and top-k and NMS do full work.
+    """
+    config = FCOSConfig()
+    feature_sizes = padded_feature_sizes(size, config.strides)
+    points, _, _ = make_points(feature_sizes, config.strides, config.size_ranges, torch.device("cpu"))
+    n = len(points)
+    g = torch.Generator().manual_seed(0)
+    cls_logits = torch.randn(batch, n, num_classes, generator=g) - math.log(99)
+    box_regression = torch.rand(batch, n, 4, generator=g) * 100
+    centerness_logits = torch.randn(batch, n, generator=g)
+    image_size = tuple(math.ceil(s / 32) * 32 for s in size)
+    ms = median_ms(lambda: postprocess(cls_logits, box_regression, centerness_logits, points,
+                                       [h * w for h, w in feature_sizes], image_size, config.score_threshold,
+                                       config.nms_iou, config.pre_nms_top_k, config.max_detections), repeats)
+    return Row(f"post-processing, batch {batch}, {size[0]}x{size[1]}, {num_classes} classes", ms)
+
+
+def random_voc_data(num_detections: int, num_images: int, seed: int = 0) -> tuple[list[dict], dict[str, dict]]:
+    """Random detections (half of them jittered copies of ground truth) and random ground truth
+    (1 to 5 boxes per picture, 1 in 10 difficult) in a 2560x1440 frame."""
+    rng = np.random.default_rng(seed)
+    size = np.array([2560.0, 1440.0, 2560.0, 1440.0])
+
+    def boxes(k: int) -> np.ndarray:
+        xy = rng.uniform(0, 2300, (k, 2)) * [1.0, 0.55]
+        return np.concatenate([xy, xy + rng.uniform(20, 250, (k, 2))], axis=1).clip(0, size - 1)
+
+    ground_truth = {}
+    for i in range(num_images):
+        k = int(rng.integers(1, 6))
+        ground_truth[f"img{i:05d}"] = {"boxes": boxes(k), "labels": rng.integers(1, len(FOD_CLASSES) + 1, k),
+                                       "difficult": rng.random(k) < 0.1}
+    ids = list(ground_truth)
+    detections = []
+    for image in rng.integers(0, num_images, num_detections):
+        gt = ground_truth[ids[image]]
+        if rng.random() < 0.5:
+            j = int(rng.integers(len(gt["labels"])))
+            box, label = gt["boxes"][j] + rng.normal(0, 8, 4), int(gt["labels"][j])
+        else:
+            box, label = boxes(1)[0], int(rng.integers(1, len(FOD_CLASSES) + 1))
+        detections.append({"image_id": ids[image], "category": FOD_CLASSES[label - 1],
+                           "score": float(rng.random()), "bbox": box.tolist()})
+    return detections, ground_truth
+
+
+def bench_voc_scoring(repeats: int, num_detections: int = 10_000, num_images: int = 1_000) -> Row:
+    """evaluate_detections (VOC AP per class) on random detections and ground truth."""
+    detections, ground_truth = random_voc_data(num_detections, num_images)
+    ms = median_ms(lambda: evaluate_detections(detections, ground_truth, FOD_CLASSES), repeats)
+    return Row(f"VOC scoring, {num_detections} detections, {num_images} pictures", ms)
+
+
+def bench_data_loading(data_root: Path, num_batches: int, batch: int = 2, workers: int = 2) -> Row:
+    """Pictures per second from the real training split, augmented and collated, in a DataLoader."""
+    what = f"data loading, train split at {FULL_SIZE[0]}x{FULL_SIZE[1]}, batch {batch}, {workers} workers"
+    if not data_root.is_dir():
+        return Row(what, None, unit="images/s", note=f"skipped: {data_root} not found")
+    dataset = VOCDataset(data_root, "train", train=True, resize_size=FULL_SIZE)
+    rate = benchmark_loader(dataset, batch_size=batch, num_workers=workers, num_batches=num_batches)
+    return Row(what, rate, unit="images/s", note=f"{num_batches} batches")
+
+
+# ----------------------------------------------------------------------------- report
+
+
+def machine() -> str:
+    return (f"CPUs: {os.cpu_count()}, torch {torch.__version__}, torchvision {torchvision.__version__}, "
+            f"threads: {torch.get_num_threads()}")
+
+
+def markdown_table(rows: Sequence[Row]) -> str:
+    lines = ["| what | ours | reference (torchvision) | ratio (ours / ref.) |", "|---|---:|---:|---:|"]
+    lines += ["| " + " | ".join(row.cells()) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], add_help=add_help)
+    parser.add_argument("--quick", action="store_true", help="2 repeats and few loader batches: a smoke run")
+    parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's choice)")
+    parser.add_argument("--repeats", type=int, default=None, help="timed runs per row (default 5, 2 with --quick)")
+    parser.add_argument("--data-root", type=Path, default=Path("../shared/foreign_object_dataset"),
+                        help="VOC-layout data for the loading row (skipped when absent)")
+    return parser
+
+
+def main(args: argparse.Namespace) -> list[Row]:
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    repeats = args.repeats or (2 if args.quick else 5)
+    loader_batches = 5 if args.quick else 30
+    rows = [
+        *bench_training_step(repeats),
+        *bench_inference(repeats),
+        bench_assignment(repeats),
+        bench_postprocess(repeats),
+        bench_voc_scoring(repeats),
+        bench_data_loading(args.data_root, loader_batches),
+    ]
+    print(markdown_table(rows))
+    print()
+    print(f"{machine()}; median of {repeats} runs after a warm-up")
+    return rows
+
+
+if __name__ == "__main__":
+    main(get_args_parser().parse_args())
