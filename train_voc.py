@@ -50,19 +50,19 @@ PRESETS: dict[str, dict[str, Any]] = {
     "fod-cpu": dict(data_root="foreign_object_dataset", classes="fod", backbone="resnet18", pretrained="none",
                     fpn_channels=128, head_convs=2, resize=(720, 1280), crop=(320, 320), batch_size=8, lr=0.02,
                     epochs=1000, schedule="cosine", warmup_steps=100, augment="flip", time_budget=27.0,
-                    cache=True, workers=2, amp="auto", channels_last=True),
+                    cache=True, workers=2, amp="auto"),
     # The embedded default: synthetic pictures, trained, scored and shown in about ten CPU minutes.
     "demo": dict(data_root="data/synthetic", classes="fod", backbone="resnet18", pretrained="none",
                  fpn_channels=64, head_convs=2, resize=(360, 640), crop=(256, 256), batch_size=8, lr=0.02,
                  epochs=1000, schedule="cosine", warmup_steps=100, augment="flip", time_budget=6.0,
-                 cache=True, workers=2, amp="auto", channels_last=True, val_split="test", synthetic=dict(train=400, val=50, test=100, seed=0)),
+                 cache=True, workers=2, amp="auto", val_split="test", synthetic=dict(train=400, val=50, test=100, seed=0)),
 }
 
 DEFAULTS: dict[str, Any] = dict(
     data_root=None, classes="fod", backbone="resnet50", pretrained="none", fpn_channels=256, head_convs=4,
     resize=(922, 1640), crop=None, batch_size=2, lr=1e-3, momentum=0.9, weight_decay=1e-4, epochs=100,
     lr_steps=(70, 90), schedule="step", warmup_steps=500, augment="flip,color,rotate", train_split="train",
-    val_split="val", time_budget=None, cache=False, workers=2, synthetic=None, amp="off", channels_last=False,
+    val_split="val", time_budget=None, cache=False, workers=2, synthetic=None, amp="off", channels_last=True,
 )
 
 
@@ -200,7 +200,6 @@ def train_one_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, scaler: 
     """Run the batches of one epoch; ``state`` carries ``step``, ``total_steps``, ``bad_steps``, ``history``."""
     model.train()
     amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(args.amp)
-    memory_format = torch.channels_last if args.channels_last else torch.contiguous_format
     progress = tqdm(loader, desc=f"epoch {epoch}/{args.epochs}", unit="batch", disable=not is_main_process(),
                     dynamic_ncols=True, leave=False)
     tic = time.perf_counter()
@@ -212,7 +211,7 @@ def train_one_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, scaler: 
         for group in optimizer.param_groups:
             group["lr"] = lr
         boxes, labels = pad_targets(targets)
-        images = images.to(device, non_blocking=True).contiguous(memory_format=memory_format)
+        images = images.to(device, non_blocking=True)
         losses, applied = train_step(model, optimizer, scaler, images, boxes.to(device), labels.to(device),
                                      amp_dtype, args.clip_grad_norm)
         if not applied:
@@ -328,7 +327,8 @@ def prepare_data_root(args: argparse.Namespace) -> None:
 def build_model(args: argparse.Namespace, classes: tuple[str, ...]) -> FCOSDetector:
     pretrained: bool | str = {"none": False, "imagenet": True}.get(args.pretrained, args.pretrained)
     config = FCOSConfig(classes=classes, backbone=args.backbone, pretrained=pretrained,
-                        fpn_channels=args.fpn_channels, head_convs=args.head_convs, resize_size=args.resize)
+                        fpn_channels=args.fpn_channels, head_convs=args.head_convs, resize_size=args.resize,
+                        channels_last=args.channels_last)
     return FCOSDetector(config)
 
 
@@ -371,7 +371,7 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
                     help="mixed precision: bf16 (what --amp alone means), fp16 with a gradient scaler, "
                          "auto (bf16 where the GPU or CPU computes it natively, e.g. Intel AMX), off")
     hw.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
-                    help="NHWC memory format (faster convolutions, on GPUs and on CPUs)")
+                    help="NHWC memory format, the default (faster convolutions, on GPUs and on CPUs)")
     hw.add_argument("--sync-bn", action="store_true", help="SyncBatchNorm under torchrun (from-scratch backbones)")
     hw.add_argument("--no-data-parallel", action="store_true", help="use one GPU even when several are visible")
     out = parser.add_argument_group("output")
@@ -409,7 +409,7 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
         model.load_state_dict(checkpoint["model"])
     if args.sync_bn and dist.is_initialized():
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
-    model.to(device, memory_format=torch.channels_last if args.channels_last else torch.contiguous_format)
+    model.to(device)
 
     augment = tuple(a for a in args.augment.split(",") if a)
     dataset = VOCDataset(args.data_root, args.train_split, classes=classes, train=True, resize_size=args.resize,

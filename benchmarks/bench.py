@@ -13,13 +13,14 @@ same post-processing settings (score threshold, NMS IoU, top-k, detections per p
 from __future__ import annotations
 
 import argparse
+import copy
 import math
 import os
 import statistics
 import sys
 import time
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -123,18 +124,20 @@ def padded_feature_sizes(size: tuple[int, int], strides: Sequence[int]) -> list[
 # ----------------------------------------------------------------------------- models
 
 
-def build_models(config: FCOSConfig, seed: int = 0) -> tuple[FCOSDetector, FCOSDetector, nn.Module]:
-    """Ours (default memory format), ours (channels-last) and torchvision's FCOS, all randomly
-    initialised, torchvision's with our post-processing settings."""
+def build_models(config: FCOSConfig, seed: int = 0) -> dict[str, nn.Module]:
+    """Randomly initialised ResNet-50 FCOS models, torchvision's with our post-processing settings:
+    ``ours`` (NHWC, the default), ``ours_nchw`` (same weights, channels_last=False), ``theirs``
+    (torchvision's as it comes, NCHW) and ``theirs_nhwc`` (a copy converted to channels-last)."""
     torch.manual_seed(seed)
     ours = FCOSDetector(config)
-    ours_cl = FCOSDetector(config).to(memory_format=torch.channels_last)
-    ours_cl.load_state_dict(ours.state_dict())
+    ours_nchw = FCOSDetector(replace(config, channels_last=False))
+    ours_nchw.load_state_dict(ours.state_dict())
     theirs = fcos_resnet50_fpn(weights=None, weights_backbone=None, num_classes=config.num_classes + 1,
                                min_size=SMALL_SIZE[0], max_size=SMALL_SIZE[1],
                                score_thresh=config.score_threshold, nms_thresh=config.nms_iou,
                                detections_per_img=config.max_detections, topk_candidates=config.pre_nms_top_k)
-    return ours, ours_cl, theirs
+    theirs_nhwc = copy.deepcopy(theirs).to(memory_format=torch.channels_last)
+    return {"ours": ours, "ours_nchw": ours_nchw, "theirs": theirs, "theirs_nhwc": theirs_nhwc}
 
 
 def sgd_step(model: nn.Module, forward: Callable[[], Tensor]) -> Callable[[], None]:
@@ -149,47 +152,48 @@ def sgd_step(model: nn.Module, forward: Callable[[], Tensor]) -> Callable[[], No
     return step
 
 
+def comparison_rows(what: str, ms: dict[str, float]) -> list[Row]:
+    """Ours as it comes against torchvision's as it comes, then each memory format against its like."""
+    return [Row(what, ms["ours"], ms["theirs"]),
+            Row(what + ", both NCHW", ms["ours_nchw"], ms["theirs"]),
+            Row(what + ", both NHWC", ms["ours"], ms["theirs_nhwc"])]
+
+
 def bench_training_step(repeats: int, batch: int = 2) -> list[Row]:
-    """One SGD step of our ResNet-50 FCOS (default and channels-last) against torchvision's."""
-    ours, ours_cl, theirs = (m.train() for m in build_models(FCOSConfig()))
+    """One SGD step of our ResNet-50 FCOS against torchvision's, alternated, in both memory formats."""
+    models = {name: m.train() for name, m in build_models(FCOSConfig()).items()}
     pictures = random_pictures(batch)
     targets = benchmark_targets(batch)
     images = normalise(pictures)
-    images_cl = images.contiguous(memory_format=torch.channels_last)
     picture_list = list(pictures)
 
-    runs = [
-        ("ours", sgd_step(ours, lambda: ours(images, targets)["total_loss"])),
-        ("theirs", sgd_step(theirs, lambda: sum(theirs(picture_list, targets).values()))),
-        ("ours_cl", sgd_step(ours_cl, lambda: ours_cl(images_cl, targets)["total_loss"])),
-        ("theirs", sgd_step(theirs, lambda: sum(theirs(picture_list, targets).values()))),
-    ]
-    ms = alternate(runs, repeats)
-    what = f"training step, R50, batch {batch}, {SMALL_SIZE[0]}x{SMALL_SIZE[1]}"
-    return [Row(what, ms["ours"], ms["theirs"]),
-            Row(what + ", channels-last", ms["ours_cl"], ms["theirs"])]
+    def ours(name: str) -> Callable[[], None]:
+        return sgd_step(models[name], lambda: models[name](images, targets)["total_loss"])
+
+    def theirs(name: str) -> Callable[[], None]:
+        return sgd_step(models[name], lambda: sum(models[name](picture_list, targets).values()))
+
+    runs = [("ours", ours("ours")), ("theirs", theirs("theirs")), ("ours_nchw", ours("ours_nchw")),
+            ("theirs_nhwc", theirs("theirs_nhwc"))]
+    return comparison_rows(f"training step, R50, batch {batch}, {SMALL_SIZE[0]}x{SMALL_SIZE[1]}", alternate(runs, repeats))
 
 
 def bench_inference(repeats: int) -> list[Row]:
-    """One picture through our ResNet-50 FCOS (default and channels-last) and torchvision's, eval mode."""
-    ours, ours_cl, theirs = (m.eval() for m in build_models(FCOSConfig()))
+    """One picture through our ResNet-50 FCOS and torchvision's, eval mode, in both memory formats."""
+    models = {name: m.eval() for name, m in build_models(FCOSConfig()).items()}
     pictures = random_pictures(1)
     images = normalise(pictures)
-    images_cl = images.contiguous(memory_format=torch.channels_last)
     picture_list = list(pictures)
 
-    def infer(model: nn.Module, inputs: object) -> Callable[[], object]:
+    def infer(name: str, inputs: object) -> Callable[[], object]:
         def run() -> object:
             with torch.inference_mode():
-                return model(inputs)
+                return models[name](inputs)
         return run
 
-    runs = [("ours", infer(ours, images)), ("theirs", infer(theirs, picture_list)),
-            ("ours_cl", infer(ours_cl, images_cl)), ("theirs", infer(theirs, picture_list))]
-    ms = alternate(runs, repeats)
-    what = f"inference, R50, 1 picture, {SMALL_SIZE[0]}x{SMALL_SIZE[1]}"
-    return [Row(what, ms["ours"], ms["theirs"]),
-            Row(what + ", channels-last", ms["ours_cl"], ms["theirs"])]
+    runs = [("ours", infer("ours", images)), ("theirs", infer("theirs", picture_list)),
+            ("ours_nchw", infer("ours_nchw", images)), ("theirs_nhwc", infer("theirs_nhwc", picture_list))]
+    return comparison_rows(f"inference, R50, 1 picture, {SMALL_SIZE[0]}x{SMALL_SIZE[1]}", alternate(runs, repeats))
 
 
 # ----------------------------------------------------------------------------- FCOS-specific code

@@ -69,9 +69,9 @@ def full_resolution_speed(args: argparse.Namespace, device: torch.device) -> dic
     """Training steps at the full 1440x2560 (batch 2, ResNet50, bf16, channels-last): pictures/s and memory."""
     height, width = (144, 256) if args.tiny else (1440, 2560)
     config = FCOSConfig(backbone="resnet18" if args.tiny else "resnet50", resize_size=(height, width))
-    model = FCOSDetector(config).to(device, memory_format=torch.channels_last).train()
+    model = FCOSDetector(config).to(device).train()
     optimizer = torch.optim.SGD(model.parameters(), lr=1e-4, momentum=0.9)
-    images = torch.randn(2, 3, height, width, device=device).contiguous(memory_format=torch.channels_last)
+    images = torch.randn(2, 3, height, width, device=device)
     box = torch.tensor([[100.0, 100.0, 140.0, 150.0], [60.0, 20.0, 90.0, 70.0]], device=device)
     targets = [{"boxes": box, "labels": torch.tensor([1, 3], device=device)}] * 2
     amp = torch.autocast(device.type, dtype=torch.bfloat16)

@@ -33,8 +33,12 @@ class FCOSDetector(nn.Module):
         self.fpn = FPN(self.backbone.out_channels, config.fpn_channels)
         self.head = FCOSHead(config.fpn_channels, config.num_classes, len(config.strides), config.head_convs,
                              config.gn_groups, config.prior_prob)
+        if config.channels_last:
+            self.to(memory_format=torch.channels_last)
 
     def forward(self, images: Tensor, targets: list[dict[str, Tensor]] | None = None):
+        if self.config.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
         features = self.fpn(self.backbone(images))
         cls_logits, box_regression, centerness_logits = self.head(features, self.config.strides)
         feature_sizes = [tuple(f.shape[-2:]) for f in features]
