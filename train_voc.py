@@ -324,12 +324,12 @@ def prepare_data_root(args: argparse.Namespace) -> None:
             raise SystemExit(f"train_voc.py: error: split {split!r} in {root} is empty")
 
 
-def build_model(args: argparse.Namespace, classes: tuple[str, ...]) -> FCOSDetector:
+def build_model(args: argparse.Namespace, classes: tuple[str, ...], load_pretrained: bool = True) -> FCOSDetector:
     pretrained: bool | str = {"none": False, "imagenet": True}.get(args.pretrained, args.pretrained)
     config = FCOSConfig(classes=classes, backbone=args.backbone, pretrained=pretrained,
                         fpn_channels=args.fpn_channels, head_convs=args.head_convs, resize_size=args.resize,
                         channels_last=args.channels_last)
-    return FCOSDetector(config)
+    return FCOSDetector(config, load_pretrained)
 
 
 def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
@@ -404,7 +404,7 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
             raise SystemExit(f"train_voc.py: error: {args.resume} was trained on classes {checkpoint['classes']}, "
                              f"not {list(classes)}")
     seed_everything(args.seed + rank)
-    model = build_model(args, classes)
+    model = build_model(args, classes, load_pretrained=checkpoint is None)
     if checkpoint is not None:
         model.load_state_dict(checkpoint["model"])
     if args.sync_bn and dist.is_initialized():

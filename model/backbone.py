@@ -46,16 +46,18 @@ class ResNetBackbone(nn.Module):
 
     Pretrained trunks use FrozenBatchNorm2d and freeze the stem plus the first ``frozen_stages``
     stages, as in the original. A trunk trained from scratch keeps ordinary BatchNorm: frozen
-    identity statistics cannot learn.
+    identity statistics cannot learn. ``load_weights=False`` builds a pretrained trunk's structure
+    without reading its weights, for restoring a checkpoint that holds them.
     """
 
-    def __init__(self, name: str = "resnet50", pretrained: Union[bool, str] = False, frozen_stages: int = 1):
+    def __init__(self, name: str = "resnet50", pretrained: Union[bool, str] = False, frozen_stages: int = 1,
+                 load_weights: bool = True):
         super().__init__()
         if name not in _RESNETS:
             raise ValueError(f"unknown backbone {name!r}; choose one of {sorted(_RESNETS)}")
         norm_layer = FrozenBatchNorm2d if pretrained else nn.BatchNorm2d
         resnet = _RESNETS[name][0](weights=None, norm_layer=norm_layer)
-        if pretrained:
+        if pretrained and load_weights:
             state = _imagenet_state_dict(name) if pretrained is True else _local_state_dict(pretrained)
             missing, unexpected = resnet.load_state_dict(state, strict=False)
             missing = [k for k in missing if not k.startswith("fc.")]

@@ -24,12 +24,14 @@ class FCOSDetector(nn.Module):
     and ``labels [M]`` (1..C).
     ``model.eval(); model(images)`` -> per image ``{"boxes" [K,4], "scores" [K], "labels" [K]}`` in
     the input's pixels, scored by sqrt(cls * centerness) and class-wise NMS.
+    ``load_pretrained=False`` skips reading ``config.pretrained``'s weights (the layers are still
+    frozen the same way), for models whose weights come from a checkpoint.
     """
 
-    def __init__(self, config: FCOSConfig | None = None):
+    def __init__(self, config: FCOSConfig | None = None, load_pretrained: bool = True):
         super().__init__()
         self.config = config = config or FCOSConfig()
-        self.backbone = ResNetBackbone(config.backbone, config.pretrained, config.frozen_stages)
+        self.backbone = ResNetBackbone(config.backbone, config.pretrained, config.frozen_stages, load_pretrained)
         self.fpn = FPN(self.backbone.out_channels, config.fpn_channels)
         self.head = FCOSHead(config.fpn_channels, config.num_classes, len(config.strides), config.head_convs,
                              config.gn_groups, config.prior_prob)
@@ -59,7 +61,8 @@ class FCOSDetector(nn.Module):
     def from_checkpoint(cls, checkpoint: Union[str, Path, dict[str, Any]], map_location: Any = "cpu") -> "FCOSDetector":
         """Rebuild a detector (in eval mode) from a checkpoint written by train_voc.py.
 
-        The backbone is built without pretrained loading: the checkpoint holds all the weights.
+        The backbone is built as it was trained (FrozenBatchNorm when pretrained) without reading the
+        pretrained file or downloading anything: the checkpoint holds all the weights.
         """
         if not isinstance(checkpoint, dict):
             path = Path(checkpoint)
@@ -69,7 +72,6 @@ class FCOSDetector(nn.Module):
         for key in ("model", "config"):
             if key not in checkpoint:
                 raise ValueError(f"not an FCOS checkpoint: no {key!r} entry")
-        config = FCOSConfig.from_dict({**checkpoint["config"], "pretrained": False})
-        model = cls(config)
+        model = cls(FCOSConfig.from_dict(checkpoint["config"]), load_pretrained=False)
         model.load_state_dict(checkpoint["model"])
         return model.eval()

@@ -81,3 +81,21 @@ def test_training_needs_targets():
     model = FCOSDetector(small_config()).train()
     with pytest.raises(ValueError, match="targets"):
         model(torch.randn(1, 3, 64, 64))
+
+
+def test_pretrained_checkpoint_restores_without_the_weights_file(tmp_path, monkeypatch):
+    """A model trained from a pretrained trunk (FrozenBatchNorm) comes back from its checkpoint exactly,
+    without the weights file and without any download."""
+    import torchvision
+
+    path = tmp_path / "resnet18.pth"
+    torch.save(torchvision.models.resnet18(weights=None).state_dict(), path)
+    model = FCOSDetector(small_config(pretrained=str(path))).eval()
+    checkpoint = {"model": model.state_dict(), "config": model.config.to_dict(), "classes": list(model.config.classes)}
+    path.unlink()
+    monkeypatch.setattr("torchvision.models._api.load_state_dict_from_url", lambda *a, **k: 1 / 0)
+    restored = FCOSDetector.from_checkpoint(checkpoint)
+    assert any(isinstance(m, FrozenBatchNorm2d) for m in restored.modules())
+    assert not any(p.requires_grad for p in restored.backbone.layer1.parameters())
+    state = restored.state_dict()
+    assert all(torch.equal(v, state[k]) for k, v in model.state_dict().items())
