@@ -493,7 +493,10 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
                     result = evaluate_model(model, args.data_root, args.val_split, classes, args.resize, device,
                                             batch_size=args.batch_size, workers=args.workers, progress=False)
                     print(f"epoch {epoch}: {args.val_split} mAP {result['map']:.4f}")
-                    with open(output_dir / "val_log.csv", "a") as f:
+                    val_log = output_dir / "val_log.csv"
+                    with open(val_log, "a") as f:
+                        if f.tell() == 0:
+                            f.write("epoch,step,map\n")
                         f.write(f"{epoch},{state['step']},{result['map']:.6f}\n")
                     if result["map"] > best_map:
                         best_map = result["map"]

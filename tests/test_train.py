@@ -210,3 +210,13 @@ def test_crop_training_checkpoint_evaluates_full_pictures(data_root, tmp_path):
     loader = make_loader(data_root, "val", model.config.classes, model.config.resize_size, 2, 0, "cpu")
     images, targets = next(iter(loader))
     assert images.shape[-2:] == (128, 224) and all(t["offset"].tolist() == [0.0, 0.0] for t in targets)
+
+
+def test_periodic_validation_keeps_best(data_root, tmp_path, capsys):
+    train_voc.main(tiny_args(data_root, tmp_path, "--epochs", "2", "--val-every", "1"))
+    header, *rows = (tmp_path / "val_log.csv").read_text().splitlines()
+    assert header == "epoch,step,map"
+    assert [row.split(",")[:2] for row in rows] == [["1", "4"], ["2", "8"]]
+    best = torch.load(tmp_path / "best.pth", map_location="cpu", weights_only=False)
+    assert best["best_map"] == max(float(row.split(",")[2]) for row in rows)
+    assert "epoch 2: val mAP" in capsys.readouterr().out
