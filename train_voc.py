@@ -260,7 +260,7 @@ def fit_schedule_to_budget(state: dict[str, Any], deadline: float, seconds_per_s
     Called once the step time is known (step 25) and again after every epoch, so loader start-up,
     checkpoints and a busy machine are all accounted for and the LR reaches its end as time runs out.
     """
-    fits = state["step"] + max(1, int(0.98 * (deadline - time.time()) / seconds_per_step))
+    fits = state["step"] + max(0, int(0.98 * (deadline - time.time()) / seconds_per_step))
     if dist.is_initialized():  # every process must stop at the same step
         agreed = torch.tensor(fits)
         dist.all_reduce(agreed, op=dist.ReduceOp.MIN)
@@ -482,6 +482,9 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
             if isinstance(sampler, DistributedSampler):
                 sampler.set_epoch(epoch)
             train_one_epoch(step_model, optimizer, scaler, loader, epoch, state, args, device, log_writer, deadline)
+            if state["step"] == epoch_first_step:  # time ran out before its first step: no epoch to log or save
+                epoch -= 1
+                break
             if log_file is not None:
                 log_file.flush()
             if is_main_process():

@@ -199,6 +199,29 @@ def test_time_budget_stops_training(data_root, tmp_path):
     assert (tmp_path / "last.pth").is_file()
 
 
+def test_epoch_cut_off_before_its_first_step_is_not_saved(data_root, tmp_path, monkeypatch, capsys):
+    """The budget running out while epoch 2 loads its first batch must leave epoch 1 as the last one."""
+    train_one_epoch = train_voc.train_one_epoch
+
+    def out_of_time_in_epoch_2(*args):
+        *args, deadline = args
+        return train_one_epoch(*args, 0.0 if args[4] == 2 else deadline)
+
+    monkeypatch.setattr(train_voc, "train_one_epoch", out_of_time_in_epoch_2)
+    summary = train_voc.main(tiny_args(data_root, tmp_path, "--epochs", "3", "--time-budget", "10"))
+    assert (summary["epoch"], summary["step"]) == (1, 4)
+    checkpoint = torch.load(tmp_path / "last.pth", map_location="cpu", weights_only=False)
+    assert (checkpoint["epoch"], checkpoint["step"]) == (1, 4)
+    assert not (tmp_path / "model_2.pth").exists() and "epoch 2:" not in capsys.readouterr().out
+
+
+def test_no_step_is_granted_when_no_time_is_left(monkeypatch):
+    monkeypatch.setattr(train_voc.time, "time", lambda: 1000.0)
+    state = {"step": 100, "total_steps": 1000, "milestones": (700, 900)}
+    train_voc.fit_schedule_to_budget(state, deadline=1000.2, seconds_per_step=0.5)
+    assert state["total_steps"] == 100
+
+
 def test_crop_training_checkpoint_evaluates_full_pictures(data_root, tmp_path):
     """Trained on 64x64 crops of 128x224 pictures; the checkpoint says both, and evaluation sees whole pictures."""
     train_voc.main(tiny_args(data_root, tmp_path, "--crop", "64,64"))
