@@ -48,7 +48,16 @@ def test_presets_fill_unset_flags_and_flags_win():
     assert (args.backbone, args.resize, args.batch_size, args.epochs, args.lr) == ("resnet50", (922, 1640), 2, 100, 0.005)
     assert args.augment == "flip,color,rotate" and args.pretrained == "imagenet" and args.momentum == 0.9
     args = train_voc.apply_preset(train_voc.get_args_parser().parse_args(["--preset", "fod-288"]))
-    assert args.resize == (288, 512)
+    assert args.resize == (288, 512) and args.save_every == 1
+    args = train_voc.apply_preset(train_voc.get_args_parser().parse_args(["--preset", "demo", "--save-every", "5"]))
+    assert args.save_every == 5
+
+
+def test_save_every_zero_keeps_only_last(data_root, tmp_path):
+    train_voc.main(tiny_args(data_root, tmp_path, "--epochs", "2", "--save-every", "0"))
+    assert sorted(p.name for p in tmp_path.glob("*.pth")) == ["last.pth"]
+    train_voc.main(tiny_args(data_root, tmp_path / "every", "--epochs", "2"))
+    assert sorted(p.name for p in (tmp_path / "every").glob("*.pth")) == ["last.pth", "model_1.pth", "model_2.pth"]
 
 
 def test_one_cpu_step_writes_checkpoints_and_logs(data_root, tmp_path):
