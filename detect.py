@@ -111,10 +111,10 @@ class PictureDataset(Dataset):
     def __getitem__(self, index: int) -> tuple[torch.Tensor | None, dict[str, Any]]:
         path = self.paths[index]
         try:
-            picture, (h0, w0) = load_resized(path, self.resize_size)
             original = cv2.imread(str(path), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
             if original is None:
                 raise ValueError(f"{path}: cannot decode image")
+            picture, (h0, w0) = load_resized(path, self.resize_size, decoded=original)
         except (OSError, ValueError, cv2.error) as err:
             return None, {"path": path, "error": str(err).removeprefix(f"{path}: ")}
         height, width = picture.shape[:2]

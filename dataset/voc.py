@@ -174,13 +174,16 @@ def resize_scale(height: int, width: int, min_side: int, max_side: int) -> float
     return min(min_side / min(height, width), max_side / max(height, width))
 
 
-def load_resized(path: str | Path, resize_size: tuple[int, int]) -> tuple[np.ndarray, tuple[int, int]]:
+def load_resized(path: str | Path, resize_size: tuple[int, int],
+                 decoded: np.ndarray | None = None) -> tuple[np.ndarray, tuple[int, int]]:
     """Decode a picture as RGB uint8 [h, w, 3] resized to (round(W0 * s), round(H0 * s)) with
     s = resize_scale(H0, W0, *resize_size). Returns (picture, (H0, W0)).
 
     The original size comes from the file header. For s <= 0.5 (<= 0.25) the JPEG is decoded at
     1/2 (1/4) size, which is several times faster than a full decode, then resized the rest of
-    the way (INTER_LINEAR, or INTER_AREA when still shrinking by more than 2).
+    the way (INTER_LINEAR, or INTER_AREA when still shrinking by more than 2). ``decoded``, the
+    picture already decoded at full size (BGR), is used instead of decoding it again when no
+    reduced decode applies; the result is the same either way.
     """
     path = Path(path)
     if not path.is_file():
@@ -193,7 +196,10 @@ def load_resized(path: str | Path, resize_size: tuple[int, int]) -> tuple[np.nda
     s = resize_scale(h0, w0, *resize_size)
     new_w, new_h = round(w0 * s), round(h0 * s)
     flag = cv2.IMREAD_REDUCED_COLOR_4 if s <= 0.25 else cv2.IMREAD_REDUCED_COLOR_2 if s <= 0.5 else cv2.IMREAD_COLOR
-    bgr = cv2.imread(str(path), flag | cv2.IMREAD_IGNORE_ORIENTATION)
+    if flag == cv2.IMREAD_COLOR and decoded is not None:
+        bgr = decoded
+    else:
+        bgr = cv2.imread(str(path), flag | cv2.IMREAD_IGNORE_ORIENTATION)
     if bgr is None:
         raise ValueError(f"{path}: cannot decode image")
     if bgr.shape[:2] != (new_h, new_w):

@@ -105,15 +105,17 @@ def test_boxes_come_back_in_original_pixels(tmp_path, checkpoint, monkeypatch):
         ["detections.json", "landscape.jpg", "portrait.jpg", "small.jpg", "alpha.png", "gray.png", "upper.jpg"])
 
 
-def test_preprocessing_matches_the_evaluation_data_set(tmp_path):
-    generate(tmp_path / "voc", {"val": 2}, seed=1, size=(90, 170))
+# scale 1.32 (upscaled), 0.66 (full decode, shrunk), 0.4 and 0.23 (decoded at 1/2 and 1/4, then resized)
+@pytest.mark.parametrize("size", [(90, 170), (180, 340), (300, 560), (560, 990)])
+def test_preprocessing_matches_the_evaluation_data_set(tmp_path, size):
+    generate(tmp_path / "voc", {"val": 2}, seed=1, size=size)
     voc = VOCDataset(tmp_path / "voc", "val", train=False, resize_size=RESIZE)
     pictures = detect.PictureDataset(sorted((tmp_path / "voc" / "JPEGImages").glob("*.jpg")), RESIZE)
     for (image, target), (expected, expected_target) in zip(pictures, voc):
         assert torch.equal(image, expected)
         assert torch.equal(target["scale"], expected_target["scale"])
-        assert target["orig_size"] == expected_target["orig_size"] == (90, 170)
-        assert target["picture"].shape == (90, 170, 3)
+        assert target["orig_size"] == expected_target["orig_size"] == size
+        assert target["picture"].shape == (*size, 3)
 
 
 def test_detections_json_scores_map_1_in_eval_voc(tmp_path, checkpoint, monkeypatch, capsys):
