@@ -169,9 +169,12 @@ def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, scaler: torch
                images: torch.Tensor, boxes: torch.Tensor, labels: torch.Tensor, amp_dtype: torch.dtype | None,
                clip_grad_norm: float | None) -> tuple[dict[str, float], bool]:
     """One optimizer step. Returns the losses (floats, averaged over replicas) and whether the step was
-    applied: a non-finite loss on any process skips it everywhere, leaving weights and optimizer untouched."""
+    applied: a non-finite loss on any process skips it everywhere, leaving weights, BatchNorm statistics
+    and optimizer untouched."""
     device_type = images.device.type
     autocast = torch.autocast(device_type, dtype=amp_dtype) if amp_dtype else nullcontext()
+    buffers = list(model.buffers())
+    saved_buffers = [b.clone() for b in buffers]  # the forward pass updates BatchNorm running statistics
     with autocast:
         losses = model(images, boxes, labels)
     losses = {k: v.float().mean() for k, v in losses.items()}
@@ -180,6 +183,9 @@ def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, scaler: torch
         dist.all_reduce(finite, op=dist.ReduceOp.MIN)
     optimizer.zero_grad(set_to_none=True)
     if finite.item() < 1:
+        with torch.no_grad():
+            for buffer, saved in zip(buffers, saved_buffers):
+                buffer.copy_(saved)
         return {k: v.item() for k, v in losses.items()}, False
     scaler.scale(losses["total_loss"]).backward()
     if clip_grad_norm:
@@ -219,8 +225,9 @@ def train_one_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, scaler: 
         if not applied:
             state["bad_steps"] += 1
             state["skipped_steps"] += 1
-            tqdm.write(f"step {state['step']}: non-finite loss {losses}, step skipped "
-                       f"({state['bad_steps']} in a row, {state['skipped_steps']} in all)")
+            if is_main_process():  # every process skips the same steps
+                tqdm.write(f"step {state['step']}: non-finite loss {losses}, step skipped "
+                           f"({state['bad_steps']} in a row, {state['skipped_steps']} in all)")
             if state["bad_steps"] >= args.max_bad_steps:
                 raise NonFiniteLossError(
                     f"{state['bad_steps']} non-finite losses in a row at step {state['step']}; stopping. "

@@ -104,7 +104,7 @@ def test_missing_data_root_and_empty_split_are_clear(tmp_path, data_root):
         train_voc.main(tiny_args(data_root, tmp_path / "out", "--train-split", "empty"))
 
 
-def test_non_finite_loss_is_skipped_and_counted(data_root, tmp_path, monkeypatch):
+def test_non_finite_loss_is_skipped_and_counted(data_root, tmp_path, monkeypatch, capsys):
     calls = {"n": 0}
     real_forward = train_voc.TrainStep.forward
 
@@ -119,6 +119,17 @@ def test_non_finite_loss_is_skipped_and_counted(data_root, tmp_path, monkeypatch
     summary = train_voc.main(tiny_args(data_root, tmp_path))
     assert summary["skipped_steps"] == 1 and summary["step"] == 3
     assert all(math.isfinite(v) for v in weights(tmp_path / "last.pth")["head.cls_logits.weight"].flatten().tolist())
+    assert "step 1: non-finite loss" in capsys.readouterr().out
+
+
+def test_only_the_main_process_reports_skipped_steps(data_root, tmp_path, monkeypatch, capsys):
+    real_forward = train_voc.TrainStep.forward
+    monkeypatch.setattr(train_voc.TrainStep, "forward",
+                        lambda self, *a: {k: v * float("inf") for k, v in real_forward(self, *a).items()})
+    monkeypatch.setattr(train_voc, "is_main_process", lambda: False)
+    with pytest.raises(train_voc.NonFiniteLossError):
+        train_voc.main(tiny_args(data_root, tmp_path, "--max-bad-steps", "2"))
+    assert "non-finite loss" not in capsys.readouterr().out
 
 
 def test_non_finite_loss_leaves_weights_untouched(data_root):
@@ -133,9 +144,9 @@ def test_non_finite_loss_leaves_weights_untouched(data_root):
                                            torch.tensor([[1], [2]]), None, None)
     assert not applied and not math.isfinite(losses["total_loss"])
     after = model.state_dict()
+    assert any(k.endswith("running_mean") for k in before)  # BatchNorm statistics are restored too
     for k, v in before.items():
-        if not k.endswith(("running_mean", "running_var", "num_batches_tracked")):
-            assert torch.equal(v, after[k]), k
+        assert torch.equal(v, after[k]), k
 
 
 def test_repeated_non_finite_losses_stop_training(data_root, tmp_path, monkeypatch):
