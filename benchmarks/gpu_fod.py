@@ -39,7 +39,7 @@ def train_and_score(args: argparse.Namespace, device: torch.device) -> dict:
     """The `fod` preset (no pretrained weights can be fetched offline) trained for --train-minutes."""
     flags = ["--preset", "fod", "--pretrained", "none", "--data-root", args.data_root, "--time-budget",
              str(args.train_minutes), "--output-dir", str(Path(args.out) / "checkpoint"), "--no-final-eval",
-             "--workers", str(args.workers), "--device", device.type, "--save-every", "1000"]
+             "--workers", str(args.workers), "--device", device.type, "--save-every", "0"]
     if device.type == "cuda":
         flags += ["--amp", "--channels-last", "--cache"]
     if args.tiny:
