@@ -487,12 +487,14 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
             if state["step"] >= state["total_steps"] or past_deadline(deadline):
                 break
             epoch, epoch_start, epoch_first_step = next_epoch, time.perf_counter(), state["step"]
+            skipped_before = state["skipped_steps"]
             seed_everything(args.seed + 1000 * epoch + rank)  # exact resume: each epoch's randomness from its number
             generator.manual_seed(args.seed + epoch)
             if isinstance(sampler, DistributedSampler):
                 sampler.set_epoch(epoch)
             train_one_epoch(step_model, optimizer, scaler, loader, epoch, state, args, device, log_writer, deadline)
-            if state["step"] == epoch_first_step:  # time ran out before its first step: no epoch to log or save
+            if (state["step"], state["skipped_steps"]) == (epoch_first_step, skipped_before):
+                # time ran out before its first batch: no epoch to log or save
                 epoch -= 1
                 break
             if log_file is not None:

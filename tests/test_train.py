@@ -132,6 +132,16 @@ def test_only_the_main_process_reports_skipped_steps(data_root, tmp_path, monkey
     assert "non-finite loss" not in capsys.readouterr().out
 
 
+def test_non_finite_losses_in_a_row_are_counted_across_epochs(data_root, tmp_path, monkeypatch):
+    """An epoch whose 4 steps were all skipped is not an epoch that ran out of time: the count goes on."""
+    real_forward = train_voc.TrainStep.forward
+    monkeypatch.setattr(train_voc.TrainStep, "forward",
+                        lambda self, *a: {k: v * float("nan") for k, v in real_forward(self, *a).items()})
+    with pytest.raises(train_voc.NonFiniteLossError, match="6 non-finite losses in a row"):
+        train_voc.main(tiny_args(data_root, tmp_path, "--epochs", "3", "--max-bad-steps", "6",
+                                 "--time-budget", "10"))
+
+
 def test_non_finite_loss_leaves_weights_untouched(data_root):
     model = train_voc.build_model(tiny_args(data_root, "unused"), ("nail", "clip_B", "clip_Y", "L_stick"))
     step_model = train_voc.TrainStep(model)
