@@ -45,7 +45,7 @@ def make_set(root: Path, pictures: dict[str, tuple[np.ndarray, list, list]], spl
 @needs_real
 @pytest.mark.parametrize(
     "split, images, boxes, per_class",
-    [("train", 265, 839, (226, 204, 193, 216)), ("val", 52, 161, (41, 41, 35, 44))],
+    [("train", 275, 857, (230, 206, 197, 224)), ("val", 42, 143, (37, 39, 31, 36))],
 )
 def test_real_counts(split, images, boxes, per_class):
     ids = read_split(REAL, split)
