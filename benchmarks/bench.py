@@ -1,6 +1,6 @@
 """CPU speed of this detector next to torchvision's FCOS, and of its data, target and scoring code.
 
-    python benchmarks/bench.py [--quick] [--threads N] [--repeats N] [--data-root ../shared/foreign_object_dataset]
+    python -m benchmarks.bench [--quick] [--threads N] [--repeats N] [--data-root ../shared/foreign_object_dataset]
 
 Prints a Markdown table (what, ours, reference, ratio) and the machine it ran on. Every timing is
 the median of ``--repeats`` runs after a warm-up run. The ResNet-50 rows run our model and
@@ -17,7 +17,6 @@ import copy
 import math
 import os
 import statistics
-import sys
 import time
 from collections import defaultdict
 from dataclasses import dataclass, replace
@@ -30,13 +29,11 @@ import torchvision
 from torch import Tensor, nn
 from torchvision.models.detection import fcos_resnet50_fpn
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from dataset.voc import FOD_CLASSES, IMAGENET_MEAN, IMAGENET_STD, VOCDataset, benchmark_loader  # noqa: E402
-from dataset.voc_eval import evaluate_detections  # noqa: E402
-from model import FCOSConfig, FCOSDetector  # noqa: E402
-from model.postprocess import postprocess  # noqa: E402
-from model.targets import assign_targets, make_points  # noqa: E402
+from dataset.voc import FOD_CLASSES, IMAGENET_MEAN, IMAGENET_STD, VOCDataset, benchmark_loader
+from engine.metrics import evaluate_detections
+from model import FCOSConfig, FCOSDetector
+from model.postprocess import decode, select_detections
+from model.targets import assign_targets, make_points
 
 SMALL_SIZE = (288, 512)  # (H, W) of the pictures both ResNet-50 models see
 FULL_SIZE = (922, 1640)  # the resize_size the foreign-object model trains and evaluates at
@@ -227,9 +224,9 @@ def bench_postprocess(repeats: int, size: tuple[int, int] = FULL_SIZE, batch: in
     box_regression = torch.rand(batch, n, 4, generator=g) * 100
     centerness_logits = torch.randn(batch, n, generator=g)
     image_size = tuple(math.ceil(s / 32) * 32 for s in size)
-    ms = median_ms(lambda: postprocess(cls_logits, box_regression, centerness_logits, points,
-                                       [h * w for h, w in feature_sizes], image_size, config.score_threshold,
-                                       config.nms_iou, config.pre_nms_top_k, config.max_detections), repeats)
+    ms = median_ms(lambda: select_detections(*decode(cls_logits, box_regression, centerness_logits, points),
+                                             [h * w for h, w in feature_sizes], image_size, config.score_threshold,
+                                             config.nms_iou, config.pre_nms_top_k, config.max_detections), repeats)
     return Row(f"post-processing, batch {batch}, {size[0]}x{size[1]}, {num_classes} classes", ms)
 
 

@@ -17,9 +17,12 @@ __all__ = [
     "VOCDataset",
     "boxes_to_original",
     "collate_fn",
+    "load_ground_truth",
     "parse_annotation",
+    "pixels_to_xml",
     "read_split",
     "resolve_classes",
+    "xml_to_pixels",
 ]
 
 

@@ -29,14 +29,15 @@ from pathlib import Path
 
 from PIL import Image, UnidentifiedImageError
 
-from dataset.voc import resolve_classes, write_annotation, write_split
+from dataset.cli import DefaultsFormatter, run
+from dataset.voc import fit_box_to_picture, resolve_classes, write_annotation, write_split
 
 Box = tuple[float, float, float, float]
 
 
 @dataclass
 class Record:
-    """One picture of an export: its path as written, and its objects (0-based boxes)."""
+    """One picture of an export: its path as written, and its objects (0-based inclusive pixel boxes)."""
 
     image: str
     where: str  # location in the export, for error messages
@@ -92,7 +93,10 @@ def _via_class(attributes: dict, attribute: str, where: str) -> str:
 
 
 def _via_box(shape: dict, where: str) -> Box:
-    """Box of a VIA rectangle (x, y, width, height) or polygon (all_points_x/y)."""
+    """0-based inclusive box of a VIA rectangle (x, y, width, height) or polygon (all_points_x/y).
+
+    VIA draws in continuous coordinates: a rectangle at x of width w covers the pixels x .. x + w - 1.
+    """
     kind = shape.get("name")
     if kind not in ("rect", "polygon", "polyline"):
         raise ValueError(f"{where}: shape {kind!r} is not supported (rect or polygon)")
@@ -106,7 +110,7 @@ def _via_box(shape: dict, where: str) -> Box:
             box = (min(xs), min(ys), max(xs), max(ys))
     except (KeyError, TypeError, ValueError):
         raise ValueError(f"{where}: malformed shape attributes {shape}") from None
-    return _checked_box(box, where)
+    return _checked_box((box[0], box[1], box[2] - 1, box[3] - 1), where)
 
 
 def read_via(path: str | Path, attribute: str = "class") -> list[Record]:
@@ -155,9 +159,10 @@ def convert(
 ) -> dict[str, list[str]]:
     """Write the records as a VOC-layout set under ``out``; returns the ids of train, val, trainval.
 
-    Picture sizes are read from the file headers. Raises FileNotFoundError for a missing picture
-    and ValueError for an unknown class, a box outside its picture or two pictures with one stem,
-    each naming the export file and row.
+    Picture sizes are read from the file headers. A box reaching past its picture is clipped with a
+    warning, as the VOC reader does. Raises FileNotFoundError for a missing picture and ValueError for
+    an unknown class, a box with nothing inside its picture or two pictures with one stem, each naming
+    the export file and row.
     """
     if not 0.0 <= val_fraction < 1.0:
         raise ValueError(f"val fraction must be in [0, 1), got {val_fraction}")
@@ -177,13 +182,13 @@ def convert(
                 (width, height), fmt = im.size, im.format
         except (OSError, UnidentifiedImageError) as e:
             raise ValueError(f"{record.where}: cannot read image {src} ({e})") from None
+        boxes = []
         for box, name, where in zip(record.boxes, record.names, record.places):
             if name not in classes:
                 raise ValueError(f"{where}: class {name!r} is not in the class list {tuple(classes)}")
-            if box[0] < 0 or box[1] < 0 or box[2] > width or box[3] > height:
-                raise ValueError(f"{where}: box {list(box)} lies outside the {width}x{height} image {src}")
+            xml_box = [v + 1 for v in box]  # 0-based pixels -> 1-based VOC
+            boxes.append(fit_box_to_picture(xml_box, width, height, f"{where} (image {src})"))
         _place_image(src, out / "JPEGImages" / f"{image_id}.jpg", fmt, link)
-        boxes = [[v + 1 for v in box] for box in record.boxes]  # 0-based pixels -> 1-based VOC
         write_annotation(out / "Annotations" / f"{image_id}.xml", f"{image_id}.jpg", width, height, boxes, record.names)
 
     ids = sorted(seen)
@@ -197,13 +202,14 @@ def convert(
 
 
 def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description="Convert CSV / VIA annotations to VOC layout", add_help=add_help)
+    parser = argparse.ArgumentParser(description="Convert CSV / VIA annotations to VOC layout", add_help=add_help,
+                                     formatter_class=DefaultsFormatter)
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--csv", help="keras-retinanet CSV: path,x1,y1,x2,y2,class (0-based pixels)")
     source.add_argument("--via", help="VGG Image Annotator project or JSON export")
     parser.add_argument("--images", default=None, help="folder the image paths are relative to (default: the annotation file's)")
     parser.add_argument("--out", required=True, help="output folder (VOC layout)")
-    parser.add_argument("--classes", default=None, help='"fod" (default), "voc", "a,b,c" or a text file')
+    parser.add_argument("--classes", default="fod", help='"fod", "voc", "a,b,c" or a text file')
     parser.add_argument("--attribute", default="class", help="VIA region attribute holding the class")
     parser.add_argument("--split-val", type=float, default=0.0, metavar="FRACTION", help="random fraction of pictures for val")
     parser.add_argument("--seed", type=int, default=0, help="seed of the train/val split")
@@ -221,4 +227,4 @@ def main(args: argparse.Namespace) -> None:
 
 
 if __name__ == "__main__":
-    main(get_args_parser().parse_args())
+    run(main, get_args_parser().parse_args(), "python -m dataset.convert")

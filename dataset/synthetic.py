@@ -16,6 +16,7 @@ so the same seed gives the same bytes whatever the counts.
 from __future__ import annotations
 
 import argparse
+import json
 import time
 import zlib
 from collections.abc import Mapping
@@ -24,9 +25,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from dataset.cli import DefaultsFormatter, parse_size, run
 from dataset.voc import FOD_CLASSES, write_annotation, write_split
 
 JPEG_QUALITY = 85
+MARKER = "synthetic.json"  # written by generate(): the folder is this project's to rewrite
 # relative length of each class (real clip_Y boxes are smaller than the others)
 CLASS_LENGTH = {"nail": 1.0, "clip_B": 0.95, "clip_Y": 0.75, "L_stick": 1.2}
 ALPHA_VISIBLE = 0.25  # a pixel belongs to an object's box when its coverage is at least this
@@ -279,12 +282,33 @@ def render(rng: np.random.Generator, size: tuple[int, int] = (360, 640)) -> tupl
     return picture, np.array(boxes, dtype=np.int64).reshape(-1, 4), names
 
 
+def _spec(counts: Mapping[str, int], seed: int, size: tuple[int, int]) -> dict:
+    return {"counts": dict(counts), "seed": seed, "size": list(size)}
+
+
+def is_generated(out: str | Path, counts: Mapping[str, int], seed: int = 0, size: tuple[int, int] = (360, 640)) -> bool:
+    """Whether ``out`` holds a complete synthetic set made by :func:`generate` with these arguments."""
+    try:
+        marker = json.loads((Path(out) / MARKER).read_text())
+    except (OSError, ValueError):
+        return False
+    return marker == {**_spec(counts, seed, size), "complete": True}
+
+
 def generate(out: str | Path, counts: Mapping[str, int], seed: int = 0, size: tuple[int, int] = (360, 640)) -> dict[str, list[str]]:
     """Write a VOC-layout synthetic set under ``out``: ``JPEGImages/<split>_<index>.jpg``,
     ``Annotations/*.xml`` (1-based coordinates), ``ImageSets/Main/<split>.txt`` for each split in
-    ``counts`` and ``trainval.txt`` (train + val). Returns the ids of each split."""
+    ``counts`` and ``trainval.txt`` (train + val). Returns the ids of each split.
+
+    ``out`` must be absent, empty, or a folder this function wrote before (it leaves the marker file
+    ``MARKER`` there): anything else is a ``FileExistsError``, so a user's files are never overwritten.
+    """
     out = Path(out)
+    if out.exists() and not (out / MARKER).is_file() and (not out.is_dir() or any(out.iterdir())):
+        raise FileExistsError(f"{out}: exists and is not a synthetic data set made by this project; "
+                              "refusing to write into it (choose an empty or new folder)")
     (out / "JPEGImages").mkdir(parents=True, exist_ok=True)
+    (out / MARKER).write_text(json.dumps(_spec(counts, seed, size)))
     ids: dict[str, list[str]] = {}
     for split, count in counts.items():
         ids[split] = []
@@ -297,26 +321,19 @@ def generate(out: str | Path, counts: Mapping[str, int], seed: int = 0, size: tu
             ids[split].append(image_id)
         write_split(out, split, ids[split])
     write_split(out, "trainval", ids.get("train", []) + ids.get("val", []))
+    (out / MARKER).write_text(json.dumps({**_spec(counts, seed, size), "complete": True}))
     return ids
 
 
-def parse_size(text: str) -> tuple[int, int]:
-    """"HxW" -> (H, W)."""
-    try:
-        h, w = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"size must look like 360x640, got {text!r}") from None
-    return h, w
-
-
 def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description="Write a synthetic foreign-object data set (VOC layout)", add_help=add_help)
+    parser = argparse.ArgumentParser(description="Write a synthetic foreign-object data set (VOC layout)", add_help=add_help,
+                                     formatter_class=DefaultsFormatter)
     parser.add_argument("--out", required=True, help="output folder")
     parser.add_argument("--train", type=int, default=100, help="pictures in the train split")
     parser.add_argument("--val", type=int, default=20, help="pictures in the val split")
     parser.add_argument("--test", type=int, default=20, help="pictures in the test split")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--size", type=parse_size, default=(360, 640), help="HxW, default 360x640")
+    parser.add_argument("--size", type=parse_size, default="360x640", help="picture size HxW")
     return parser
 
 
@@ -331,4 +348,4 @@ def main(args: argparse.Namespace) -> None:
 
 
 if __name__ == "__main__":
-    main(get_args_parser().parse_args())
+    run(main, get_args_parser().parse_args(), "python -m dataset.synthetic")

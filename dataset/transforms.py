@@ -3,7 +3,10 @@
 Geometry on boxes goes through ``torchvision.transforms.v2`` with ``tv_tensors.BoundingBoxes``:
 the pipeline works on the resized uint8 picture (a PIL image, where rotation and colour jitter
 are cheap) together with a target dict ``{"boxes": BoundingBoxes XYXY, "labels", "difficult"}``.
-Normalisation and padding come last, on whatever the augmentation returned.
+Normalisation and padding come last, then sensor noise on the normalised tensor.
+
+Boxes are in continuous pixel coordinates (a box [x1, x2) covers the pixels x1 .. x2 - 1), so a
+horizontal flip (x -> W - x), a rescale or a crop maps every box exactly onto the pixels it covers.
 """
 
 from __future__ import annotations
@@ -11,16 +14,20 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+import cv2
 import numpy as np
 import torch
 from torchvision.transforms import InterpolationMode, v2
+
+from dataset.sizes import padded_size
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 # uint8 fill for pixels that rotation brings in: the mean colour, i.e. ~0 after normalisation
 MEAN_FILL = tuple(round(255 * m) for m in IMAGENET_MEAN)
+NOISE_SIGMA = 0.02 / min(IMAGENET_STD)  # 2% of the pixel range (about 5 grey levels), in normalised units
 
-AUGMENTATIONS = ("flip", "color", "rotate", "crop")
+AUGMENTATIONS = ("flip", "color", "photo", "blur", "noise", "rotate", "crop")
 DEFAULT_AUGMENT = ("flip", "color", "rotate")
 
 
@@ -30,23 +37,31 @@ def _labels_and_difficult(inputs: tuple) -> tuple[torch.Tensor, ...]:
     return tuple(target[k] for k in ("labels", "difficult") if k in target)
 
 
+def check_augment(augment: Sequence[str]) -> tuple[str, ...]:
+    """``augment`` as a tuple, or ``ValueError`` naming what is unknown."""
+    unknown = [a for a in augment if a not in AUGMENTATIONS]
+    if unknown:
+        raise ValueError(f"unknown augmentation(s) {unknown}; choose from {', '.join(AUGMENTATIONS)}")
+    return tuple(augment)
+
+
 def build_augmentation(augment: Sequence[str] = DEFAULT_AUGMENT) -> v2.Compose | None:
     """The training pipeline for ``(PIL image, {"boxes": BoundingBoxes, "labels", "difficult"})``.
 
-    augment: names out of ``AUGMENTATIONS``, applied in that order:
+    augment: names out of ``AUGMENTATIONS``, applied in this order:
         "crop"   v2.RandomIoUCrop (SSD-style random crop; the picture gets smaller),
         "flip"   horizontal flip, p 0.5,
-        "color"  colour jitter (brightness/contrast/saturation/hue 0.1), p 0.3,
+        "color"  the original's colour jitter (brightness/contrast/saturation/hue 0.1), p 0.3,
+        "photo"  strong photometric change for other light and asphalt: brightness and contrast
+                 0.4, saturation 0.4, hue 0.03, p 0.8,
+        "blur"   Gaussian blur (5x5, sigma 0.1-1.5: focus and motion), p 0.3,
         "rotate" rotation within +-10 degrees, p 0.5; each box becomes the bounding box of
                  its rotated corners.
-    Boxes are then clamped to the picture and degenerate ones (side < 1 px) dropped together
-    with their labels. Returns None for an empty ``augment``.
+    ("noise" is added after normalisation: :func:`build_noise`.) Boxes are then clamped to the
+    picture and degenerate ones (side < 1 px) dropped together with their labels. Returns None when
+    nothing geometric or photometric is asked for.
     """
-    unknown = [a for a in augment if a not in AUGMENTATIONS]
-    if unknown:
-        raise ValueError(f"unknown augmentation(s) {unknown}; choose from {AUGMENTATIONS}")
-    if not augment:
-        return None
+    augment = check_augment(augment)
     ops: list[v2.Transform] = []
     if "crop" in augment:
         ops.append(v2.RandomIoUCrop())
@@ -54,11 +69,24 @@ def build_augmentation(augment: Sequence[str] = DEFAULT_AUGMENT) -> v2.Compose |
         ops.append(v2.RandomHorizontalFlip(p=0.5))
     if "color" in augment:
         ops.append(v2.RandomApply([v2.ColorJitter(0.1, 0.1, 0.1, 0.1)], p=0.3))
+    if "photo" in augment:
+        ops.append(v2.RandomApply([v2.ColorJitter(0.4, 0.4, 0.4, 0.03)], p=0.8))
+    if "blur" in augment:
+        ops.append(v2.RandomApply([v2.GaussianBlur(5, sigma=(0.1, 1.5))], p=0.3))
     if "rotate" in augment:
         rotation = v2.RandomRotation(10.0, interpolation=InterpolationMode.BILINEAR, fill=MEAN_FILL)
         ops.append(v2.RandomApply([rotation], p=0.5))
+    if not ops:
+        return None
     ops += [v2.ClampBoundingBoxes(), v2.SanitizeBoundingBoxes(min_size=1.0, labels_getter=_labels_and_difficult)]
     return v2.Compose(ops)
+
+
+def build_noise(augment: Sequence[str]) -> v2.Transform | None:
+    """Gaussian sensor noise on the normalised picture (``"noise"`` in ``augment``), p 0.3."""
+    if "noise" not in check_augment(augment):
+        return None
+    return v2.RandomApply([v2.GaussianNoise(sigma=NOISE_SIGMA, clip=False)], p=0.3)
 
 
 def normalize_pad(image: np.ndarray, min_size: tuple[int, int] | None = None, stride: int = 32) -> torch.Tensor:
@@ -69,11 +97,8 @@ def normalize_pad(image: np.ndarray, min_size: tuple[int, int] | None = None, st
     already a multiple of ``stride`` is not padded.
     """
     h, w = image.shape[:2]
-    if min_size is not None:
-        h_out, w_out = max(h, min_size[0]), max(w, min_size[1])
-    else:
-        h_out, w_out = h, w
-    h_out, w_out = -(-h_out // stride) * stride, -(-w_out // stride) * stride
+    h_out, w_out = (h, w) if min_size is None else (max(h, min_size[0]), max(w, min_size[1]))
+    h_out, w_out = padded_size(h_out, w_out, stride)
     mean = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
     std = torch.tensor(IMAGENET_STD).view(3, 1, 1)
     out = torch.zeros(3, h_out, w_out)
@@ -83,7 +108,7 @@ def normalize_pad(image: np.ndarray, min_size: tuple[int, int] | None = None, st
 
 
 def _window_start(lo: float, hi: float, size: int, max_start: int) -> int:
-    """Start of a window of ``size`` along one axis that holds [lo, hi], clamped to [0, max_start]."""
+    """Start of a window of ``size`` along one axis that holds [lo, hi), clamped to [0, max_start]."""
     first, last = math.ceil(hi) - size, math.floor(lo)
     if first <= last:
         start = int(torch.randint(first, last + 1, ()).item())
@@ -92,19 +117,20 @@ def _window_start(lo: float, hi: float, size: int, max_start: int) -> int:
     return min(max(start, 0), max_start)
 
 
-def sample_crop_window(boxes: torch.Tensor, image_size: tuple[int, int], crop_size: tuple[int, int]) -> tuple[int, int, int]:
+def sample_crop_window(boxes: torch.Tensor, image_size: tuple[int, int], crop_size: tuple[int, int],
+                       around_object: bool = True) -> tuple[int, int, int]:
     """Top-left (x0, y0) of a ``crop_size`` (h, w) window around a random object.
 
     boxes: [M, 4] x1, y1, x2, y2 in the picture's pixels; image_size: (H, W).
     The window holds the chosen object whole (centred on it when the object is larger than
     the window) and lies inside the picture (at (0, 0) along an axis where the picture is
-    smaller than the window). Without objects the window is uniformly random.
-    Returns (x0, y0, index of the chosen object or -1). Uses torch's global RNG, so each
-    DataLoader worker draws its own windows.
+    smaller than the window). Without objects, or with ``around_object=False``, the window is
+    uniformly random. Returns (x0, y0, index of the chosen object or -1). Uses torch's global RNG,
+    so each DataLoader worker draws its own windows.
     """
     (height, width), (ch, cw) = image_size, crop_size
     max_x0, max_y0 = max(width - cw, 0), max(height - ch, 0)
-    if len(boxes) == 0:
+    if len(boxes) == 0 or not around_object:
         x0 = int(torch.randint(0, max_x0 + 1, ()).item())
         y0 = int(torch.randint(0, max_y0 + 1, ()).item())
         return x0, y0, -1
@@ -128,3 +154,27 @@ def crop_boxes(boxes: torch.Tensor, window: tuple[float, float, float, float], m
     keep = (inside > 0) & (inside >= min_visible * area)
     shift = torch.tensor([x0, y0, x0, y0], dtype=boxes.dtype)
     return clipped[keep] - shift, keep
+
+
+def random_crop(picture: np.ndarray, boxes: torch.Tensor, crop_size: tuple[int, int], scale_jitter: float = 1.0,
+                background: float = 0.0) -> tuple[np.ndarray, torch.Tensor, torch.Tensor, tuple[float, float, float]]:
+    """A ``crop_size`` (h, w) training crop of ``picture`` [H, W, 3] around a random object.
+
+    ``scale_jitter`` S >= 1: the crop is taken at a scale drawn log-uniformly from [1/S, S] (a window of
+    crop_size / scale, resized to crop_size), so objects appear at several sizes. ``background``: the
+    probability of a window placed anywhere, objects or not (context and negatives).
+    Returns (crop [h', w', 3] with h' <= h, w' <= w at the picture's edge, boxes [K, 4] in the crop's
+    pixels, keep mask [M] of the boxes kept, (x0, y0, scale) of the window in the picture).
+    """
+    scale = math.exp(math.log(scale_jitter) * (2 * torch.rand(()).item() - 1)) if scale_jitter > 1 else 1.0
+    window = (max(1, round(crop_size[0] / scale)), max(1, round(crop_size[1] / scale)))
+    around_object = background <= 0 or torch.rand(()).item() >= background
+    x0, y0, _ = sample_crop_window(boxes, picture.shape[:2], window, around_object)
+    crop = picture[y0 : y0 + window[0], x0 : x0 + window[1]]
+    kept, keep = crop_boxes(boxes, (x0, y0, x0 + crop.shape[1], y0 + crop.shape[0]))
+    if scale != 1.0:
+        h, w = max(1, round(crop.shape[0] * scale)), max(1, round(crop.shape[1] * scale))
+        sx, sy = w / crop.shape[1], h / crop.shape[0]
+        crop = cv2.resize(crop, (w, h), interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+        kept = kept * torch.tensor([sx, sy, sx, sy], dtype=kept.dtype)
+    return np.ascontiguousarray(crop), kept, keep, (float(x0), float(y0), scale)

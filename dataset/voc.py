@@ -3,6 +3,11 @@
 Layout under ``root``: ``Annotations/<id>.xml``, ``JPEGImages/<id>.jpg``,
 ``ImageSets/Main/<split>.txt`` (one id a line).
 
+Two box frames. The XML's: 1-based inclusive pixel indices, ``xmin=1, xmax=W`` covering the whole
+width (what is written to and read from files, detections JSON included). The tensors': continuous
+0-based pixel edges, ``[x1, x2)`` with ``x1 = xmin - 1`` and ``x2 = xmax``, where a flip, a rescale
+or a crop maps a box exactly (:func:`xml_to_pixels`, :func:`pixels_to_xml`).
+
     python -m dataset.voc --data-root ../shared/foreign_object_dataset --split train
     python -m dataset.voc --data-root DIR --split train --show 4 --out outputs/samples
     python -m dataset.voc --data-root DIR --split train --benchmark
@@ -12,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import time
+import warnings
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 from pathlib import Path
@@ -19,19 +25,21 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
 import torch.nn.functional as F
+from PIL import Image, UnidentifiedImageError
 from torch.utils.data import DataLoader, Dataset, default_collate
 from torchvision import tv_tensors
 
+from dataset.cli import DefaultsFormatter, parse_size, run
+from dataset.sizes import format_size, resize_scale, resized_shape
 from dataset.transforms import (
     DEFAULT_AUGMENT,
     IMAGENET_MEAN,
     IMAGENET_STD,
     build_augmentation,
-    crop_boxes,
+    build_noise,
     normalize_pad,
-    sample_crop_window,
+    random_crop,
 )
 from model.config import FOD_CLASSES
 
@@ -39,6 +47,20 @@ VOC_CLASSES = (
     "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
     "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train", "tvmonitor",
 )  # fmt: skip
+
+GroundTruth = dict[str, dict[str, np.ndarray]]
+_XML_SHIFT = (1.0, 1.0, 0.0, 0.0)
+
+
+def xml_to_pixels(boxes: torch.Tensor) -> torch.Tensor:
+    """Boxes [..., 4] in the XML's 1-based inclusive indices -> continuous 0-based pixel edges."""
+    return boxes - boxes.new_tensor(_XML_SHIFT)
+
+
+def pixels_to_xml(boxes: torch.Tensor) -> torch.Tensor:
+    """Inverse of :func:`xml_to_pixels`."""
+    return boxes + boxes.new_tensor(_XML_SHIFT)
+
 
 def resolve_classes(spec: str | Sequence[str] | None = None) -> tuple[str, ...]:
     """Class names from a spec: None or "fod" -> FOD_CLASSES, "voc" -> VOC_CLASSES,
@@ -61,17 +83,32 @@ def resolve_classes(spec: str | Sequence[str] | None = None) -> tuple[str, ...]:
     return names
 
 
+def split_path(root: str | Path, split: str) -> Path:
+    return Path(root) / "ImageSets" / "Main" / f"{split}.txt"
+
+
 def read_split(root: str | Path, split: str) -> list[str]:
-    """Image ids listed in ``ImageSets/Main/<split>.txt`` (empty lines ignored)."""
-    path = Path(root) / "ImageSets" / "Main" / f"{split}.txt"
+    """Image ids listed in ``ImageSets/Main/<split>.txt`` (empty lines ignored).
+
+    ``FileNotFoundError`` when the file or ``root`` is missing, ``ValueError`` when it lists nothing.
+    """
+    path = split_path(root, split)
+    if not Path(root).is_dir():
+        raise FileNotFoundError(f"{root}: data set folder not found")
     if not path.is_file():
         raise FileNotFoundError(f"{path}: split file not found")
-    return [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    try:
+        ids = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    except UnicodeDecodeError:
+        raise ValueError(f"{path}: not a text file of image ids") from None
+    if not ids:
+        raise ValueError(f"{path}: split {split!r} lists no pictures")
+    return ids
 
 
 def write_split(root: str | Path, split: str, ids: Sequence[str]) -> Path:
     """Write ``ImageSets/Main/<split>.txt`` with one id a line."""
-    path = Path(root) / "ImageSets" / "Main" / f"{split}.txt"
+    path = split_path(root, split)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("".join(f"{i}\n" for i in ids))
     return path
@@ -80,19 +117,40 @@ def write_split(root: str | Path, split: str, ids: Sequence[str]) -> Path:
 def _number(node: ET.Element | None, tag: str, path: Path, what: str) -> float:
     text = node.findtext(tag) if node is not None else None
     try:
-        return float(text)  # type: ignore[arg-type]
+        value = float(text)  # type: ignore[arg-type]
     except (TypeError, ValueError):
-        raise ValueError(f"{path}: {what}: <{tag}> is missing or not a number ({text!r})") from None
+        value = float("nan")
+    if not np.isfinite(value):
+        raise ValueError(f"{path}: {what}: <{tag}> is missing or not a number ({text!r})")
+    return value
 
 
-def parse_annotation(xml_path: str | Path, classes: Sequence[str]) -> dict:
+def fit_box_to_picture(box: Sequence[float], width: int, height: int, where: str) -> tuple[float, ...]:
+    """A box in the XML frame (1-based inclusive) made to lie in a ``width`` x ``height`` picture.
+
+    A box reaching past an edge is clipped with a warning naming ``where``; one with nothing inside the
+    picture is a ``ValueError``. A size of 0 (unknown) checks nothing.
+    """
+    x1, y1, x2, y2 = box
+    if not width or not height or (x1 >= 1 and y1 >= 1 and x2 <= width and y2 <= height):
+        return tuple(box)
+    clipped = (max(x1, 1.0), max(y1, 1.0), min(x2, float(width)), min(y2, float(height)))
+    if clipped[2] < clipped[0] or clipped[3] < clipped[1]:
+        raise ValueError(f"{where}: box {list(box)} lies outside the {width}x{height} picture")
+    warnings.warn(f"{where}: box {list(box)} reaches outside the {width}x{height} picture; clipped to "
+                  f"{list(clipped)}", stacklevel=2)
+    return clipped
+
+
+def parse_annotation(xml_path: str | Path, classes: Sequence[str], picture_size: tuple[int, int] | None = None) -> dict:
     """Read one VOC XML file.
 
-    Returns numpy arrays ``boxes`` float32 [M, 4] (x1, y1, x2, y2 exactly as written, i.e. the
-    1-based VOC frame), ``labels`` int64 [M] in 1..C (position in ``classes`` + 1),
-    ``difficult`` bool [M], and ints ``width``, ``height`` (0 when the XML has no <size>).
+    Returns numpy arrays ``boxes`` float32 [M, 4] (x1, y1, x2, y2 in the XML's 1-based frame),
+    ``labels`` int64 [M] in 1..C (position in ``classes`` + 1), ``difficult`` bool [M], and ints
+    ``width``, ``height`` (from <size>, else ``picture_size`` (W, H), else 0). Boxes reaching past the
+    picture are clipped to it with a warning (:func:`fit_box_to_picture`).
     Raises FileNotFoundError for a missing file and ValueError naming the file for malformed
-    XML, a class not in ``classes``, or a box with xmax <= xmin or ymax <= ymin.
+    XML, a class not in ``classes``, a box with xmax <= xmin or ymax <= ymin, or one outside the picture.
     """
     path = Path(xml_path)
     if not path.is_file():
@@ -105,6 +163,8 @@ def parse_annotation(xml_path: str | Path, classes: Sequence[str]) -> dict:
     size = root.find("size")
     width = int(_number(size, "width", path, "<size>")) if size is not None else 0
     height = int(_number(size, "height", path, "<size>")) if size is not None else 0
+    if not (width and height) and picture_size is not None:
+        width, height = picture_size
     boxes, labels, difficult = [], [], []
     for k, obj in enumerate(root.iter("object")):
         name = (obj.findtext("name") or "").strip()
@@ -114,10 +174,10 @@ def parse_annotation(xml_path: str | Path, classes: Sequence[str]) -> dict:
         bndbox = obj.find("bndbox")
         if bndbox is None:
             raise ValueError(f"{path}: {what}: no <bndbox>")
-        x1, y1, x2, y2 = (_number(bndbox, t, path, what) for t in ("xmin", "ymin", "xmax", "ymax"))
-        if x2 <= x1 or y2 <= y1:
-            raise ValueError(f"{path}: {what}: empty box, need xmax > xmin and ymax > ymin, got {[x1, y1, x2, y2]}")
-        boxes.append((x1, y1, x2, y2))
+        box = tuple(_number(bndbox, t, path, what) for t in ("xmin", "ymin", "xmax", "ymax"))
+        if box[2] <= box[0] or box[3] <= box[1]:
+            raise ValueError(f"{path}: {what}: empty box, need xmax > xmin and ymax > ymin, got {list(box)}")
+        boxes.append(fit_box_to_picture(box, width, height, f"{path}: {what}"))
         labels.append(class_ids[name])
         difficult.append(int(_number(obj, "difficult", path, what)) != 0 if obj.find("difficult") is not None else False)
     return {
@@ -127,6 +187,18 @@ def parse_annotation(xml_path: str | Path, classes: Sequence[str]) -> dict:
         "width": width,
         "height": height,
     }
+
+
+def ground_truth_of(ids: Sequence[str], annotations: Sequence[dict]) -> GroundTruth:
+    """``image_id -> {"boxes" float32 [M,4] XML frame, "labels" int64 [M], "difficult" bool [M]}``."""
+    return {i: {k: a[k] for k in ("boxes", "labels", "difficult")} for i, a in zip(ids, annotations)}
+
+
+def load_ground_truth(root: str | Path, split: str, classes: Sequence[str] | str | None) -> GroundTruth:
+    """The ground truth of a split from its XML files alone (never the pictures): see :func:`ground_truth_of`."""
+    classes = resolve_classes(classes)
+    ids = read_split(root, split)
+    return ground_truth_of(ids, [parse_annotation(Path(root) / "Annotations" / f"{i}.xml", classes) for i in ids])
 
 
 def _coordinate(v: float) -> str:
@@ -168,16 +240,22 @@ def write_annotation(
     ET.ElementTree(root).write(xml_path, encoding="utf-8")
 
 
-def resize_scale(height: int, width: int, min_side: int, max_side: int) -> float:
-    """Scale that brings the short side to <= min_side and the long side to <= max_side
-    (the larger such scale; it may be > 1)."""
-    return min(min_side / min(height, width), max_side / max(height, width))
+def picture_size(path: str | Path) -> tuple[int, int]:
+    """(W, H) from a picture file's header; ``FileNotFoundError`` or ``ValueError`` naming the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: image file not found")
+    try:
+        with Image.open(path) as im:
+            return im.size
+    except (OSError, UnidentifiedImageError) as e:
+        raise ValueError(f"{path}: cannot read image ({e})") from None
 
 
 def load_resized(path: str | Path, resize_size: tuple[int, int],
                  decoded: np.ndarray | None = None) -> tuple[np.ndarray, tuple[int, int]]:
-    """Decode a picture as RGB uint8 [h, w, 3] resized to (round(W0 * s), round(H0 * s)) with
-    s = resize_scale(H0, W0, *resize_size). Returns (picture, (H0, W0)).
+    """Decode a picture as RGB uint8 [h, w, 3] resized by :func:`dataset.sizes.resize_scale` (at least
+    1 x 1 pixel). Returns (picture, (H0, W0)).
 
     The original size comes from the file header. For s <= 0.5 (<= 0.25) the JPEG is decoded at
     1/2 (1/4) size, which is several times faster than a full decode, then resized the rest of
@@ -186,15 +264,9 @@ def load_resized(path: str | Path, resize_size: tuple[int, int],
     reduced decode applies; the result is the same either way.
     """
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: image file not found")
-    try:
-        with Image.open(path) as im:
-            w0, h0 = im.size
-    except (OSError, UnidentifiedImageError) as e:
-        raise ValueError(f"{path}: cannot read image ({e})") from None
+    w0, h0 = picture_size(path)
     s = resize_scale(h0, w0, *resize_size)
-    new_w, new_h = round(w0 * s), round(h0 * s)
+    new_h, new_w = resized_shape(h0, w0, resize_size)
     flag = cv2.IMREAD_REDUCED_COLOR_4 if s <= 0.25 else cv2.IMREAD_REDUCED_COLOR_2 if s <= 0.5 else cv2.IMREAD_COLOR
     if flag == cv2.IMREAD_COLOR and decoded is not None:
         bgr = decoded
@@ -216,11 +288,11 @@ class VOCDataset(Dataset):
         image: RGB, ImageNet-normalised, resized keeping the aspect ratio
             (scale = min(min_side / short, max_side / long)), zero-padded right/bottom to a
             multiple of 32 (and at least to crop_size when cropping);
-        target: "boxes" float32 [M, 4] x1, y1, x2, y2 0-based in the returned image's pixels
-            (XML value - 1, scaled, minus the crop offset); "labels" int64 [M] in 1..C;
-            "difficult" bool [M]; "image_id" str; "orig_size" (H0, W0);
-            "scale" float32 [2] (new_w / W0, new_h / H0); "offset" float32 [2] (x0, y0) of the
-            crop in the resized picture, zeros without crop.
+        target: "boxes" float32 [M, 4] x1, y1, x2, y2 continuous pixel edges of the returned image;
+            "labels" int64 [M] in 1..C; "difficult" bool [M]; "image_id" str; "orig_size" (H0, W0);
+            "scale" float32 [2] (x, y: returned image pixels per original pixel) and "offset" float32 [2]
+            (x0, y0 of the returned image's origin in original pixels), so that
+            original = boxes / scale + offset (:func:`boxes_to_original`).
 
     Args:
         root: data set folder. split: name of ``ImageSets/Main/<split>.txt``.
@@ -229,13 +301,15 @@ class VOCDataset(Dataset):
         keep_difficult: keep difficult objects in targets; default False when train else True.
         crop_size: (h, w) object-centred random crops taken from the resized picture before
             augmentation (objects at least half inside are kept, clipped).
-        cache: keep decoded, resized pictures in memory. Each DataLoader worker has its own
+        scale_jitter, background_crops: see :func:`dataset.transforms.random_crop` (with crop_size).
+        cache: keep decoded, resized pictures (uint8) in memory. Each DataLoader worker has its own
             copy unless every picture is loaded (``load_picture``) before the workers start, as
             ``train_voc.py --cache`` does: forked workers then share the parent's.
         augment: names from ``dataset.transforms.AUGMENTATIONS`` used when train.
 
-    Annotations are parsed and picture files checked when the data set is built, so missing
-    files and bad annotations are reported before training starts.
+    Annotations are parsed and picture headers read when the data set is built, so missing or
+    unreadable files and bad annotations are reported before training starts; :meth:`ground_truth`
+    gives the parsed annotations to the metric, so they are read once.
     """
 
     def __init__(
@@ -249,20 +323,28 @@ class VOCDataset(Dataset):
         crop_size: tuple[int, int] | None = None,
         cache: bool = False,
         augment: Sequence[str] = DEFAULT_AUGMENT,
+        scale_jitter: float = 1.0,
+        background_crops: float = 0.0,
     ) -> None:
         self.root = Path(root)
+        self.split = split
         self._classes = resolve_classes(classes)
         self.train = train
         self.resize_size = (int(resize_size[0]), int(resize_size[1]))
         self.keep_difficult = (not train) if keep_difficult is None else keep_difficult
         self.crop_size = None if crop_size is None else (int(crop_size[0]), int(crop_size[1]))
+        self.scale_jitter, self.background_crops = float(scale_jitter), float(background_crops)
         self.cache = cache
         self.augmentation = build_augmentation(augment) if train else None
+        self.noise = build_noise(augment) if train else None
         self.ids = read_split(self.root, split)
-        self.annotations = [parse_annotation(self.root / "Annotations" / f"{i}.xml", self._classes) for i in self.ids]
-        for i in self.ids:
-            if not self.image_path(i).is_file():
-                raise FileNotFoundError(f"{self.image_path(i)}: image file not found")
+        sizes = [picture_size(self.image_path(i)) for i in self.ids]
+        self.annotations = [parse_annotation(self.root / "Annotations" / f"{i}.xml", self._classes, size)
+                            for i, size in zip(self.ids, sizes)]
+        for image_id, size, ann in zip(self.ids, sizes, self.annotations):
+            if (ann["width"], ann["height"]) != size:
+                raise ValueError(f"{self.root / 'Annotations' / image_id}.xml: <size> says {ann['width']}x"
+                                 f"{ann['height']} but {self.image_path(image_id)} is {size[0]}x{size[1]}")
         self._pictures: dict[int, tuple[np.ndarray, tuple[int, int]]] = {}
 
     @property
@@ -271,6 +353,10 @@ class VOCDataset(Dataset):
 
     def image_path(self, image_id: str) -> Path:
         return self.root / "JPEGImages" / f"{image_id}.jpg"
+
+    def ground_truth(self) -> GroundTruth:
+        """The split's annotations for :func:`engine.metrics.evaluate_detections` (XML frame)."""
+        return ground_truth_of(self.ids, self.annotations)
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -290,21 +376,17 @@ class VOCDataset(Dataset):
         keep = np.ones(len(ann["labels"]), dtype=bool) if self.keep_difficult else ~ann["difficult"]
         height, width = picture.shape[:2]
         scale = torch.tensor([width / w0, height / h0], dtype=torch.float32)
-        boxes = (torch.from_numpy(ann["boxes"][keep]) - 1.0) * scale.repeat(2)
-        boxes[:, 0::2] = boxes[:, 0::2].clamp(0, width)
-        boxes[:, 1::2] = boxes[:, 1::2].clamp(0, height)
+        boxes = xml_to_pixels(torch.from_numpy(ann["boxes"][keep])) * scale.repeat(2)
         labels = torch.from_numpy(ann["labels"][keep])
         difficult = torch.from_numpy(ann["difficult"][keep])
         offset = torch.zeros(2, dtype=torch.float32)
 
         if self.crop_size is not None:
-            ch, cw = self.crop_size
-            x0, y0, _ = sample_crop_window(boxes, (height, width), self.crop_size)
-            picture = picture[y0 : y0 + ch, x0 : x0 + cw]
-            window = (x0, y0, x0 + picture.shape[1], y0 + picture.shape[0])
-            boxes, inside = crop_boxes(boxes, window)
+            picture, boxes, inside, (x0, y0, jitter) = random_crop(picture, boxes, self.crop_size, self.scale_jitter,
+                                                                   self.background_crops)
             labels, difficult = labels[inside], difficult[inside]
-            offset = torch.tensor([x0, y0], dtype=torch.float32)
+            offset = torch.tensor([x0, y0]) / scale
+            scale = scale * jitter
 
         if self.augmentation is not None:
             h, w = picture.shape[:2]
@@ -318,6 +400,8 @@ class VOCDataset(Dataset):
             boxes, labels, difficult = target["boxes"].as_subclass(torch.Tensor), target["labels"], target["difficult"]
 
         image = normalize_pad(picture, min_size=self.crop_size)
+        if self.noise is not None:
+            image = self.noise(image)
         return image, {
             "boxes": boxes.float().reshape(-1, 4),
             "labels": labels,
@@ -330,11 +414,11 @@ class VOCDataset(Dataset):
 
 
 def boxes_to_original(boxes: torch.Tensor, target: dict) -> torch.Tensor:
-    """Boxes [K, 4] in a returned image's pixels -> the original picture's pixels (0-based):
-    (boxes + offset) / scale. Add 1 for the XML frame."""
+    """Boxes [K, 4] in a returned image's pixels -> the original picture's (continuous, 0-based):
+    ``boxes / scale + offset``. :func:`pixels_to_xml` then gives the XML frame."""
     offset = target["offset"].to(boxes.device, boxes.dtype).repeat(2)
     scale = target["scale"].to(boxes.device, boxes.dtype).repeat(2)
-    return (boxes + offset) / scale
+    return boxes / scale + offset
 
 
 def collate_fn(batch: Sequence[tuple[torch.Tensor, dict]]) -> tuple[torch.Tensor, list[dict]]:
@@ -367,17 +451,18 @@ def _denormalize(image: torch.Tensor) -> np.ndarray:
 
 
 def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description="Inspect a VOC-layout data set", add_help=add_help)
+    parser = argparse.ArgumentParser(description="Inspect a VOC-layout data set", add_help=add_help,
+                                     formatter_class=DefaultsFormatter)
     parser.add_argument("--data-root", required=True, help="folder with Annotations/, JPEGImages/, ImageSets/Main/")
-    parser.add_argument("--split", default="train")
-    parser.add_argument("--classes", default=None, help='"fod" (default), "voc", "a,b,c" or a text file')
+    parser.add_argument("--split", default="train", help="ImageSets/Main/<split>.txt")
+    parser.add_argument("--classes", default="fod", help='"fod", "voc", "a,b,c" or a text file')
     parser.add_argument("--show", type=int, default=0, metavar="K", help="write K augmented samples with boxes")
     parser.add_argument("--out", default="outputs/samples", help="folder for --show")
     parser.add_argument("--benchmark", action="store_true", help="measure DataLoader throughput")
-    parser.add_argument("--resize-size", type=int, nargs=2, default=(922, 1640), metavar=("MIN", "MAX"))
-    parser.add_argument("--batch-size", type=int, default=2)
-    parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--num-batches", type=int, default=40)
+    parser.add_argument("--resize", type=parse_size, default="922x1640", metavar="SHORTxLONG", help="picture size")
+    parser.add_argument("--batch-size", type=int, default=2, help="pictures a batch, with --benchmark")
+    parser.add_argument("--workers", type=int, default=2, help="loading processes, with --benchmark")
+    parser.add_argument("--num-batches", type=int, default=40, help="batches timed, with --benchmark")
     parser.add_argument("--train", action="store_true", help="benchmark with training augmentation")
     return parser
 
@@ -386,7 +471,7 @@ def main(args: argparse.Namespace) -> None:
     classes = resolve_classes(args.classes)
     ids = read_split(args.data_root, args.split)
     anns = [parse_annotation(Path(args.data_root) / "Annotations" / f"{i}.xml", classes) for i in ids]
-    labels = np.concatenate([a["labels"] for a in anns]) if anns else np.zeros(0, dtype=np.int64)
+    labels = np.concatenate([a["labels"] for a in anns])
     num_difficult = int(sum(a["difficult"].sum() for a in anns))
     print(f"images: {len(ids)}")
     print(f"boxes: {len(labels)}")
@@ -396,27 +481,25 @@ def main(args: argparse.Namespace) -> None:
         print(f"difficult: {num_difficult}")
 
     if args.show:
-        ds = VOCDataset(args.data_root, args.split, classes, train=True, resize_size=tuple(args.resize_size))
+        ds = VOCDataset(args.data_root, args.split, classes, train=True, resize_size=args.resize)
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
         for k in range(args.show):
             image, target = ds[k % len(ds)]
             picture = _denormalize(image)
-            for box, label in zip(target["boxes"].round().int().tolist(), target["labels"].tolist()):
-                cv2.rectangle(picture, tuple(box[:2]), tuple(box[2:]), (0, 255, 0), 2)
+            for box, label in zip(pixels_to_xml(target["boxes"]).round().int().tolist(), target["labels"].tolist()):
+                cv2.rectangle(picture, (box[0] - 1, box[1] - 1), (box[2] - 1, box[3] - 1), (0, 255, 0), 2)
                 cv2.putText(picture, classes[label - 1], (box[0], max(box[1] - 4, 10)), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 255, 0), 1)
             path = out / f"{target['image_id']}_{k}.jpg"
             cv2.imwrite(str(path), picture)
             print(f"wrote {path}")
 
     if args.benchmark:
-        ds = VOCDataset(args.data_root, args.split, classes, train=args.train, resize_size=tuple(args.resize_size))
+        ds = VOCDataset(args.data_root, args.split, classes, train=args.train, resize_size=args.resize)
         rate = benchmark_loader(ds, args.batch_size, args.workers, args.num_batches)
-        print(
-            f"loader: {rate:.1f} images/s (resize {args.resize_size[0]}x{args.resize_size[1]}, batch {args.batch_size}, "
-            f"{args.workers} workers, train={args.train})"
-        )
+        print(f"loader: {rate:.1f} images/s (resize {format_size(args.resize)}, batch {args.batch_size}, "
+              f"{args.workers} workers, train={args.train})")
 
 
 if __name__ == "__main__":
-    main(get_args_parser().parse_args())
+    run(main, get_args_parser().parse_args(), "python -m dataset.voc")

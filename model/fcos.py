@@ -1,8 +1,7 @@
 """FCOSDetector: backbone -> FPN -> shared head; targets + losses when training, decoding when not."""
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -11,9 +10,9 @@ from .backbone import ResNetBackbone
 from .config import FCOSConfig
 from .fpn import FPN
 from .head import FCOSHead
-from .loss import fcos_losses
-from .postprocess import postprocess
-from .targets import assign_targets, make_points
+from .loss import fcos_loss_sums, normalise_losses
+from .postprocess import decode, select_detections
+from .targets import assign_targets, feature_sizes, make_points
 
 
 class FCOSDetector(nn.Module):
@@ -35,43 +34,111 @@ class FCOSDetector(nn.Module):
         self.fpn = FPN(self.backbone.out_channels, config.fpn_channels)
         self.head = FCOSHead(config.fpn_channels, config.num_classes, len(config.strides), config.head_convs,
                              config.gn_groups, config.prior_prob)
+        self.network = self._network
         if config.channels_last:
             self.to(memory_format=torch.channels_last)
 
     def forward(self, images: Tensor, targets: list[dict[str, Tensor]] | None = None):
+        if not self.training:
+            return self.select(*self.dense(images), tuple(images.shape[-2:]))
+        if targets is None:
+            raise ValueError("FCOSDetector needs targets in training mode; call model.eval() for detections")
+        sums = self.loss_sums(images, targets)
+        return normalise_losses(sums, sums["num_positive"])
+
+    def _network(self, images: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Backbone, FPN and head: ``cls_logits [B,N,C]``, ``box_regression [B,N,4]``, ``centerness_logits [B,N]``."""
         if self.config.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
-        features = self.fpn(self.backbone(images))
-        cls_logits, box_regression, centerness_logits = self.head(features, self.config.strides)
-        feature_sizes = [tuple(f.shape[-2:]) for f in features]
-        points, strides, ranges = make_points(feature_sizes, self.config.strides, self.config.size_ranges, images.device)
-        if self.training:
-            if targets is None:
-                raise ValueError("FCOSDetector needs targets in training mode; call model.eval() for detections")
-            assigned = [assign_targets(points, strides, ranges, t["boxes"].float(), t["labels"],
-                                       self.config.center_sampling_radius) for t in targets]
-            labels, reg_targets, centerness = (torch.cat(parts) for parts in zip(*assigned))
-            return fcos_losses(cls_logits.flatten(0, 1), box_regression.flatten(0, 1), centerness_logits.flatten(),
-                               labels, reg_targets, centerness, self.config.focal_alpha, self.config.focal_gamma)
-        return postprocess(cls_logits, box_regression, centerness_logits, points, [h * w for h, w in feature_sizes],
-                           tuple(images.shape[-2:]), self.config.score_threshold, self.config.nms_iou,
-                           self.config.pre_nms_top_k, self.config.max_detections)
+        return self.head(self.fpn(self.backbone(images)), self.config.strides)
+
+    def points(self, image_size: tuple[int, int], device: torch.device) -> tuple[Tensor, Tensor, Tensor]:
+        """``points [N,2]``, ``strides [N]``, ``ranges [N,2]`` of every location for an input of (H, W)."""
+        return make_points(feature_sizes(image_size, self.config.strides), self.config.strides,
+                           self.config.size_ranges, device)
+
+    def dense(self, images: Tensor) -> tuple[Tensor, Tensor]:
+        """``scores [B,N,C]`` and ``boxes [B,N,4]`` at every location: the network and :func:`decode`."""
+        cls_logits, box_regression, centerness_logits = self.network(images)
+        points, _, _ = self.points(tuple(images.shape[-2:]), images.device)
+        return decode(cls_logits, box_regression, centerness_logits, points)
+
+    def select(self, scores: Tensor, boxes: Tensor, image_size: tuple[int, int],
+               score_threshold: float | Tensor | None = None) -> list[dict[str, Tensor]]:
+        """Threshold (the config's unless given), per-level top-k and NMS: :func:`select_for_config`."""
+        return select_for_config(self.config, scores, boxes, image_size, score_threshold)
+
+    def loss_sums(self, images: Tensor, targets: list[dict[str, Tensor]]) -> dict[str, Tensor]:
+        """The losses summed over the batch and its positive count (:func:`model.loss.fcos_loss_sums`)."""
+        cls_logits, box_regression, centerness_logits = self.network(images)
+        points, strides, ranges = self.points(tuple(images.shape[-2:]), images.device)
+        assigned = [assign_targets(points, strides, ranges, t["boxes"].float(), t["labels"],
+                                   self.config.center_sampling_radius) for t in targets]
+        labels, reg_targets, centerness = (torch.cat(parts) for parts in zip(*assigned))
+        return fcos_loss_sums(cls_logits.flatten(0, 1), box_regression.flatten(0, 1), centerness_logits.flatten(),
+                              labels, reg_targets, centerness, self.config.focal_alpha, self.config.focal_gamma)
+
+    def compile(self, **options: Any) -> None:
+        """``torch.compile`` the dense network (backbone, FPN, head); targets, losses and NMS stay eager.
+
+        The state dict is unchanged, so checkpoints load the same with or without it.
+        """
+        self.network = torch.compile(self._network, **options)
 
     @classmethod
-    def from_checkpoint(cls, checkpoint: Union[str, Path, dict[str, Any]], map_location: Any = "cpu") -> "FCOSDetector":
-        """Rebuild a detector (in eval mode) from a checkpoint written by train_voc.py.
+    def from_checkpoint(cls, checkpoint: dict[str, Any]) -> "FCOSDetector":
+        """Rebuild a detector (in eval mode) from a checkpoint dict written by training.
 
         The backbone is built as it was trained (FrozenBatchNorm when pretrained) without reading the
-        pretrained file or downloading anything: the checkpoint holds all the weights.
+        pretrained file or downloading anything: the checkpoint holds all the weights. The averaged
+        weights (``ema``) are used when the checkpoint has them. ``ValueError`` when the weights do
+        not fit the checkpoint's config, naming the settings that differ. To read a file, use
+        ``engine.checkpoint.load_detector``.
         """
-        if not isinstance(checkpoint, dict):
-            path = Path(checkpoint)
-            if not path.is_file():
-                raise FileNotFoundError(f"checkpoint not found: {path}")
-            checkpoint = torch.load(path, map_location=map_location, weights_only=False)
         for key in ("model", "config"):
             if key not in checkpoint:
                 raise ValueError(f"not an FCOS checkpoint: no {key!r} entry")
-        model = cls(FCOSConfig.from_dict(checkpoint["config"]), load_pretrained=False)
-        model.load_state_dict(checkpoint["model"])
+        config = FCOSConfig.from_dict(checkpoint["config"])
+        model = cls(config, load_pretrained=False)
+        weights = checkpoint.get("ema") or checkpoint["model"]
+        try:
+            model.load_state_dict(weights)
+        except RuntimeError as err:
+            raise ValueError(mismatch_message(weights, config, err)) from None
         return model.eval()
+
+
+def select_for_config(config: FCOSConfig, scores: Tensor, boxes: Tensor, image_size: tuple[int, int],
+                      score_threshold: float | Tensor | None = None) -> list[dict[str, Tensor]]:
+    """Detections from dense ``scores [B,N,C]`` and ``boxes [B,N,4]`` of an input of ``image_size`` (H, W).
+
+    N may hold several passes over the input concatenated (test-time augmentation): each pass's levels get
+    their own top-k. ``score_threshold``: a number or a ``[C]`` tensor; the config's when None.
+    """
+    level_sizes = [h * w for h, w in feature_sizes(image_size, config.strides)]
+    passes = scores.shape[1] // sum(level_sizes)
+    threshold = config.score_threshold if score_threshold is None else score_threshold
+    return select_detections(scores, boxes, level_sizes * passes, image_size, threshold, config.nms_iou,
+                             config.pre_nms_top_k, config.max_detections)
+
+
+def architecture_of(weights: dict[str, Tensor]) -> dict[str, Any]:
+    """The settings a state dict's tensors imply: backbone, num_classes, fpn_channels, head_convs."""
+    found: dict[str, Any] = {}
+    blocks = {k.split(".")[2] for k in weights if k.startswith("backbone.layer3.")}
+    bottleneck = any(k.startswith("backbone.layer1.0.conv3.") for k in weights)
+    found["backbone"] = {(2, False): "resnet18", (6, False): "resnet34", (6, True): "resnet50",
+                         (23, True): "resnet101"}.get((len(blocks), bottleneck))
+    cls_weight = weights.get("head.cls_logits.weight")
+    if cls_weight is not None:
+        found["num_classes"], found["fpn_channels"] = int(cls_weight.shape[0]), int(cls_weight.shape[1])
+    found["head_convs"] = sum(1 for k, v in weights.items() if k.startswith("head.cls_tower.") and v.ndim == 4)
+    return found
+
+
+def mismatch_message(weights: dict[str, Tensor], config: FCOSConfig, err: Exception) -> str:
+    found = architecture_of(weights)
+    differ = [f"{key}: {value} in the weights, {getattr(config, key)} in the config"
+              for key, value in found.items() if value is not None and value != getattr(config, key)]
+    detail = "; ".join(differ) if differ else str(err).splitlines()[-1].strip()
+    return f"the weights do not fit the checkpoint's model settings ({detail})"

@@ -6,6 +6,8 @@ import torch.nn.functional as F
 from torch import Tensor
 from torchvision.ops import generalized_box_iou_loss, sigmoid_focal_loss
 
+LOSS_NAMES = ("cls_loss", "cnt_loss", "reg_loss")
+
 
 def ltrb_to_boxes(ltrb: Tensor) -> Tensor:
     """Distances ``[...,4]`` (l, t, r, b) from a point to boxes ``[...,4]`` relative to that point."""
@@ -13,31 +15,46 @@ def ltrb_to_boxes(ltrb: Tensor) -> Tensor:
     return torch.stack([-l, -t, r, b], dim=-1)
 
 
-def fcos_losses(cls_logits: Tensor, box_regression: Tensor, centerness_logits: Tensor, labels: Tensor,
-                reg_targets: Tensor, centerness_targets: Tensor, alpha: float = 0.25,
-                gamma: float = 2.0) -> dict[str, Tensor]:
-    """Losses for a batch, flattened over images and points.
+def fcos_loss_sums(cls_logits: Tensor, box_regression: Tensor, centerness_logits: Tensor, labels: Tensor,
+                   reg_targets: Tensor, centerness_targets: Tensor, alpha: float = 0.25,
+                   gamma: float = 2.0) -> dict[str, Tensor]:
+    """The three losses summed over a batch (flattened over images and points), and the positives counted.
 
     Args:
         cls_logits ``[P,C]``, box_regression ``[P,4]`` (l,t,r,b >= 0), centerness_logits ``[P]``;
         labels ``[P]`` (0 = background), reg_targets ``[P,4]``, centerness_targets ``[P]``.
-    Returns ``cls_loss``, ``cnt_loss``, ``reg_loss`` and ``total_loss`` (their sum), each a scalar.
+    Returns scalars ``cls_loss`` (focal, over all points), ``reg_loss`` (GIoU) and ``cnt_loss`` (BCE),
+    both over the positives, and ``num_positive`` (float). Sums, so that replicas and processes can be
+    normalised by the positives of the whole batch (:func:`normalise_losses`).
 
-    The focal loss works on logits (torchvision's, built on BCE-with-logits), so a saturated
-    sigmoid cannot produce log(0) = -inf; it is summed over all points and divided by the number
-    of positives (at least 1). GIoU and centerness BCE are averaged over the positives. All three
-    are computed in float32 so mixed precision cannot overflow them.
+    The focal loss works on logits (torchvision's, built on BCE-with-logits), so a saturated sigmoid
+    cannot produce log(0) = -inf. Everything is computed in float32 so mixed precision cannot overflow it.
     """
     cls_logits, box_regression, centerness_logits = cls_logits.float(), box_regression.float(), centerness_logits.float()
     positive = labels > 0
-    num_positive = positive.sum().clamp(min=1).float()
     one_hot = F.one_hot(labels, cls_logits.shape[1] + 1)[:, 1:].to(cls_logits.dtype)
-    cls_loss = sigmoid_focal_loss(cls_logits, one_hot, alpha=alpha, gamma=gamma, reduction="sum") / num_positive
-    reg_loss = generalized_box_iou_loss(
-        ltrb_to_boxes(box_regression[positive]), ltrb_to_boxes(reg_targets[positive]), reduction="sum"
-    ) / num_positive
-    cnt_loss = F.binary_cross_entropy_with_logits(
-        centerness_logits[positive], centerness_targets[positive], reduction="sum"
-    ) / num_positive
-    return {"cls_loss": cls_loss, "cnt_loss": cnt_loss, "reg_loss": reg_loss,
-            "total_loss": cls_loss + cnt_loss + reg_loss}
+    return {
+        "cls_loss": sigmoid_focal_loss(cls_logits, one_hot, alpha=alpha, gamma=gamma, reduction="sum"),
+        "cnt_loss": F.binary_cross_entropy_with_logits(centerness_logits[positive], centerness_targets[positive],
+                                                       reduction="sum"),
+        "reg_loss": generalized_box_iou_loss(ltrb_to_boxes(box_regression[positive]),
+                                             ltrb_to_boxes(reg_targets[positive]), reduction="sum"),
+        "num_positive": positive.sum().float(),
+    }
+
+
+def normalise_losses(sums: dict[str, Tensor], num_positive: Tensor) -> dict[str, Tensor]:
+    """Each of :data:`LOSS_NAMES` in ``sums`` divided by ``max(num_positive, 1)``, plus their sum ``total_loss``."""
+    denominator = num_positive.clamp(min=1.0)
+    losses = {name: sums[name] / denominator for name in LOSS_NAMES}
+    losses["total_loss"] = losses["cls_loss"] + losses["cnt_loss"] + losses["reg_loss"]
+    return losses
+
+
+def fcos_losses(cls_logits: Tensor, box_regression: Tensor, centerness_logits: Tensor, labels: Tensor,
+                reg_targets: Tensor, centerness_targets: Tensor, alpha: float = 0.25,
+                gamma: float = 2.0) -> dict[str, Tensor]:
+    """``cls_loss``, ``cnt_loss``, ``reg_loss`` and ``total_loss`` of one batch, each divided by its positives."""
+    sums = fcos_loss_sums(cls_logits, box_regression, centerness_logits, labels, reg_targets, centerness_targets,
+                          alpha, gamma)
+    return normalise_losses(sums, sums["num_positive"])

@@ -5,6 +5,21 @@ import torch
 from torch import Tensor
 
 
+def feature_sizes(image_size: tuple[int, int], strides: tuple[int, ...]) -> list[tuple[int, int]]:
+    """(H_l, W_l) of each pyramid level for an input of ``image_size`` (H, W).
+
+    Every stride-2 layer of the trunk and of P6/P7 (3x3 or 1x1 kernels, "same" padding) maps a side n to
+    ceil(n / 2), so level ``s`` has sides halved that way log2(s) times: H / s exactly for the padded
+    inputs the data loader makes (multiples of 32), and still right for any other size.
+    """
+    sizes, (h, w), reached = [], image_size, 1
+    for stride in strides:
+        while reached < stride:
+            h, w, reached = (h + 1) // 2, (w + 1) // 2, reached * 2  # ceil; (n+1)//2 also exports to ONNX
+        sizes.append((h, w))
+    return sizes
+
+
 def make_points(feature_sizes: list[tuple[int, int]], strides: tuple[int, ...],
                 ranges: tuple[tuple[float, float], ...], device: torch.device) -> tuple[Tensor, Tensor, Tensor]:
     """Locations of every feature cell in input pixels, in the head's flattening order.

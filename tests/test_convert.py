@@ -34,7 +34,8 @@ c.png,,,,,
 
 
 def loaded_boxes(root: Path, image_id: str) -> torch.Tensor:
-    """Boxes as the loader returns them at scale 1 (0-based)."""
+    """Boxes as the loader returns them at scale 1 (continuous 0-based pixel edges: an export's 0-based box
+    x1, y1, x2, y2, which names the first and last pixels it covers, comes back as x1, y1, x2 + 1, y2 + 1)."""
     ann = parse_annotation(root / "Annotations" / f"{image_id}.xml", FOD_CLASSES)
     h, w = ann["height"], ann["width"]
     ds = VOCDataset(root, "trainval", resize_size=(min(h, w), max(h, w)))
@@ -48,8 +49,8 @@ def test_csv_round_trip(photos, tmp_path):
     out = tmp_path / "voc"
     splits = convert(read_csv(tmp_path / "ann.csv"), photos, out, FOD_CLASSES)
     assert splits["trainval"] == ["a", "b", "c"] and splits["train"] == ["a", "b", "c"] and splits["val"] == []
-    assert torch.equal(loaded_boxes(out, "a"), torch.tensor([[10.0, 5, 40, 30], [50.5, 10, 99, 59]]))
-    assert torch.equal(loaded_boxes(out, "b"), torch.tensor([[0.0, 0, 20, 79]]))
+    assert torch.equal(loaded_boxes(out, "a"), torch.tensor([[10.0, 5, 41, 31], [50.5, 10, 100, 60]]))
+    assert torch.equal(loaded_boxes(out, "b"), torch.tensor([[0.0, 0, 21, 80]]))
     assert loaded_boxes(out, "c").shape == (0, 4)
     ann = parse_annotation(out / "Annotations" / "a.xml", FOD_CLASSES)
     assert (ann["width"], ann["height"]) == (100, 60) and ann["labels"].tolist() == [1, 3]
@@ -95,7 +96,11 @@ def test_via_rect_and_polygon(photos, tmp_path, regions_as_dict):
     (tmp_path / "via.json").write_text(json.dumps(via_project(regions_as_dict, attribute="kind")))
     out = tmp_path / "voc"
     convert(read_via(tmp_path / "via.json", attribute="kind"), photos, out, FOD_CLASSES)
+    # VIA draws in continuous coordinates: the rectangle x 10 width 30 covers the pixels 10 .. 39 (XML 11 .. 40),
+    # and the polygon's extent (60, 20, 90, 50) the pixels 60 .. 89 (XML 61 .. 90); loaded, the boxes are exact
     assert torch.equal(loaded_boxes(out, "a"), torch.tensor([[10.0, 5, 40, 30], [60, 20, 90, 50]]))
+    assert parse_annotation(out / "Annotations" / "a.xml", FOD_CLASSES)["boxes"].tolist() == [[11, 6, 40, 30],
+                                                                                             [61, 21, 90, 50]]
     assert parse_annotation(out / "Annotations" / "a.xml", FOD_CLASSES)["labels"].tolist() == [2, 4]
     assert loaded_boxes(out, "b").shape == (0, 4)
 
@@ -113,7 +118,7 @@ def test_cli(photos, tmp_path, capsys):
         ("a.jpg,10,5,40,30,nail\na.jpg,1,2,3,4,hammer\n", "row 2: class 'hammer'"),
         ("a.jpg,40,5,40,30,nail\n", "row 1: empty box"),
         ("a.jpg,10,30,40,5,nail\n", "row 1: empty box"),
-        ("a.jpg,10,5,400,30,nail\n", "row 1: box"),
+        ("a.jpg,150,5,400,30,nail\n", ("row 1 (image ", "box [151.0, 6.0, 401.0, 31.0] lies outside the 100x60")),
         ("a.jpg,10,5,x,30,nail\n", "row 1: box fields must be numbers"),
         ("a.jpg,10,5,40,30\n", "row 1: expected 6 fields"),
         ("missing.jpg,10,5,40,30,nail\n", "row 1: image file"),
@@ -123,7 +128,20 @@ def test_csv_errors_name_file_and_row(photos, tmp_path, text, words):
     (tmp_path / "ann.csv").write_text(text)
     with pytest.raises((ValueError, FileNotFoundError)) as info:
         convert(read_csv(tmp_path / "ann.csv"), photos, tmp_path / "voc", FOD_CLASSES)
-    assert str(tmp_path / "ann.csv") in str(info.value) and words in str(info.value)
+    words = words if isinstance(words, tuple) else (words,)
+    assert str(tmp_path / "ann.csv") in str(info.value) and all(w in str(info.value) for w in words)
+
+
+def test_box_reaching_past_the_picture_is_clipped_with_a_warning(photos, tmp_path):
+    (tmp_path / "ann.csv").write_text("a.jpg,10,5,400,30,nail\na.jpg,-3,-2,20,59,clip_B\n")
+    with pytest.warns(UserWarning) as record:
+        convert(read_csv(tmp_path / "ann.csv"), photos, tmp_path / "voc", FOD_CLASSES)
+    messages = [str(w.message) for w in record]
+    assert len(messages) == 2
+    assert str(tmp_path / "ann.csv") in messages[0] and "row 1" in messages[0] and "100x60" in messages[0]
+    assert "row 2" in messages[1]
+    ann = parse_annotation(tmp_path / "voc" / "Annotations" / "a.xml", FOD_CLASSES)
+    assert ann["boxes"].tolist() == [[11, 6, 100, 31], [1, 1, 21, 60]]  # XML frame: 1..100 x 1..60
 
 
 def test_via_errors_name_file_and_region(photos, tmp_path):

@@ -16,7 +16,7 @@ from dataset import FOD_CLASSES, VOC_CLASSES, VOCDataset, boxes_to_original, col
 from dataset import voc
 from dataset.synthetic import generate
 from dataset.transforms import build_augmentation, crop_boxes, normalize_pad, sample_crop_window
-from dataset.voc import load_resized, write_annotation, write_split
+from dataset.voc import load_resized, pixels_to_xml, write_annotation, write_split, xml_to_pixels
 
 REAL = Path(__file__).parents[1].parent / "shared" / "foreign_object_dataset"
 needs_real = pytest.mark.skipif(not REAL.is_dir(), reason="real data set not present")
@@ -60,7 +60,7 @@ def test_real_item_maps_back_to_xml():
     image, target = ds[0]
     assert image.shape == (3, 928, 1664)  # 1440x2560 -> 922x1639, padded to multiples of 32
     xml = parse_annotation(REAL / "Annotations" / f"{ds.ids[0]}.xml", FOD_CLASSES)["boxes"]
-    assert torch.allclose(boxes_to_original(target["boxes"], target) + 1, torch.from_numpy(xml), atol=1e-3)
+    assert torch.allclose(pixels_to_xml(boxes_to_original(target["boxes"], target)), torch.from_numpy(xml), atol=1e-3)
 
 
 def test_cli_counts(synth, capsys):
@@ -74,7 +74,7 @@ def test_cli_counts(synth, capsys):
 
 def test_cli_show_and_benchmark(synth, tmp_path, capsys):
     args = ["--data-root", str(synth), "--split", "train", "--show", "2", "--out", str(tmp_path), "--benchmark"]
-    args += ["--workers", "0", "--num-batches", "1", "--resize-size", "360", "640"]
+    args += ["--workers", "0", "--num-batches", "1", "--resize", "360x640"]
     voc.main(voc.get_args_parser().parse_args(args))
     assert len(list(tmp_path.glob("*.jpg"))) == 2
     assert "images/s" in capsys.readouterr().out
@@ -121,8 +121,8 @@ def test_eval_item_boxes_scale_and_normalisation(synth):
     assert target["scale"].tolist() == [0.5, 0.5] and target["offset"].tolist() == [0, 0]
     assert target["orig_size"] == (360, 640) and target["image_id"] == ds.ids[1]
     xml = torch.from_numpy(parse_annotation(synth / "Annotations" / f"{ds.ids[1]}.xml", FOD_CLASSES)["boxes"])
-    assert torch.equal(target["boxes"], (xml - 1) * 0.5)
-    assert torch.equal(boxes_to_original(target["boxes"], target) + 1, xml)
+    assert torch.equal(target["boxes"], xml_to_pixels(xml) * 0.5)
+    assert torch.equal(pixels_to_xml(boxes_to_original(target["boxes"], target)), xml)
     assert image[:, 180:].abs().sum() == 0  # padding stays zero
 
 
@@ -235,8 +235,8 @@ def test_rotation_clips_and_drops_boxes():
 
 
 def test_unknown_augmentation():
-    with pytest.raises(ValueError, match="blur"):
-        build_augmentation(("flip", "blur"))
+    with pytest.raises(ValueError, match="mosaic"):
+        build_augmentation(("flip", "mosaic"))
 
 
 def test_default_training_pipeline_keeps_boxes_valid(synth):
@@ -302,12 +302,12 @@ def test_crop_dataset_offsets_map_back(synth):
     for i in range(len(ds)):
         image, target = ds[i]
         assert image.shape == (3, 96, 128)
-        xml = torch.from_numpy(parse_annotation(synth / "Annotations" / f"{ds.ids[i]}.xml", FOD_CLASSES)["boxes"]) - 1
+        original = xml_to_pixels(torch.from_numpy(parse_annotation(synth / "Annotations" / f"{ds.ids[i]}.xml", FOD_CLASSES)["boxes"]))
         back = boxes_to_original(target["boxes"], target)
         x0, y0 = target["offset"].tolist()
-        inside = (xml[:, 0] >= x0) & (xml[:, 1] >= y0) & (xml[:, 2] <= x0 + 128) & (xml[:, 3] <= y0 + 96)
+        inside = (original[:, 0] >= x0) & (original[:, 1] >= y0) & (original[:, 2] <= x0 + 128) & (original[:, 3] <= y0 + 96)
         assert inside.any()  # the object the crop was taken around
-        for box in xml[inside]:  # every object wholly inside comes back unchanged
+        for box in original[inside]:  # every object wholly inside comes back unchanged
             assert (back - box).abs().sum(1).min() < 1e-3
 
 

@@ -2,6 +2,7 @@
 unreadable files skipped with a non-zero exit, and the default checkpoint and inputs."""
 import json
 import os
+import re
 import runpy
 import sys
 from pathlib import Path
@@ -13,9 +14,12 @@ import torch
 from PIL import Image
 
 import detect
+from dataset import cli
+from dataset.pictures import PictureDataset, find_pictures
 from dataset.synthetic import generate
-from dataset.voc import VOCDataset
-from dataset.voc_eval import load_ground_truth
+from dataset.voc import VOCDataset, load_ground_truth, xml_to_pixels
+from engine.checkpoint import newest_checkpoint
+from engine.drawing import class_colour
 from eval_voc import get_args_parser as eval_args_parser
 from eval_voc import main as eval_main
 from model import FCOSConfig, FCOSDetector
@@ -64,22 +68,27 @@ def run(argv):
     return detect.main(detect.get_args_parser().parse_args(argv))
 
 
-def fixed_forward(outputs):
-    """A forward that hands out ``outputs`` (one dict per picture) in the order the pictures arrive."""
+def fix_outputs(monkeypatch, outputs):
+    """Make the detector hand out ``outputs`` (one dict per picture) in the order the pictures arrive: a dense
+    pass that only checks its input, and a selection that returns the next outputs."""
     queue = iter(outputs)
 
-    def forward(self, images, targets=None):
+    def dense(self, images):
         assert images.ndim == 4 and images.shape[2] % 32 == 0 and images.shape[3] % 32 == 0
-        return [next(queue) for _ in images]
+        return torch.zeros(len(images), 1, self.config.num_classes), torch.zeros(len(images), 1, 4)
 
-    return forward
+    def select(self, scores, boxes, image_size, score_threshold=None):
+        return [next(queue) for _ in range(len(scores))]
+
+    monkeypatch.setattr(FCOSDetector, "dense", dense)
+    monkeypatch.setattr(FCOSDetector, "select", select)
 
 
 def test_boxes_come_back_in_original_pixels(tmp_path, checkpoint, monkeypatch):
     for k, (name, (w, h, mode)) in enumerate(PICTURES.items()):
         write_picture(tmp_path / "in" / name, w, h, mode, seed=k)
     output = {"boxes": BOXES, "scores": torch.tensor([0.9, 0.8]), "labels": torch.tensor(LABELS)}
-    monkeypatch.setattr(FCOSDetector, "forward", fixed_forward([output] * len(PICTURES)))
+    fix_outputs(monkeypatch, [output] * len(PICTURES))
     result = run(["--checkpoint", str(checkpoint), "--input", str(tmp_path / "in"), "--output-dir",
                   str(tmp_path / "out"), "--device", "cpu", "--workers", "0", "--batch-size", "4"])
     assert result["failures"] == []
@@ -92,7 +101,7 @@ def test_boxes_come_back_in_original_pixels(tmp_path, checkpoint, monkeypatch):
         inside, clipped = (d for d in saved if d["image_id"] == stem)
         assert inside["category"] == classes[LABELS[0] - 1] and inside["score"] == pytest.approx(0.9)
         x1, y1, x2, y2 = BOXES[0].tolist()
-        assert inside["bbox"] == pytest.approx([x1 / sx + 1, y1 / sy + 1, x2 / sx + 1, y2 / sy + 1], abs=1e-4)
+        assert inside["bbox"] == pytest.approx([x1 / sx + 1, y1 / sy + 1, x2 / sx, y2 / sy], abs=1e-4)
         assert clipped["bbox"] == pytest.approx([1, 1, w, h]) and clipped["category"] == classes[LABELS[1] - 1]
         written = tmp_path / "out" / (stem + (".png" if name.endswith(".png") else ".jpg"))
         with Image.open(written) as im:
@@ -100,7 +109,7 @@ def test_boxes_come_back_in_original_pixels(tmp_path, checkpoint, monkeypatch):
     # the inside box's left edge, drawn in its class's colour (PNG: exact pixels)
     drawn = cv2.imread(str(tmp_path / "out" / "alpha.png"))
     sx, sy = exact_scale(*PICTURES["alpha.png"][:2])
-    assert tuple(drawn[round(45 / sy), round(4 / sx)]) == detect.class_colour(LABELS[0])
+    assert tuple(drawn[round(45 / sy), round(4 / sx)]) == class_colour(LABELS[0])
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(
         ["detections.json", "landscape.jpg", "portrait.jpg", "small.jpg", "alpha.png", "gray.png", "upper.jpg"])
 
@@ -110,7 +119,7 @@ def test_boxes_come_back_in_original_pixels(tmp_path, checkpoint, monkeypatch):
 def test_preprocessing_matches_the_evaluation_data_set(tmp_path, size):
     generate(tmp_path / "voc", {"val": 2}, seed=1, size=size)
     voc = VOCDataset(tmp_path / "voc", "val", train=False, resize_size=RESIZE)
-    pictures = detect.PictureDataset(sorted((tmp_path / "voc" / "JPEGImages").glob("*.jpg")), RESIZE)
+    pictures = PictureDataset(sorted((tmp_path / "voc" / "JPEGImages").glob("*.jpg")), RESIZE)
     for (image, target), (expected, expected_target) in zip(pictures, voc):
         assert torch.equal(image, expected)
         assert torch.equal(target["scale"], expected_target["scale"])
@@ -124,10 +133,10 @@ def test_detections_json_scores_map_1_in_eval_voc(tmp_path, checkpoint, monkeypa
     classes = FCOSConfig().classes
     ground_truth = load_ground_truth(root, "val", classes)
     scale = torch.tensor(exact_scale(260, 150)).repeat(2)
-    perfect = [{"boxes": (torch.as_tensor(ground_truth[i]["boxes"]) - 1) * scale,
+    perfect = [{"boxes": xml_to_pixels(torch.as_tensor(ground_truth[i]["boxes"])) * scale,
                 "scores": torch.full((len(ground_truth[i]["labels"]),), 0.9),
                 "labels": torch.as_tensor(ground_truth[i]["labels"])} for i in ids]
-    monkeypatch.setattr(FCOSDetector, "forward", fixed_forward(perfect))
+    fix_outputs(monkeypatch, perfect)
     out = tmp_path / "out"
     result = run(["--checkpoint", str(checkpoint), "--input", str(root / "JPEGImages"), "--output-dir", str(out),
                   "--device", "cpu", "--workers", "0", "--batch-size", "2"])
@@ -166,14 +175,14 @@ def test_unreadable_file_is_reported_and_skipped(tmp_path, checkpoint, monkeypat
 
 def test_defaults_newest_checkpoint_and_test_images(tmp_path, checkpoint, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    with pytest.raises(SystemExit, match="no checkpoint"):
+    with pytest.raises(FileNotFoundError, match="no checkpoint"):
         run([])
     (tmp_path / "checkpoint" / "demo").mkdir(parents=True)
     for name, age in [("checkpoint/old.pth", 300), ("checkpoint/demo/last.pth", 0), ("checkpoint/z.pth", 100)]:
         path = tmp_path / name
         path.write_bytes(checkpoint.read_bytes() if age == 0 else b"not a checkpoint")
         os.utime(path, (path.stat().st_atime, path.stat().st_mtime - age))
-    assert detect.newest_checkpoint() == Path("checkpoint/demo/last.pth")
+    assert newest_checkpoint() == Path("checkpoint/demo/last.pth")
     write_picture(tmp_path / "test_images" / "road.jpg", 160, 90)
     result = run(["--workers", "0"])
     assert result["checkpoint"] == Path("checkpoint/demo/last.pth") and result["failures"] == []
@@ -185,22 +194,28 @@ def test_find_pictures(tmp_path):
     for name in ["b.PNG", "a.jpg", "c.bmp", "d.jpeg", "e.txt", "sub/f.jpg"]:
         (tmp_path / name).parent.mkdir(exist_ok=True)
         (tmp_path / name).write_bytes(b"")
-    assert [p.name for p in detect.find_pictures(str(tmp_path))] == ["a.jpg", "b.PNG", "c.bmp", "d.jpeg"]
-    assert [p.name for p in detect.find_pictures(str(tmp_path / "*.jp*g"))] == ["a.jpg", "d.jpeg"]
-    assert [p.name for p in detect.find_pictures(str(tmp_path / "sub" / "f.jpg"))] == ["f.jpg"]
+    assert [p.name for p in find_pictures(str(tmp_path))] == ["a.jpg", "b.PNG", "c.bmp", "d.jpeg"]
+    assert [p.name for p in find_pictures(str(tmp_path / "*.jp*g"))] == ["a.jpg", "d.jpeg"]
+    assert [p.name for p in find_pictures(str(tmp_path / "sub" / "f.jpg"))] == ["f.jpg"]
     for spec in [str(tmp_path / "nope"), str(tmp_path / "*.gif")]:
         with pytest.raises(FileNotFoundError, match="nope|no pictures"):
-            detect.find_pictures(spec)
+            find_pictures(spec)
 
 
-@pytest.mark.parametrize("names, output_dir, message", [
-    (["a.jpg", "a.png"], "out", "share the image id 'a'"),
-    (["a.jpg"], ".", "would overwrite the input"),
-    ([], ".", "no pictures"),
+@pytest.mark.parametrize("names, output_dir, error, message", [
+    (["a.jpg", "a.png"], "out", ValueError, "share the image id 'a'"),
+    (["a.jpg"], ".", ValueError, "would overwrite the input"),
+    ([], ".", FileNotFoundError, "no pictures"),
 ])
-def test_clear_errors(tmp_path, checkpoint, names, output_dir, message):
+def test_clear_errors(tmp_path, checkpoint, monkeypatch, capsys, names, output_dir, error, message):
     for name in names:
         write_picture(tmp_path / name, 32, 32)
-    with pytest.raises(SystemExit) as err:
-        run(["--checkpoint", str(checkpoint), "--input", str(tmp_path), "--output-dir", str(tmp_path / output_dir)])
-    assert str(err.value.code).startswith("detect.py: error: ") and message in str(err.value.code)
+    argv = ["--checkpoint", str(checkpoint), "--input", str(tmp_path), "--output-dir", str(tmp_path / output_dir)]
+    with pytest.raises(error, match=re.escape(message)):
+        run(argv)
+    monkeypatch.delenv("FCOS_DEBUG", raising=False)
+    with pytest.raises(SystemExit) as err:  # what the script prints: one line, no traceback
+        cli.run(detect.main, detect.get_args_parser().parse_args(argv), "detect.py")
+    printed = capsys.readouterr().err.strip()
+    assert err.value.code == 2 and printed.startswith("detect.py: error: ") and message in printed
+    assert "\n" not in printed and "Traceback" not in printed

@@ -10,7 +10,9 @@ import torch
 from PIL import Image
 from torch import nn
 
-from eval_voc import get_args_parser, main, make_loader, predict
+from dataset.voc import VOCDataset
+from engine.inference import eval_loader, predict
+from eval_voc import get_args_parser, main
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -106,24 +108,25 @@ def test_coco_and_plot(voc, capsys, tmp_path):
 def test_clear_errors(voc, content, message):
     root, dets = voc
     dets.write_text(content)
-    with pytest.raises(SystemExit) as err:
+    with pytest.raises(ValueError) as err:
         run(["--detections", str(dets), "--data-root", str(root)])
-    assert str(err.value.code).startswith(f"eval_voc.py: error: {dets}: ")
-    assert message in str(err.value.code)
+    assert str(err.value).startswith(f"{dets}: ")
+    assert message in str(err.value)
 
 
 def test_missing_files_and_flag_misuse(voc, tmp_path):
     root, dets = voc
-    for argv, message in [
-        (["--detections", str(tmp_path / "nope.json"), "--data-root", str(root)], "nope.json"),
-        (["--detections", str(dets), "--data-root", str(root), "--split", "test"], "test.txt"),
-        (["--detections", str(dets), "--data-root", str(root), "--save-detections", "x.json"], "--save-detections"),
-        (["--checkpoint", str(tmp_path / "none.pth"), "--data-root", str(root)], "none.pth"),
-        (["--checkpoint", "c.pth", "--data-root", str(root), "--classes", "a,b"], "--classes"),
+    for argv, error, message in [
+        (["--detections", str(tmp_path / "nope.json"), "--data-root", str(root)], FileNotFoundError, "nope.json"),
+        (["--detections", str(dets), "--data-root", str(root), "--split", "test"], FileNotFoundError, "test.txt"),
+        (["--detections", str(dets), "--data-root", str(root), "--save-detections", "x.json"], ValueError,
+         "--save-detections"),
+        (["--checkpoint", str(tmp_path / "none.pth"), "--data-root", str(root)], FileNotFoundError, "none.pth"),
+        (["--checkpoint", "c.pth", "--data-root", str(root), "--classes", "a,b"], ValueError, "--classes"),
     ]:
-        with pytest.raises(SystemExit) as err:
+        with pytest.raises(error) as err:
             run(argv)
-        assert str(err.value.code).startswith("eval_voc.py: error: ") and message in str(err.value.code)
+        assert message in str(err.value)
 
 
 def test_command_line_error_has_no_traceback(voc):
@@ -131,25 +134,30 @@ def test_command_line_error_has_no_traceback(voc):
     dets.write_text(json.dumps([dict(DETECTIONS[0], image_id="x9")]))
     proc = subprocess.run([sys.executable, "eval_voc.py", "--detections", str(dets), "--data-root", str(root)],
                           cwd=REPO, capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 1
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("eval_voc.py: error: ") and len(proc.stderr.strip().splitlines()) == 1
     assert "image 'x9' is not in the split" in proc.stderr and "Traceback" not in proc.stderr
 
 
 class FixedBoxModel(nn.Module):
-    """Returns one box [10, 20, 50, 60] (input pixels), label 1, score 0.9, for every image."""
+    """Selects one box [10, 20, 50, 60] (input pixels), label 1, score 0.9, for every image."""
 
-    def forward(self, images):
-        box = torch.tensor([[10.0, 20.0, 50.0, 60.0]], device=images.device)
-        return [{"boxes": box, "scores": torch.tensor([0.9]), "labels": torch.tensor([1])} for _ in images]
+    def dense(self, images):
+        return torch.zeros(len(images), 1, 1, device=images.device), torch.zeros(len(images), 1, 4, device=images.device)
+
+    def select(self, scores, boxes, image_size, score_threshold=None):
+        box = torch.tensor([[10.0, 20.0, 50.0, 60.0]], device=scores.device)
+        return [{"boxes": box, "scores": torch.tensor([0.9]), "labels": torch.tensor([1])} for _ in scores]
 
 
 def test_predict_maps_boxes_to_the_xml_frame(tmp_path):
     # 200x100 pictures at resize (50, 400): scale 0.5, so the box is [20, 40, 100, 120] in the original's
-    # 0-based pixels, clipped to y <= 99, then +1 into the XML frame.
+    # continuous pixels, clipped to y <= 100, then [xmin, ymin, xmax, ymax] = [x1 + 1, y1 + 1, x2, y2] in the XML frame.
     root = write_voc_set(tmp_path / "voc", {"a": [], "b": []}, images=True)
-    loader = make_loader(root, "val", ["nail"], (50, 400), batch_size=2, workers=0, device="cpu")
+    loader = eval_loader(VOCDataset(root, "val", ["nail"], resize_size=(50, 400)), batch_size=2, workers=0,
+                         device="cpu")
     detections = predict(FixedBoxModel(), loader, "cpu", ["nail"], progress=False)
-    expected = {"category": "nail", "score": pytest.approx(0.9), "bbox": [21.0, 41.0, 101.0, 100.0]}
+    expected = {"category": "nail", "score": pytest.approx(0.9), "bbox": [21.0, 41.0, 100.0, 100.0]}
     assert detections == [{"image_id": i, **expected} for i in ("a", "b")]
 
 

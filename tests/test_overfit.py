@@ -1,7 +1,7 @@
 """A small detector memorises a few simple pictures: the whole pipeline can learn."""
 import torch
 
-from dataset.voc_eval import evaluate_detections
+from engine.metrics import evaluate_detections
 from model import FCOSConfig, FCOSDetector
 
 CLASSES = ("red", "green")

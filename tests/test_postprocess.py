@@ -3,7 +3,11 @@ import math
 
 import torch
 
-from model.postprocess import postprocess
+from model.postprocess import decode, select_detections
+
+
+def postprocess(cls, reg, ctr, points, level_sizes, image_size, **options):
+    return select_detections(*decode(cls, reg, ctr, points), level_sizes, image_size, **options)
 
 
 def logit(p):

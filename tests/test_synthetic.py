@@ -10,7 +10,7 @@ import pytest
 
 from dataset import FOD_CLASSES, VOCDataset, parse_annotation, read_split
 from dataset import synthetic
-from dataset.synthetic import generate, picture_rng, render
+from dataset.synthetic import generate, is_generated, picture_rng, render
 
 
 def files(root: Path) -> list[Path]:
@@ -89,5 +89,21 @@ def test_cli(tmp_path, capsys):
     args = synthetic.get_args_parser().parse_args(["--out", str(tmp_path), "--train", "2", "--val", "1", "--test", "0", "--seed", "1", "--size", "96x160"])
     synthetic.main(args)
     assert "pictures/s" in capsys.readouterr().out
-    assert len(read_split(tmp_path, "trainval")) == 3 and read_split(tmp_path, "test") == []
+    assert len(read_split(tmp_path, "trainval")) == 3
+    with pytest.raises(ValueError, match="split 'test' lists no pictures"):
+        read_split(tmp_path, "test")
     assert parse_annotation(tmp_path / "Annotations" / "train_00000.xml", FOD_CLASSES)["width"] == 160
+
+
+def test_marker_guards_other_folders(tmp_path):
+    counts, size = {"train": 1}, (96, 160)
+    generate(tmp_path / "s", counts, seed=1, size=size)
+    assert is_generated(tmp_path / "s", counts, seed=1, size=size)
+    assert not is_generated(tmp_path / "s", counts, seed=2, size=size) and not is_generated(tmp_path / "s", {"train": 2}, 1, size)
+    generate(tmp_path / "s", counts, seed=1, size=size)  # its own folder: rewritten
+    (tmp_path / "user").mkdir()
+    (tmp_path / "user" / "notes.txt").write_text("mine")
+    with pytest.raises(FileExistsError, match="user"):
+        generate(tmp_path / "user", counts, seed=1, size=size)
+    assert sorted(p.name for p in (tmp_path / "user").iterdir()) == ["notes.txt"]
+    assert not is_generated(tmp_path / "user", counts, seed=1, size=size)

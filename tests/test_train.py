@@ -1,7 +1,8 @@
-"""train_voc.py: one step, exact resume, the non-finite guard, DataParallel and DDP on the CPU, the schedule."""
+"""train_voc.py and engine/: steps, exact resume, the non-finite guard, schedules and budgets, DataParallel and DDP."""
 import math
 import os
 import socket
+import threading
 
 import pytest
 import torch
@@ -9,6 +10,14 @@ import torch.multiprocessing as mp
 
 import train_voc
 from dataset.synthetic import generate
+from engine import train as engine_train
+from engine.data import make_train_loader, start_epoch
+from engine.schedule import TimeBudget, learning_rate, plan_schedule, resize_schedule
+from engine.state import TrainState
+from model.loss import normalise_losses
+from engine.train import NonFiniteLossError, Trainer, TrainStep, make_ema, pad_targets, reduce_losses
+
+FOD = ("nail", "clip_B", "clip_Y", "L_stick")
 
 
 @pytest.fixture(scope="module")
@@ -19,38 +28,142 @@ def data_root(tmp_path_factory):
 
 
 def tiny_args(data_root, output_dir, *extra):
-    return train_voc.get_args_parser().parse_args([
+    return train_voc.parse_args([
         "--data-root", str(data_root), "--output-dir", str(output_dir), "--backbone", "resnet18",
-        "--fpn-channels", "32", "--head-convs", "1", "--resize", "128,224", "--batch-size", "2", "--epochs", "1",
+        "--fpn-channels", "32", "--head-convs", "1", "--resize", "128x224", "--batch-size", "2", "--epochs", "1",
         "--lr", "0.01", "--warmup-steps", "2", "--workers", "0", "--no-final-eval", *extra])
 
 
+def load(path):
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
 def weights(path):
-    return torch.load(path, map_location="cpu", weights_only=False)["model"]
+    return load(path)["model"]
+
+
+def tiny_model(data_root):
+    return train_voc.build_model(tiny_args(data_root, "unused"), FOD)
+
+
+def batch():
+    targets = [{"boxes": torch.tensor([[10.0, 10.0, 40.0, 50.0]]), "labels": torch.tensor([2])},
+               {"boxes": torch.tensor([[5.0, 5.0, 20.0, 20.0], [50.0, 60.0, 90.0, 100.0]]), "labels": torch.tensor([1, 4])}]
+    torch.manual_seed(0)
+    return torch.randn(2, 3, 192, 192), targets  # P7 2x2: GroupNorm trains on a single picture too
+
+
+# ---------------------------------------------------------------------------------------------- schedule, budget
 
 
 def test_schedule_values():
-    lr = train_voc.learning_rate
-    assert lr(0, 1e-3, 500, 10_000, "step", (7000, 9000)) == pytest.approx(1e-3 / 500)
-    assert lr(249, 1e-3, 500, 10_000, "step", (7000, 9000)) == pytest.approx(0.5e-3)
-    assert lr(500, 1e-3, 500, 10_000, "step", (7000, 9000)) == pytest.approx(1e-3)
-    assert lr(6999, 1e-3, 500, 10_000, "step", (7000, 9000)) == pytest.approx(1e-3)
-    assert lr(7000, 1e-3, 500, 10_000, "step", (7000, 9000)) == pytest.approx(1e-4)
-    assert lr(9000, 1e-3, 500, 10_000, "step", (7000, 9000)) == pytest.approx(1e-5)
-    assert lr(100, 0.02, 100, 1100, "cosine") == pytest.approx(0.02)
-    assert lr(600, 0.02, 100, 1100, "cosine") == pytest.approx(0.01)
-    assert lr(1100, 0.02, 100, 1100, "cosine") == pytest.approx(0.0, abs=1e-12)
-    assert lr(350, 0.02, 100, 1100, "cosine") == pytest.approx(0.01 * (1 + math.cos(math.pi / 4)))
+    state = TrainState()
+    plan_schedule(state, 10_000, (7000, 9000), 1e-3, 500)
+    lr = lambda step: learning_rate(step, state, 1e-3, 500, "step")  # noqa: E731
+    assert lr(0) == pytest.approx(1e-3 / 500) and lr(249) == pytest.approx(0.5e-3)
+    assert lr(500) == pytest.approx(1e-3) and lr(6999) == pytest.approx(1e-3)
+    assert lr(7000) == pytest.approx(1e-4) and lr(9000) == pytest.approx(1e-5)
+    plan_schedule(state, 1100, (), 0.02, 100)
+    cosine = lambda step: learning_rate(step, state, 0.02, 100, "cosine")  # noqa: E731
+    assert cosine(100) == pytest.approx(0.02) and cosine(600) == pytest.approx(0.01)
+    assert cosine(1100) == pytest.approx(0.0, abs=1e-12)
+    assert cosine(350) == pytest.approx(0.01 * (1 + math.cos(math.pi / 4)))
 
 
-def test_presets_fill_unset_flags_and_flags_win():
-    args = train_voc.apply_preset(train_voc.get_args_parser().parse_args(["--preset", "fod", "--lr", "0.005"]))
+@pytest.mark.parametrize("schedule", ["cosine", "step"])
+def test_budget_refits_never_raise_the_lr_nor_move_a_passed_milestone(schedule):
+    """The old refit scaled every milestone, passed ones too, so the LR jumped back up 10x."""
+    state = TrainState()
+    plan_schedule(state, 1000, (300, 700), 0.02, 50)
+    ends = {200: 400, 320: 2000, 500: 800, 650: 660, 659: 5000}  # a refit at these steps: shorter, longer
+    lrs = []
+    for step in range(2000):
+        state.step = step
+        if step in ends:
+            before = tuple(m for m in state.milestones if m <= step)
+            resize_schedule(state, ends[step], 0.02, 50, schedule)
+            assert tuple(m for m in state.milestones if m <= step) == before
+        if step >= state.total_steps:
+            break
+        lrs.append(learning_rate(step, state, 0.02, 50, schedule))
+    after_warmup = lrs[50:]
+    assert all(b <= a + 1e-15 for a, b in zip(after_warmup, after_warmup[1:]))
+    assert state.milestones[0] == 225  # 300, moved to 225 by the refit at 200 (ahead then), passed, kept since
+
+
+def test_budget_calibrates_at_step_25_and_grants_nothing_when_out_of_time():
+    now = [0.0]
+    budget = TimeBudget(1.0, clock=lambda: now[0])  # 60 s
+    fits = None
+    for step in range(1, 26):
+        now[0] += 0.5
+        fits = budget.calibrate()
+        assert (fits is None) == (step < 25)
+    assert fits == int(0.98 * (60 - 12.5) / 0.5)
+    assert TimeBudget(1.0, spent_seconds=59.9, clock=lambda: 0.0).steps_that_fit(0.5) == 0
+    assert TimeBudget(1.0, spent_seconds=61, clock=lambda: 0.0).expired()
+
+
+def test_time_budget_stops_training(data_root, tmp_path):
+    summary = train_voc.main(tiny_args(data_root, tmp_path, "--epochs", "50", "--time-budget", "0.1"))
+    assert 0 < summary["state"].step < 50 * 4 and summary["state"].train_seconds < 30
+    assert (tmp_path / "last.pth").is_file()
+
+
+def test_steps_fix_the_length_of_training(data_root, tmp_path):
+    summary = train_voc.main(tiny_args(data_root, tmp_path, "--steps", "6", "--save-every", "0"))
+    assert (summary["state"].step, summary["state"].epoch) == (6, 2)
+    assert load(tmp_path / "last.pth")["state"]["total_steps"] == 6
+
+
+def test_epoch_cut_off_before_its_first_step_is_not_saved(data_root, tmp_path, monkeypatch, capsys):
+    """The budget running out while epoch 2 loads its first batch must leave epoch 1 as the last one."""
+    original = Trainer.train_one_epoch
+
+    def out_of_time_in_epoch_2(self, batches, state, epoch, *args, **kwargs):
+        if epoch == 2:
+            kwargs["budget"] = TimeBudget(0.0)
+        return original(self, batches, state, epoch, *args, **kwargs)
+
+    monkeypatch.setattr(Trainer, "train_one_epoch", out_of_time_in_epoch_2)
+    summary = train_voc.main(tiny_args(data_root, tmp_path, "--epochs", "3", "--time-budget", "10"))
+    assert (summary["state"].epoch, summary["state"].step) == (1, 4)
+    assert (load(tmp_path / "last.pth")["epoch"], load(tmp_path / "last.pth")["step"]) == (1, 4)
+    assert not (tmp_path / "model_2.pth").exists() and "epoch 2:" not in capsys.readouterr().out
+
+
+# ---------------------------------------------------------------------------------------------- presets, flags
+
+
+def test_presets_fill_unset_flags_and_flags_win(capsys):
+    args = train_voc.parse_args(["--preset", "fod", "--lr", "0.005"])
     assert (args.backbone, args.resize, args.batch_size, args.epochs, args.lr) == ("resnet50", (922, 1640), 2, 100, 0.005)
     assert args.augment == "flip,color,rotate" and args.pretrained == "imagenet" and args.momentum == 0.9
-    args = train_voc.apply_preset(train_voc.get_args_parser().parse_args(["--preset", "fod-288"]))
-    assert args.resize == (288, 512) and args.save_every == 1
-    args = train_voc.apply_preset(train_voc.get_args_parser().parse_args(["--preset", "demo", "--save-every", "5"]))
-    assert args.save_every == 5
+    assert args.output_dir == "checkpoint/fod"
+    assert train_voc.parse_args(["--preset", "fod-288"]).resize == (288, 512)
+    assert train_voc.parse_args(["--preset", "demo", "--save-every", "5"]).save_every == 5
+    assert train_voc.parse_args(["--preset", "fod-cpu", "--crop", "256x256"]).crop == (256, 256)
+    with pytest.raises(SystemExit):
+        train_voc.parse_args(["--preset", "fod-cpu", "--help"])
+    shown = " ".join(capsys.readouterr().out.split())
+    assert "(default: 720x1280)" in shown and "(default: resnet18)" in shown and "(default: 320x320)" in shown
+    with pytest.raises(SystemExit):
+        train_voc.parse_args(["--crop", "320,320"])  # one size syntax: AxB
+    assert "720x1280" in capsys.readouterr().err
+
+
+def test_voc_preset_scales_the_learning_rate_with_the_batch(data_root, tmp_path, capsys):
+    """0.01 is the official rate for 16 pictures a step; 2 pictures get 0.01 x 2 / 16."""
+    args = train_voc.parse_args(["--preset", "voc", "--data-root", str(data_root), "--output-dir", str(tmp_path),
+                                 "--classes", "fod", "--train-split", "train", "--val-split", "val",
+                                 "--pretrained", "none", "--backbone", "resnet18", "--fpn-channels", "32",
+                                 "--head-convs", "1", "--resize", "128x224", "--steps", "1", "--workers", "0",
+                                 "--augment", "flip", "--no-final-eval"])
+    train_voc.main(args)
+    assert "lr 0.00125 (0.01 x 2/16, the linear rule)" in capsys.readouterr().out
+
+
+# ---------------------------------------------------------------------------------------------- checkpoints, logs
 
 
 def test_save_every_zero_keeps_only_last(data_root, tmp_path):
@@ -61,132 +174,244 @@ def test_save_every_zero_keeps_only_last(data_root, tmp_path):
 
 
 def test_one_cpu_step_writes_checkpoints_and_logs(data_root, tmp_path):
-    args = tiny_args(data_root, tmp_path, "--epochs", "1")
-    summary = train_voc.main(args)
-    assert summary["step"] == 4 and summary["skipped_steps"] == 0
-    checkpoint = torch.load(tmp_path / "last.pth", map_location="cpu", weights_only=False)
-    assert {"model", "optimizer", "scaler", "config", "classes", "epoch", "step"} <= set(checkpoint)
-    assert checkpoint["epoch"] == 1 and checkpoint["step"] == 4
-    assert checkpoint["classes"] == ["nail", "clip_B", "clip_Y", "L_stick"]
+    summary = train_voc.main(tiny_args(data_root, tmp_path, "--epochs", "1"))
+    assert summary["state"].step == 4 and summary["state"].skipped_steps == 0
+    checkpoint = load(tmp_path / "last.pth")
+    assert {"model", "optimizer", "scaler", "config", "classes", "epoch", "step", "state"} <= set(checkpoint)
+    assert checkpoint["epoch"] == 1 and checkpoint["step"] == 4 and checkpoint["classes"] == list(FOD)
     assert (tmp_path / "model_1.pth").is_file() and (tmp_path / "loss.png").is_file()
     rows = (tmp_path / "log.csv").read_text().splitlines()
     assert rows[0] == "step,epoch,cls_loss,cnt_loss,reg_loss,total_loss,lr,time" and len(rows) == 5
     assert not list(tmp_path.glob("*.tmp"))
 
 
-def test_resume_is_exact(data_root, tmp_path):
-    straight = tiny_args(data_root, tmp_path / "straight", "--epochs", "2", "--augment", "flip,color,rotate")
-    train_voc.main(straight)
-    first = tiny_args(data_root, tmp_path / "resumed", "--epochs", "1", "--augment", "flip,color,rotate")
-    train_voc.main(first)
+@pytest.mark.parametrize("extra", [(), ("--ema",)])
+def test_resume_is_exact(data_root, tmp_path, extra):
+    common = ("--augment", "flip,color,rotate,photo,noise", "--crop", "96x96", "--scale-jitter", "1.3", *extra)
+    train_voc.main(tiny_args(data_root, tmp_path / "straight", "--epochs", "2", *common))
+    train_voc.main(tiny_args(data_root, tmp_path / "resumed", "--epochs", "1", *common))
     torch.manual_seed(12345)  # whatever happened in between must not matter
-    second = tiny_args(data_root, tmp_path / "resumed", "--epochs", "2", "--augment", "flip,color,rotate",
-                       "--resume", str(tmp_path / "resumed" / "last.pth"))
-    train_voc.main(second)
-    a, b = weights(tmp_path / "straight" / "last.pth"), weights(tmp_path / "resumed" / "last.pth")
-    assert a.keys() == b.keys()
-    assert all(torch.equal(a[k], b[k]) for k in a)
-    assert not torch.equal(a["head.cls_logits.weight"], weights(tmp_path / "resumed" / "model_1.pth")["head.cls_logits.weight"])
+    train_voc.main(tiny_args(data_root, tmp_path / "resumed", "--epochs", "2", "--resume",
+                             str(tmp_path / "resumed" / "last.pth"), *common))
+    a, b = load(tmp_path / "straight" / "last.pth"), load(tmp_path / "resumed" / "last.pth")
+    for key in ("model", "ema") if extra else ("model",):
+        assert a[key].keys() == b[key].keys() and all(torch.equal(a[key][k], b[key][k]) for k in a[key])
+    assert not torch.equal(a["model"]["head.cls_logits.weight"],
+                           weights(tmp_path / "resumed" / "model_1.pth")["head.cls_logits.weight"])
+    assert (tmp_path / "straight" / "log.csv").read_text().count("\n") == (tmp_path / "resumed" / "log.csv").read_text().count("\n")
+
+
+def test_resume_after_a_crash_drops_the_log_rows_after_the_checkpoint(data_root, tmp_path):
+    train_voc.main(tiny_args(data_root, tmp_path, "--epochs", "1"))
+    log = tmp_path / "log.csv"
+    log.write_text(log.read_text() + "5,2,1,1,1,3,0.01,9\n6,2,1,1,1,3,0.01,9\n")  # rows of an epoch that crashed
+    (tmp_path / "last.pth.tmp").write_bytes(b"\0" * 1000)  # and its half-written checkpoint
+    train_voc.main(tiny_args(data_root, tmp_path, "--epochs", "2", "--resume", str(tmp_path / "last.pth")))
+    steps = [int(row.split(",")[0]) for row in log.read_text().splitlines()[1:]]
+    assert steps == list(range(1, 9))
+    assert not (tmp_path / "last.pth.tmp").exists()
 
 
 def test_resume_with_other_classes_is_refused(data_root, tmp_path):
     train_voc.main(tiny_args(data_root, tmp_path))
-    args = tiny_args(data_root, tmp_path, "--classes", "nail,clip_B,clip_Y,L_stick,foreign", "--resume", str(tmp_path / "last.pth"))
-    with pytest.raises(SystemExit, match="trained on classes"):
+    args = tiny_args(data_root, tmp_path, "--classes", "nail,clip_B,clip_Y,L_stick,foreign", "--resume",
+                     str(tmp_path / "last.pth"))
+    with pytest.raises(ValueError, match="trained on classes"):
         train_voc.main(args)
 
 
+def test_resuming_a_finished_run_says_so_and_how_to_go_on(data_root, tmp_path, capsys):
+    train_voc.main(tiny_args(data_root, tmp_path, "--epochs", "1"))
+    summary = train_voc.main(tiny_args(data_root, tmp_path, "--epochs", "1", "--resume", str(tmp_path / "last.pth")))
+    assert summary["state"].step == 4
+    assert "nothing left to do" in capsys.readouterr().out and "--epochs above 1" in " ".join(
+        train_voc.nothing_left(tiny_args(data_root, tmp_path, "--resume", "x"), summary["state"]).split())
+    summary = train_voc.main(tiny_args(data_root, tmp_path, "--epochs", "2", "--resume", str(tmp_path / "last.pth")))
+    assert summary["state"].step == 8
+
+
+def test_resuming_a_finished_budgeted_run_continues_with_more_minutes(data_root, tmp_path, capsys):
+    first = train_voc.main(tiny_args(data_root, tmp_path, "--epochs", "50", "--time-budget", "0.05"))
+    spent = first["state"].train_seconds / 60
+    again = train_voc.main(tiny_args(data_root, tmp_path, "--epochs", "50", "--time-budget", "0.05",
+                                     "--resume", str(tmp_path / "last.pth")))
+    assert again["state"].step == first["state"].step
+    assert "pass a larger --time-budget" in " ".join(capsys.readouterr().out.split())
+    more = train_voc.main(tiny_args(data_root, tmp_path, "--epochs", "50", "--time-budget", f"{spent + 0.1:.3f}",
+                                    "--resume", str(tmp_path / "last.pth")))
+    assert more["state"].step > first["state"].step
+
+
+# ---------------------------------------------------------------------------------------------- bad input
+
+
 def test_missing_data_root_and_empty_split_are_clear(tmp_path, data_root):
-    with pytest.raises(SystemExit, match="does not exist"):
+    with pytest.raises(FileNotFoundError, match="nowhere: data set folder not found"):
         train_voc.main(tiny_args(tmp_path / "nowhere", tmp_path / "out"))
     (data_root / "ImageSets" / "Main" / "empty.txt").write_text("\n")
-    with pytest.raises(SystemExit, match="'empty' .* is empty"):
+    with pytest.raises(ValueError, match="split 'empty' lists no pictures"):
         train_voc.main(tiny_args(data_root, tmp_path / "out", "--train-split", "empty"))
 
 
-def test_non_finite_loss_is_skipped_and_counted(data_root, tmp_path, monkeypatch, capsys):
+def test_a_broken_val_split_stops_the_run_before_training(data_root, tmp_path):
+    (data_root / "ImageSets" / "Main" / "broken.txt").write_text("val_00000\nval_missing\n")
+    with pytest.raises(FileNotFoundError, match="val_missing"):
+        train_voc.main(tiny_args(data_root, tmp_path, "--val-split", "broken"))
+    assert not (tmp_path / "last.pth").exists()
+
+
+def test_output_dir_that_is_a_file_is_refused(data_root, tmp_path):
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(NotADirectoryError, match="is a file"):
+        train_voc.main(tiny_args(data_root, tmp_path / "file"))
+
+
+def test_the_demo_never_writes_into_a_users_folder(tmp_path):
+    users = tmp_path / "mine"
+    (users / "ImageSets" / "Main").mkdir(parents=True)
+    (users / "train_00000.jpg").write_bytes(b"precious")
+    (users / "ImageSets" / "Main" / "val.txt").write_text("a\n")
+    with pytest.raises(FileExistsError, match="not a synthetic data set"):
+        train_voc.main(train_voc.parse_args(["--preset", "demo", "--data-root", str(users),
+                                             "--output-dir", str(tmp_path / "out")]))
+    assert (users / "train_00000.jpg").read_bytes() == b"precious"
+    assert sorted(p.name for p in users.rglob("*")) == ["ImageSets", "Main", "train_00000.jpg", "val.txt"]
+
+
+# ---------------------------------------------------------------------------------------------- non-finite guard
+
+
+def inf_on_call(n):
     calls = {"n": 0}
-    real_forward = train_voc.TrainStep.forward
+    real_forward = TrainStep.forward
 
-    def forward(self, images, boxes, labels):
-        losses = real_forward(self, images, boxes, labels)
+    def forward(self, *args):
+        sums = real_forward(self, *args)
         calls["n"] += 1
-        if calls["n"] == 2:  # the second step's loss is inf
-            losses = {k: v * float("inf") for k, v in losses.items()}
-        return losses
+        return {k: v * float("inf") for k, v in sums.items()} if calls["n"] in n else sums
 
-    monkeypatch.setattr(train_voc.TrainStep, "forward", forward)
+    return forward
+
+
+def test_non_finite_loss_is_skipped_and_counted(data_root, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(TrainStep, "forward", inf_on_call({2}))
     summary = train_voc.main(tiny_args(data_root, tmp_path))
-    assert summary["skipped_steps"] == 1 and summary["step"] == 3
+    assert summary["state"].skipped_steps == 1 and summary["state"].step == 3
     assert all(math.isfinite(v) for v in weights(tmp_path / "last.pth")["head.cls_logits.weight"].flatten().tolist())
     assert "step 1: non-finite loss" in capsys.readouterr().out
 
 
 def test_only_the_main_process_reports_skipped_steps(data_root, tmp_path, monkeypatch, capsys):
-    real_forward = train_voc.TrainStep.forward
-    monkeypatch.setattr(train_voc.TrainStep, "forward",
-                        lambda self, *a: {k: v * float("inf") for k, v in real_forward(self, *a).items()})
-    monkeypatch.setattr(train_voc, "is_main_process", lambda: False)
-    with pytest.raises(train_voc.NonFiniteLossError):
+    monkeypatch.setattr(TrainStep, "forward", inf_on_call(set(range(100))))
+    monkeypatch.setattr(engine_train, "is_main_process", lambda: False)
+    with pytest.raises(NonFiniteLossError):
         train_voc.main(tiny_args(data_root, tmp_path, "--max-bad-steps", "2"))
     assert "non-finite loss" not in capsys.readouterr().out
 
 
 def test_non_finite_losses_in_a_row_are_counted_across_epochs(data_root, tmp_path, monkeypatch):
     """An epoch whose 4 steps were all skipped is not an epoch that ran out of time: the count goes on."""
-    real_forward = train_voc.TrainStep.forward
-    monkeypatch.setattr(train_voc.TrainStep, "forward",
-                        lambda self, *a: {k: v * float("nan") for k, v in real_forward(self, *a).items()})
-    with pytest.raises(train_voc.NonFiniteLossError, match="6 non-finite losses in a row"):
-        train_voc.main(tiny_args(data_root, tmp_path, "--epochs", "3", "--max-bad-steps", "6",
-                                 "--time-budget", "10"))
+    monkeypatch.setattr(TrainStep, "forward", inf_on_call(set(range(100))))
+    with pytest.raises(NonFiniteLossError, match="6 non-finite losses in a row"):
+        train_voc.main(tiny_args(data_root, tmp_path, "--epochs", "3", "--max-bad-steps", "6", "--time-budget", "10"))
 
 
-def test_non_finite_loss_leaves_weights_untouched(data_root):
-    model = train_voc.build_model(tiny_args(data_root, "unused"), ("nail", "clip_B", "clip_Y", "L_stick"))
-    step_model = train_voc.TrainStep(model)
+def test_non_finite_loss_leaves_weights_and_batchnorm_untouched(data_root):
+    model = tiny_model(data_root)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
-    scaler = torch.amp.GradScaler("cpu", enabled=False)
+    trainer = Trainer(TrainStep(model), optimizer, torch.amp.GradScaler("cpu", enabled=False), 0.1, 1, "cosine")
     before = {k: v.clone() for k, v in model.state_dict().items()}
     images = torch.full((2, 3, 128, 128), float("nan"))
-    losses, applied = train_voc.train_step(step_model, optimizer, scaler, images,
-                                           torch.tensor([[[4.0, 4.0, 30.0, 30.0]], [[8.0, 8.0, 60.0, 40.0]]]),
-                                           torch.tensor([[1], [2]]), None, None)
+    losses, applied = trainer.step(images, torch.tensor([[[4.0, 4.0, 30.0, 30.0]], [[8.0, 8.0, 60.0, 40.0]]]),
+                                   torch.tensor([[1], [2]]))
     assert not applied and not math.isfinite(losses["total_loss"])
     after = model.state_dict()
-    assert any(k.endswith("running_mean") for k in before)  # BatchNorm statistics are restored too
+    assert any(k.endswith("running_mean") for k in before)
     for k, v in before.items():
         assert torch.equal(v, after[k]), k
 
 
-def test_repeated_non_finite_losses_stop_training(data_root, tmp_path, monkeypatch):
+def test_repeated_non_finite_losses_stop_training_and_keep_the_good_checkpoint(data_root, tmp_path, monkeypatch):
     train_voc.main(tiny_args(data_root, tmp_path))
     good = weights(tmp_path / "last.pth")
-    real_forward = train_voc.TrainStep.forward
-    monkeypatch.setattr(train_voc.TrainStep, "forward",
-                        lambda self, *a: {k: v * float("nan") for k, v in real_forward(self, *a).items()})
-    with pytest.raises(train_voc.NonFiniteLossError, match="2 non-finite losses in a row"):
+    monkeypatch.setattr(TrainStep, "forward", inf_on_call(set(range(100))))
+    with pytest.raises(NonFiniteLossError, match="2 non-finite losses in a row"):
         train_voc.main(tiny_args(data_root, tmp_path, "--epochs", "2", "--max-bad-steps", "2",
                                  "--resume", str(tmp_path / "last.pth")))
     kept = weights(tmp_path / "last.pth")
     assert all(torch.equal(good[k], kept[k]) for k in good)
 
 
-def test_data_parallel_path_on_cpu(data_root):
-    model = train_voc.build_model(tiny_args(data_root, "unused"), ("nail", "clip_B", "clip_Y", "L_stick"))
-    targets = [{"boxes": torch.tensor([[10.0, 10.0, 40.0, 50.0]]), "labels": torch.tensor([2])},
-               {"boxes": torch.tensor([[5.0, 5.0, 20.0, 20.0], [50.0, 60.0, 90.0, 100.0]]), "labels": torch.tensor([1, 4])}]
-    boxes, labels = train_voc.pad_targets(targets)
+# ---------------------------------------------------------------------------------------------- several devices
+
+
+def test_data_parallel_step_equals_the_direct_loss(data_root):
+    model = tiny_model(data_root).train()
+    images, targets = batch()
+    boxes, labels = pad_targets(targets)
     assert boxes.shape == (2, 2, 4) and labels.tolist() == [[2, 0], [1, 4]]
-    images = torch.randn(2, 3, 128, 128)
-    model.train()
-    torch.manual_seed(0)
     direct = model(images, targets)
-    torch.manual_seed(0)
-    parallel = torch.nn.DataParallel(train_voc.TrainStep(model))(images, boxes, labels)
+    through = reduce_losses(torch.nn.DataParallel(TrainStep(model))(images, boxes, labels))
     for key in direct:
-        torch.testing.assert_close(parallel[key].float().mean(), direct[key])
-    assert train_voc.unwrap(torch.nn.DataParallel(train_voc.TrainStep(model))) is model
+        torch.testing.assert_close(through[key], direct[key])
+
+
+def test_positives_are_counted_over_the_whole_batch_not_per_replica(data_root):
+    """Two replicas, one with 1 positive-rich picture and one with an empty one: each must divide by all
+    positives of the batch (as one device would), not by its own count (or by 1 when it has none)."""
+    model = tiny_model(data_root).eval()  # BatchNorm as a constant: one picture or two give the same features
+    images, targets = batch()
+    targets[1] = {"boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.int64)}
+    step = TrainStep(model)
+    parts = [step(images[i:i + 1], *pad_targets(targets[i:i + 1])) for i in range(2)]
+    gathered = {k: torch.cat([p[k] for p in parts]) for k in parts[0]}  # what DataParallel's gather does
+    assert gathered["num_positive"][1] == 0 and gathered["num_positive"][0] > 1
+    sums = model.loss_sums(images, targets)
+    whole = normalise_losses(sums, sums["num_positive"])
+    combined = reduce_losses(gathered)
+    for key in whole:
+        torch.testing.assert_close(combined[key], whole[key])
+    per_replica = sum(p["cls_loss"][0] / p["num_positive"][0].clamp(min=1) for p in parts)
+    assert not torch.isclose(per_replica, combined["cls_loss"])
+
+
+def test_each_replica_thread_computes_in_the_chosen_dtype(data_root):
+    """DataParallel runs replicas in threads and re-enters autocast with `enabled` only; the thread's
+    default dtype (float16 on CUDA; here set to float16 for the CPU) must not replace the one chosen."""
+    model = tiny_model(data_root).train()
+    images, targets = batch()
+    boxes, labels = pad_targets(targets)
+    seen = []
+    model.head.cls_logits.register_forward_hook(lambda m, i, out: seen.append(out.dtype))
+
+    def replica(step):
+        torch.set_autocast_dtype("cpu", torch.float16)  # the thread's default, as CUDA's is
+        with torch.autocast("cpu", enabled=True):  # what parallel_apply does in each replica thread
+            step(images, boxes, labels)
+
+    for amp, expected in (("bf16", torch.bfloat16), ("fp16", torch.float16)):
+        seen.clear()
+        thread = threading.Thread(target=replica, args=(TrainStep(model, amp),))
+        thread.start()
+        thread.join()
+        assert seen and all(dtype == expected for dtype in seen), (amp, seen)
+
+
+def test_ddp_ranks_draw_their_own_augmentation(data_root):
+    """Shuffling is shared by the processes (each takes its share); the augmentation each draws is its own."""
+    from dataset.voc import VOCDataset
+
+    dataset = VOCDataset(data_root, "train", FOD, train=True, resize_size=(128, 224), crop_size=(64, 64),
+                         augment=("flip", "photo"))
+    draws = {}
+    for rank in (0, 1):
+        loader = make_train_loader(dataset, 2, 1, seed=0, rank=rank, world_size=2)
+        start_epoch(loader, 0, epoch=1, rank=rank)
+        draws[rank] = torch.initial_seed(), next(iter(loader))[0]
+        start_epoch(loader, 0, epoch=1, rank=rank)
+        assert torch.equal(next(iter(loader))[0], draws[rank][1])  # the same epoch draws the same again
+    assert draws[0][0] != draws[1][0]
+    assert sorted(loader.sampler) != sorted(make_train_loader(dataset, 2, 1, 0, 0, 2).sampler)  # disjoint shares
 
 
 def _free_port():
@@ -200,76 +425,65 @@ def _ddp_worker(rank, world_size, port, data_root, output_dir):
                       MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     torch.set_num_threads(1)
     summary = train_voc.main(tiny_args(data_root, output_dir, "--batch-size", "2"))
-    torch.save(dict(summary["model"].named_parameters()), os.path.join(output_dir, f"rank{rank}.pt"))
+    sums = {"cls_loss": torch.tensor([3.0 * (rank + 1)]), "cnt_loss": torch.tensor([1.0]),
+            "reg_loss": torch.tensor([2.0]), "num_positive": torch.tensor([4.0 if rank == 0 else 0.0])}
+    torch.save({"params": dict(summary["model"].named_parameters()), "losses": reduce_losses(sums)},
+               os.path.join(output_dir, f"rank{rank}.pt"))
+    torch.distributed.destroy_process_group()
 
 
 def test_ddp_two_processes_end_with_equal_weights(data_root, tmp_path):
     mp.spawn(_ddp_worker, args=(2, _free_port(), str(data_root), str(tmp_path)), nprocs=2, join=True)
-    a = torch.load(tmp_path / "rank0.pt", weights_only=True)
-    b = torch.load(tmp_path / "rank1.pt", weights_only=True)
-    initial = train_voc.build_model(tiny_args(data_root, "unused"), ("nail", "clip_B", "clip_Y", "L_stick"))
-    assert not torch.equal(a["head.cls_logits.weight"], dict(initial.named_parameters())["head.cls_logits.weight"])
-    assert all(torch.equal(a[k], b[k]) for k in a)  # BatchNorm running statistics stay per process
-    checkpoint = torch.load(tmp_path / "last.pth", map_location="cpu", weights_only=False)
+    a, b = (torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1))
+    initial = dict(tiny_model(data_root).named_parameters())
+    assert not torch.equal(a["params"]["head.cls_logits.weight"], initial["head.cls_logits.weight"])
+    assert all(torch.equal(a["params"][k], b["params"][k]) for k in a["params"])
+    checkpoint = load(tmp_path / "last.pth")
     assert checkpoint["step"] == 2  # 8 pictures, 2 processes x 2 a step
-    assert all(torch.equal(a[k], checkpoint["model"][k]) for k in a)
+    assert all(torch.equal(a["params"][k], checkpoint["model"][k]) for k in a["params"])
+    # 4 positives in all, 2 a process: DDP's mean of the gradients is then the sum over processes / 4
+    assert a["losses"]["cls_loss"].item() == pytest.approx(3.0 / 2) and b["losses"]["cls_loss"].item() == pytest.approx(6.0 / 2)
 
 
-def test_schedule_is_sized_to_the_time_budget(monkeypatch):
-    monkeypatch.setattr(train_voc.time, "time", lambda: 1000.0)
-    state = {"step": 100, "total_steps": 1000, "milestones": (700, 900)}
-    train_voc.fit_schedule_to_budget(state, deadline=1060.0, seconds_per_step=0.5)
-    assert state["total_steps"] == 100 + int(0.98 * 60 / 0.5)
-    assert state["milestones"] == (int(700 * 0.217), int(900 * 0.217))
-
-
-def test_time_budget_stops_training(data_root, tmp_path):
-    summary = train_voc.main(tiny_args(data_root, tmp_path, "--epochs", "50", "--time-budget", "0.15"))
-    assert 0 < summary["step"] < 50 * 4 and summary["train_seconds"] < 60
-    assert (tmp_path / "last.pth").is_file()
-
-
-def test_epoch_cut_off_before_its_first_step_is_not_saved(data_root, tmp_path, monkeypatch, capsys):
-    """The budget running out while epoch 2 loads its first batch must leave epoch 1 as the last one."""
-    train_one_epoch = train_voc.train_one_epoch
-
-    def out_of_time_in_epoch_2(*args):
-        *args, deadline = args
-        return train_one_epoch(*args, 0.0 if args[4] == 2 else deadline)
-
-    monkeypatch.setattr(train_voc, "train_one_epoch", out_of_time_in_epoch_2)
-    summary = train_voc.main(tiny_args(data_root, tmp_path, "--epochs", "3", "--time-budget", "10"))
-    assert (summary["epoch"], summary["step"]) == (1, 4)
-    checkpoint = torch.load(tmp_path / "last.pth", map_location="cpu", weights_only=False)
-    assert (checkpoint["epoch"], checkpoint["step"]) == (1, 4)
-    assert not (tmp_path / "model_2.pth").exists() and "epoch 2:" not in capsys.readouterr().out
-
-
-def test_no_step_is_granted_when_no_time_is_left(monkeypatch):
-    monkeypatch.setattr(train_voc.time, "time", lambda: 1000.0)
-    state = {"step": 100, "total_steps": 1000, "milestones": (700, 900)}
-    train_voc.fit_schedule_to_budget(state, deadline=1000.2, seconds_per_step=0.5)
-    assert state["total_steps"] == 100
+# ---------------------------------------------------------------------------------------------- evaluation
 
 
 def test_crop_training_checkpoint_evaluates_full_pictures(data_root, tmp_path):
     """Trained on 64x64 crops of 128x224 pictures; the checkpoint says both, and evaluation sees whole pictures."""
-    train_voc.main(tiny_args(data_root, tmp_path, "--crop", "64,64"))
-    checkpoint = torch.load(tmp_path / "last.pth", map_location="cpu", weights_only=False)
-    assert checkpoint["args"]["crop"] == [64, 64] and checkpoint["config"]["resize_size"] == (128, 224)
-    from eval_voc import make_loader
+    from dataset.voc import VOCDataset
+    from engine.checkpoint import load_detector
+    from engine.inference import eval_loader
 
-    model = train_voc.FCOSDetector.from_checkpoint(checkpoint)
-    loader = make_loader(data_root, "val", model.config.classes, model.config.resize_size, 2, 0, "cpu")
-    images, targets = next(iter(loader))
+    train_voc.main(tiny_args(data_root, tmp_path, "--crop", "64x64"))
+    model, checkpoint = load_detector(tmp_path / "last.pth")
+    assert checkpoint["args"]["crop"] == [64, 64] and tuple(checkpoint["config"]["resize_size"]) == (128, 224)
+    dataset = VOCDataset(data_root, "val", model.config.classes, resize_size=model.config.resize_size)
+    images, targets = next(iter(eval_loader(dataset, 2, 0, "cpu")))
     assert images.shape[-2:] == (128, 224) and all(t["offset"].tolist() == [0.0, 0.0] for t in targets)
 
 
-def test_periodic_validation_keeps_best(data_root, tmp_path, capsys):
-    train_voc.main(tiny_args(data_root, tmp_path, "--epochs", "2", "--val-every", "1"))
+def test_periodic_validation_keeps_best_and_the_final_thresholds_are_stored(data_root, tmp_path, capsys):
+    args = tiny_args(data_root, tmp_path, "--epochs", "2", "--val-every", "1", "--ema")
+    args.no_final_eval = False
+    summary = train_voc.main(args)
     header, *rows = (tmp_path / "val_log.csv").read_text().splitlines()
     assert header == "epoch,step,map"
     assert [row.split(",")[:2] for row in rows] == [["1", "4"], ["2", "8"]]
-    best = torch.load(tmp_path / "best.pth", map_location="cpu", weights_only=False)
-    assert best["best_map"] == max(float(row.split(",")[2]) for row in rows)
+    assert load(tmp_path / "best.pth")["state"]["best_map"] == max(float(row.split(",")[2]) for row in rows)
     assert "epoch 2: val mAP" in capsys.readouterr().out
+    stored = load(tmp_path / "last.pth")["thresholds"]
+    assert stored == summary["thresholds"] and set(stored) == set(FOD)
+
+
+def test_ema_averages_with_a_ramped_decay(data_root):
+    model = tiny_model(data_root)
+    ema = make_ema(model, decay=0.999)
+    first = {k: v.clone() for k, v in model.state_dict().items()}
+    ema.update_parameters(model)  # the first update copies
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(1.0)
+    ema.update_parameters(model)  # n = 1: decay min(0.999, 2 / 11)
+    name = "head.cls_logits.weight"
+    expected = first[name] + (1 - 2 / 11)
+    torch.testing.assert_close(ema.module.state_dict()[name], expected)

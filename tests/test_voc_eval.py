@@ -5,8 +5,9 @@ import random
 import numpy as np
 import pytest
 
-from dataset.voc_eval import (coco_metrics, evaluate_detections, format_results, load_ground_truth,
-                              plot_pr_curves, validate_detections, voc_ap)
+from dataset.voc import load_ground_truth
+from engine.metrics import coco_metrics, evaluate_detections, format_results, validate_detections, voc_ap
+from engine.plots import plot_pr_curves
 
 
 def gt_entry(boxes, labels, difficult=None):
@@ -47,6 +48,7 @@ def test_hand_computed_ap(metric, expected):
     assert result["num_gt"] == {"a": 3}
     np.testing.assert_allclose(result["precision"]["a"], [1, 1 / 2, 2 / 3, 1 / 2])
     np.testing.assert_allclose(result["recall"]["a"], [1 / 3, 1 / 3, 2 / 3, 2 / 3])
+    np.testing.assert_array_equal(result["scores"]["a"], [0.9, 0.8, 0.7, 0.6])
 
 
 def test_duplicate_detection_is_false_positive():
@@ -282,10 +284,14 @@ def test_coco_metrics():
                det("A", "a", 0.95, [50, 50, 60, 60])]  # on the difficult object: ignored
     assert coco_metrics(perfect, gt, ["a", "b"]) == pytest.approx({"AP@[.5:.95]": 1.0, "AP@.5": 1.0})
     assert coco_metrics([], gt, ["a", "b"]) == {"AP@[.5:.95]": 0.0, "AP@.5": 0.0}
-    # shifted by 2 pixels: "a" (10x10) reaches IoU 64/136 < .5, AP 0; both "b" (20x20) reach 324/476 = .68,
-    # true positives at thresholds .5 .55 .6 .65 of the ten: AP@.5 = (0 + 1) / 2, AP@[.5:.95] = (0 + .4) / 2
+    # Boxes count inclusive pixels, as in the VOC rule. Shifted by 2 pixels: "a" (11x11 pixels) reaches IoU
+    # 81/161 = .503, a true positive at threshold .5 only; the detection on the difficult (crowd) object covers
+    # 81/121 = .67 of itself: ignored at .5 .55 .6 .65, a false positive (scoring highest) above. Both "b"
+    # (21x21 pixels) reach 361/521 = .69, true positives at .5 .55 .6 .65 of the ten thresholds:
+    # AP@.5 = (1 + 1) / 2, AP@[.5:.95] = (.1 + .4) / 2
     shifted = [dict(d, bbox=[v + 2 for v in d["bbox"]]) for d in perfect]
-    assert coco_metrics(shifted, gt, ["a", "b"]) == pytest.approx({"AP@[.5:.95]": 0.2, "AP@.5": 0.5})
+    assert coco_metrics(shifted, gt, ["a", "b"]) == pytest.approx({"AP@[.5:.95]": 0.25, "AP@.5": 1.0})
+    assert evaluate_detections(shifted, gt, ["a", "b"])["ap"] == {"a": 1.0, "b": 1.0}  # the VOC rule agrees at .5
 
 
 def test_format_results_lines():

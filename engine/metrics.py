@@ -1,4 +1,4 @@
-"""PASCAL VOC detection metric (the devkit's rules, vectorised with numpy), COCO AP, report and PR plots.
+"""PASCAL VOC detection metric (the devkit's rules, vectorised with numpy), COCO AP and the report.
 
 Detections are a list of ``{"image_id": str, "category": str, "score": float, "bbox": [x1, y1, x2, y2]}``
 in the VOC XML's own frame (1-based pixel indices). Ground truth is a dict
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import math
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -22,27 +23,11 @@ from typing import Any
 
 import numpy as np
 
-from .voc import parse_annotation, read_split, resolve_classes
+from dataset.voc import GroundTruth
 
 Detection = dict[str, Any]
-GroundTruth = dict[str, dict[str, np.ndarray]]
 
 METRICS = ("voc12", "voc07")
-
-
-def load_ground_truth(root: str | Path, split: str, classes: Sequence[str] | str | None) -> GroundTruth:
-    """Read ``Annotations/<id>.xml`` for every id of ``ImageSets/Main/<split>.txt`` (never the images).
-
-    Returns ``image_id -> {"boxes" float32 [M,4] as written in the XML, "labels" int64 [M] in 1..C,
-    "difficult" bool [M]}``; ``classes`` is anything :func:`dataset.voc.resolve_classes` accepts.
-    """
-    classes = resolve_classes(classes)
-    annotations = Path(root) / "Annotations"
-    ground_truth = {}
-    for image_id in read_split(root, split):
-        ann = parse_annotation(annotations / f"{image_id}.xml", classes)
-        ground_truth[image_id] = {"boxes": ann["boxes"], "labels": ann["labels"], "difficult": ann["difficult"]}
-    return ground_truth
 
 
 def voc_ap(recall: np.ndarray, precision: np.ndarray, use_07_metric: bool = False) -> float:
@@ -67,11 +52,13 @@ def voc_ap(recall: np.ndarray, precision: np.ndarray, use_07_metric: bool = Fals
 
 
 def _match(det_image: np.ndarray, det_class: np.ndarray, det_boxes: np.ndarray, ground_truth: GroundTruth,
-           image_index: dict[str, int], num_classes: int, iou_threshold: float) -> tuple[np.ndarray, np.ndarray]:
+           image_index: dict[str, int], num_classes: int, iou_threshold: float) -> tuple[np.ndarray, ...]:
     """TP/FP flags of detections already sorted by (class, descending score).
 
     ``det_image [D]`` image indices, ``det_class [D]`` 0-based class, ``det_boxes [D,4]``.
-    Returns ``tp [D]`` and ``fp [D]`` bools (both False for a detection ignored on a difficult object).
+    Returns ``tp [D]`` and ``fp [D]`` bools (both False for a detection ignored on a difficult object),
+    ``best_gt [D]`` (the index, in ``ground_truth``'s order of pictures and objects, of the same-class ground
+    truth with the highest IoU, -1 when there is none) and ``best_iou [D]`` (-inf when there is none).
     Every detection is paired with every ground truth of its (image, class) group at once; the greedy
     "not yet taken" rule reduces to "first detection, in score order, whose best match is that ground truth"
     because the devkit never re-matches a detection to its second-best ground truth.
@@ -120,7 +107,8 @@ def _match(det_image: np.ndarray, det_class: np.ndarray, det_boxes: np.ndarray, 
     tp = np.zeros(len(det_key), dtype=bool)
     tp[claim[first_claim]] = True
     fp = ~tp & ~ignored
-    return tp, fp
+    best_gt = np.where(best_gt >= 0, order[best_gt] if len(order) else -1, -1)  # back to ground_truth's order
+    return tp, fp, best_gt, best_iou
 
 
 def evaluate_detections(detections: Iterable[Detection], ground_truth: GroundTruth, classes: Sequence[str],
@@ -128,8 +116,9 @@ def evaluate_detections(detections: Iterable[Detection], ground_truth: GroundTru
     """VOC AP per class and their mean.
 
     Returns ``{"ap": {cls: float}, "map": float, "num_gt": {cls: int}, "precision": {cls: [N]},
-    "recall": {cls: [N]}}`` where N is the number of the class's detections that are not ignored, in
-    descending score order, and ``num_gt`` counts the non-difficult ground truths.
+    "recall": {cls: [N]}, "scores": {cls: [N]}}`` where N is the number of the class's detections that are
+    not ignored, in descending score order (precision and recall of keeping the first k, their scores),
+    and ``num_gt`` counts the non-difficult ground truths.
 
     A class without (non-difficult) ground truth has an undefined recall: py-faster-rcnn divides 0 by 0
     there (AP nan when the class has detections, 0 when it has none, and then a nan mAP). Here such a
@@ -157,14 +146,14 @@ def evaluate_detections(detections: Iterable[Detection], ground_truth: GroundTru
     det_boxes = np.array([d["bbox"] for d in detections], dtype=np.float64).reshape(-1, 4)
 
     order = np.lexsort((-det_score, det_class))  # by class, then descending score; lexsort is stable
-    det_image, det_class, det_boxes = det_image[order], det_class[order], det_boxes[order]
-    tp, fp = _match(det_image, det_class, det_boxes, ground_truth, image_index, len(classes), iou_threshold)
+    det_image, det_class, det_boxes, det_score = det_image[order], det_class[order], det_boxes[order], det_score[order]
+    tp, fp, _, _ = _match(det_image, det_class, det_boxes, ground_truth, image_index, len(classes), iou_threshold)
 
     num_gt = np.zeros(len(classes), dtype=np.int64)
     for g in ground_truth.values():
         np.add.at(num_gt, g["labels"][~g["difficult"]].astype(np.int64) - 1, 1)
     bounds = np.searchsorted(det_class, np.arange(len(classes) + 1))
-    result: dict[str, Any] = {"ap": {}, "map": math.nan, "num_gt": {}, "precision": {}, "recall": {}}
+    result: dict[str, Any] = {"ap": {}, "map": math.nan, "num_gt": {}, "precision": {}, "recall": {}, "scores": {}}
     for c, name in enumerate(classes):
         keep = slice(bounds[c], bounds[c + 1])
         counted = tp[keep] | fp[keep]
@@ -179,11 +168,32 @@ def evaluate_detections(detections: Iterable[Detection], ground_truth: GroundTru
         result["ap"][name] = ap
         result["num_gt"][name] = int(num_gt[c])
         result["precision"][name] = precision
+        result["scores"][name] = det_score[keep][counted]
         result["recall"][name] = recall
     defined = [ap for ap in result["ap"].values() if not math.isnan(ap)]
     if defined:
         result["map"] = float(np.mean(defined))
     return result
+
+
+def match_detections(detections: Sequence[Detection], ground_truth: GroundTruth, classes: Sequence[str],
+                     iou_threshold: float = 0.5) -> dict[str, np.ndarray]:
+    """How each detection fares under the VOC rules, in the input's order: ``tp``, ``fp`` [D] bools (both False
+    when ignored on a difficult object), ``gt`` [D] (index of the best same-class ground truth in
+    ``ground_truth``'s order of pictures and objects, -1 for none) and ``iou`` [D] (its IoU, 0 for none)."""
+    class_index = {name: i for i, name in enumerate(classes)}
+    image_index = {image_id: i for i, image_id in enumerate(ground_truth)}
+    det_image = np.array([image_index[d["image_id"]] for d in detections], dtype=np.int64)
+    det_class = np.array([class_index[d["category"]] for d in detections], dtype=np.int64)
+    det_score = np.array([d["score"] for d in detections], dtype=np.float64)
+    det_boxes = np.array([d["bbox"] for d in detections], dtype=np.float64).reshape(-1, 4)
+    order = np.lexsort((-det_score, det_class))
+    tp, fp, gt, iou = _match(det_image[order], det_class[order], det_boxes[order], ground_truth, image_index,
+                             len(classes), iou_threshold)
+    result = {"tp": tp, "fp": fp, "gt": gt, "iou": np.maximum(iou, 0.0)}
+    back = np.empty_like(order)
+    back[order] = np.arange(len(order))
+    return {k: v[back] for k, v in result.items()}
 
 
 def validate_detections(detections: Any, ground_truth_ids: Iterable[str], classes: Sequence[str],
@@ -226,7 +236,8 @@ def coco_metrics(detections: Iterable[Detection], ground_truth: GroundTruth,
                  classes: Sequence[str]) -> dict[str, float]:
     """COCO ``AP@[.5:.95]`` and ``AP@.5`` (pycocotools, objects built in memory).
 
-    Boxes become ``[x, y, w, h]`` with ``w = x2 - x1`` (COCO has no +1). Difficult ground truths are
+    Boxes become ``[x, y, w, h]`` of the pixels they cover (``x = xmin - 1``, ``w = xmax - xmin + 1``), so
+    COCO's IoU equals the VOC rule's inclusive-pixel IoU. Difficult ground truths are
     marked ``iscrowd`` so that, as in the VOC rules, detecting them is neither rewarded nor penalised.
     Both values are nan when there is no ground truth at all.
     """
@@ -240,7 +251,7 @@ def coco_metrics(detections: Iterable[Detection], ground_truth: GroundTruth,
 
     def xywh(box: Sequence[float]) -> list[float]:
         x1, y1, x2, y2 = (float(v) for v in box)
-        return [x1, y1, x2 - x1, y2 - y1]
+        return [x1 - 1, y1 - 1, x2 - x1 + 1, y2 - y1 + 1]
 
     gt_annotations = []
     for image_id, g in ground_truth.items():
@@ -287,31 +298,19 @@ def format_results(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def plot_pr_curves(result: dict[str, Any], out_dir: str | Path) -> list[Path]:
-    """Write ``pr_<class>.png`` (precision over recall, with the interpolated envelope) per class.
-
-    Returns the paths written. Uses matplotlib's Agg canvas directly, so no display is needed.
-    """
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for name, ap in result["ap"].items():
-        recall, precision = result["recall"][name], result["precision"][name]
-        fig = Figure(figsize=(5, 4), dpi=100)
-        FigureCanvasAgg(fig)
-        ax = fig.add_subplot()
-        if result["num_gt"][name] > 0 and len(recall):
-            envelope = np.maximum.accumulate(precision[::-1])[::-1]
-            ax.plot(recall, precision, color="tab:blue", lw=1, label="precision")
-            ax.plot(recall, envelope, color="tab:orange", lw=1.5, drawstyle="steps-pre", label="interpolated")
-            ax.legend(loc="lower left")
-        ax.set(xlim=(0, 1.01), ylim=(0, 1.01), xlabel="recall", ylabel="precision",
-               title=f"{name}: AP={ap:.3f} ({result['num_gt'][name]} objects)")
-        ax.grid(alpha=0.3)
-        path = out_dir / f"pr_{name}.png"
-        fig.savefig(path)
-        paths.append(path)
-    return paths
+def load_detections(path: str | Path, ground_truth_ids: Iterable[str], classes: Sequence[str]) -> list[Detection]:
+    """Read and check a detections JSON file; ``ValueError`` (or ``OSError``) naming the file when it breaks
+    the contract."""
+    path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(f"{path}: is a folder, not a detections JSON file")
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: detections file not found")
+    try:
+        detections = json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise ValueError(f"{path}: not a JSON text file (binary content)") from None
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path}: not valid JSON ({err})") from None
+    validate_detections(detections, ground_truth_ids, classes, source=str(path))
+    return detections

@@ -1,0 +1,62 @@
+"""What every command-line tool here shares: the size syntax, help that shows defaults, one-line errors.
+
+Every size on every command line is ``AxB`` (two integers joined by ``x``): ``--crop 320x320`` is
+height x width; ``--resize 720x1280`` is short side x long side, which for the landscape road
+pictures is height x width as well.
+"""
+from __future__ import annotations
+
+import argparse
+import errno
+import os
+import sys
+from collections.abc import Callable
+from typing import Any
+
+# What a user's input or machine can cause: reported in one line. Anything else is a bug: a traceback.
+USER_ERRORS = (OSError, ValueError, KeyError, EOFError)
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """``"AxB"`` -> ``(A, B)``, both positive integers (argparse type)."""
+    try:
+        a, b = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"a size is written AxB, e.g. 720x1280; got {text!r}") from None
+    if a <= 0 or b <= 0:
+        raise argparse.ArgumentTypeError(f"a size needs two positive integers, got {text!r}")
+    return a, b
+
+
+class DefaultsFormatter(argparse.HelpFormatter):
+    """Help that ends each option with its default, except where there is none to show."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        shown = not (action.default is None or action.default is False or action.default == argparse.SUPPRESS
+                     or action.required)
+        if shown and "%(default)" not in text and action.option_strings:
+            text += " (default: %(default)s)"
+        return text
+
+
+def error_message(err: BaseException) -> str:
+    """One line for a user's error: the message itself, or what a data loading worker reported."""
+    text = str(err).strip()
+    if isinstance(err, OSError) and err.errno == errno.ENOSPC:
+        text = f"{err.filename or ''}: no space left on the disk".lstrip(": ")
+    if "Original Traceback" in text:  # raised again by a DataLoader worker: keep the worker's own message
+        text = text.splitlines()[-1].split(": ", 1)[-1] + " (in a data loading worker)"
+    return " ".join(text.split()) or type(err).__name__
+
+
+def run(main: Callable[[argparse.Namespace], Any], args: argparse.Namespace, prog: str) -> Any:
+    """``main(args)``, with a user's error (:data:`USER_ERRORS`) printed as ``prog: error: ...`` and exit
+    status 2 instead of a traceback. ``FCOS_DEBUG=1`` in the environment shows the traceback."""
+    try:
+        return main(args)
+    except USER_ERRORS as err:
+        if os.environ.get("FCOS_DEBUG"):
+            raise
+        print(f"{prog}: error: {error_message(err)}", file=sys.stderr)
+        sys.exit(2)

@@ -1,0 +1,119 @@
+"""ONNX: export the dense network (backbone, FPN, head, decoding) with its metadata, and run it with onnxruntime.
+
+The graph takes ``images [B,3,H,W]`` (normalised, padded to multiples of 32; B, H and W free) and returns
+``scores [B,N,C]`` and ``boxes [B,N,4]``. Thresholding, top-k and NMS stay outside it, in the one
+implementation PyTorch uses too (:func:`model.fcos.select_for_config`). The file describes itself: its
+metadata holds the model settings (classes, the resize rule, score threshold, NMS), the normalisation and
+the per-class thresholds of the final evaluation.
+"""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from dataset.transforms import IMAGENET_MEAN, IMAGENET_STD
+from model import FCOSConfig, FCOSDetector
+from model.fcos import select_for_config
+
+FORMAT = "fcos-foreign-objects/1"
+INPUT, OUTPUTS = "images", ("scores", "boxes")
+
+
+class DenseNetwork(nn.Module):
+    """``FCOSDetector.dense`` as a module, the part that is exported."""
+
+    def __init__(self, detector: FCOSDetector):
+        super().__init__()
+        self.detector = detector
+
+    def forward(self, images: Tensor) -> tuple[Tensor, Tensor]:
+        return self.detector.dense(images)
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, allow_nan=True)
+
+
+def export_onnx(detector: FCOSDetector, path: str | Path, opset: int = 18, thresholds: dict[str, Any] | None = None,
+                sample_size: tuple[int, int] = (320, 512)) -> Path:
+    """Write ``detector``'s dense network to ``path`` (dynamic batch, height and width), with metadata, checked
+    by ``onnx.checker``."""
+    import onnx
+
+    path = Path(path)
+    network = DenseNetwork(detector.float().eval()).eval()
+    sample = torch.zeros(2, 3, *sample_size)
+    batch, height, width = torch.export.Dim("batch", min=1), torch.export.Dim("height32", min=1), \
+        torch.export.Dim("width32", min=1)
+    program = torch.onnx.export(network, (sample,), dynamo=True, opset_version=opset, input_names=[INPUT],
+                                output_names=list(OUTPUTS),
+                                dynamic_shapes={"images": {0: batch, 2: 32 * height, 3: 32 * width}})
+    program.optimize()
+    program.save(str(path))
+    graph = onnx.load(str(path))
+    config = detector.config.to_dict()
+    metadata = {"format": FORMAT, "config": _json(config), "classes": _json(list(detector.config.classes)),
+                "resize_size": _json(list(detector.config.resize_size)), "mean": _json(IMAGENET_MEAN),
+                "std": _json(IMAGENET_STD), "score_threshold": str(detector.config.score_threshold),
+                "thresholds": _json(thresholds or {}),
+                "input": "RGB, /255, normalised with mean and std, padded right/bottom to multiples of 32"}
+    del graph.metadata_props[:]
+    for key, value in metadata.items():
+        graph.metadata_props.add(key=key, value=value)
+    onnx.checker.check_model(graph, full_check=True)
+    onnx.save(graph, str(path))
+    return path
+
+
+class OnnxDetector:
+    """An exported model run by onnxruntime on the CPU, used like an FCOSDetector by the inference code."""
+
+    def __init__(self, path: str | Path, threads: int | None = None, optimization: str = "all"):
+        import onnxruntime as ort
+
+        self.path = Path(path)
+        options = ort.SessionOptions()
+        options.graph_optimization_level = {"none": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+                                            "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+                                            "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+                                            "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL}[optimization]
+        if threads:
+            options.intra_op_num_threads = threads
+        try:
+            self.session = ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
+        except Exception as err:  # onnxruntime raises its own exception types for unreadable models
+            raise ValueError(f"{self.path}: not a readable ONNX model ({str(err).splitlines()[0]})") from None
+        metadata = self.session.get_modelmeta().custom_metadata_map
+        if metadata.get("format") != FORMAT:
+            raise ValueError(f"{self.path}: an ONNX model without this project's metadata (format "
+                             f"{metadata.get('format')!r}, expected {FORMAT!r}); export it with export_onnx.py")
+        self.config = FCOSConfig.from_dict(json.loads(metadata["config"]))
+        self.thresholds = json.loads(metadata.get("thresholds", "{}")) or None
+
+    def dense(self, images: Tensor) -> tuple[Tensor, Tensor]:
+        scores, boxes = self.session.run(list(OUTPUTS), {INPUT: images.detach().float().cpu().contiguous().numpy()})
+        return torch.from_numpy(scores), torch.from_numpy(boxes)
+
+    def select(self, scores: Tensor, boxes: Tensor, image_size: tuple[int, int],
+               score_threshold: float | Tensor | None = None) -> list[dict[str, Tensor]]:
+        return select_for_config(self.config, scores, boxes, image_size, score_threshold)
+
+    def to(self, device: Any) -> "OnnxDetector":
+        return self
+
+
+def load_onnx_detector(path: str | Path, threads: int | None = None, optimization: str = "all") -> OnnxDetector:
+    """An :class:`OnnxDetector`; ``FileNotFoundError`` or ``ValueError`` naming the file when it is not one."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: ONNX model not found")
+    return OnnxDetector(path, threads, optimization)
+
+
+def is_finite_config(config: dict[str, Any]) -> bool:
+    return all(not isinstance(v, float) or math.isfinite(v) for v in config.values())

@@ -1,0 +1,89 @@
+"""Inference: batches through a detector (PyTorch or ONNX Runtime), test-time flip, boxes back to the picture.
+
+A detector here is anything with ``dense(images) -> (scores [B,N,C], boxes [B,N,4])`` and
+``select(scores, boxes, image_size, score_threshold=None) -> [{"boxes", "scores", "labels"}]``:
+:class:`model.FCOSDetector`, or :class:`engine.export.OnnxDetector` (same selection code).
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any, Protocol
+
+import torch
+from torch import Tensor
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from dataset.voc import VOCDataset, boxes_to_original, collate_fn, pixels_to_xml
+
+from .amp import autocast
+from .metrics import evaluate_detections
+
+
+class Detector(Protocol):
+    def dense(self, images: Tensor) -> tuple[Tensor, Tensor]: ...
+
+    def select(self, scores: Tensor, boxes: Tensor, image_size: tuple[int, int],
+               score_threshold: float | Tensor | None = None) -> list[dict[str, Tensor]]: ...
+
+
+def detect_batch(detector: Detector, images: Tensor, amp: str = "off", flip: bool = False,
+                 score_threshold: float | Tensor | None = None) -> list[dict[str, Tensor]]:
+    """Detections for ``images [B,3,H,W]`` in their pixels. ``flip``: also run the mirrored pictures and
+    select from both passes together (test-time augmentation); ``score_threshold``: see ``select``."""
+    with torch.inference_mode(), autocast(images.device, amp):
+        scores, boxes = detector.dense(images)
+        if flip:
+            flipped_scores, flipped_boxes = detector.dense(images.flip(-1))
+            width = images.shape[-1]
+            x1, y1, x2, y2 = flipped_boxes.unbind(-1)
+            scores = torch.cat([scores, flipped_scores], dim=1)
+            boxes = torch.cat([boxes, torch.stack([width - x2, y1, width - x1, y2], dim=-1)], dim=1)
+    return detector.select(scores.float(), boxes.float(), tuple(images.shape[-2:]), score_threshold)
+
+
+def to_detections(output: dict[str, Tensor], target: dict[str, Any], classes: Sequence[str]) -> list[dict[str, Any]]:
+    """One picture's detections (input-tensor pixels) -> ``{"image_id", "category", "score", "bbox"}`` dicts
+    in the original picture's XML frame (1-based inclusive), clipped to it. Boxes that cover less than
+    one original pixel across are dropped: they cannot be written in that frame."""
+    boxes = boxes_to_original(output["boxes"].float().cpu(), target)
+    height, width = target["orig_size"]
+    boxes[:, 0::2] = boxes[:, 0::2].clamp(0, int(width))
+    boxes[:, 1::2] = boxes[:, 1::2].clamp(0, int(height))
+    visible = ((boxes[:, 2] - boxes[:, 0]) >= 1) & ((boxes[:, 3] - boxes[:, 1]) >= 1)
+    boxes = pixels_to_xml(boxes[visible])
+    scores, labels = output["scores"].float().cpu()[visible], output["labels"].cpu()[visible]
+    return [{"image_id": target["image_id"], "category": classes[label - 1], "score": score, "bbox": box}
+            for box, score, label in zip(boxes.tolist(), scores.tolist(), labels.tolist())]
+
+
+def predict(detector: Detector, batches: Iterable, device: torch.device | str, classes: Sequence[str],
+            amp: str = "off", flip: bool = False, score_threshold: float | Tensor | None = None,
+            progress: bool = True) -> list[dict[str, Any]]:
+    """Detections JSON entries for every picture of ``batches`` (images, targets) from a VOC or picture loader."""
+    device = torch.device(device)
+    if isinstance(detector, torch.nn.Module):
+        detector.eval()
+    detections: list[dict[str, Any]] = []
+    for images, targets in tqdm(batches, desc="detect", unit="batch", disable=not progress, leave=False):
+        outputs = detect_batch(detector, images.to(device, non_blocking=True), amp, flip, score_threshold)
+        for output, target in zip(outputs, targets):
+            detections += to_detections(output, target, classes)
+    return detections
+
+
+def eval_loader(dataset: VOCDataset, batch_size: int, workers: int, device: torch.device | str) -> DataLoader:
+    """Evaluation batches of ``dataset`` in order."""
+    return DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers, collate_fn=collate_fn,
+                      pin_memory=torch.device(device).type == "cuda")
+
+
+def evaluate(detector: Detector, dataset: VOCDataset, device: torch.device | str, batch_size: int = 2,
+             workers: int = 2, amp: str = "off", flip: bool = False, iou_threshold: float = 0.5,
+             metric: str = "voc12", progress: bool = True) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Detect on ``dataset`` (``train=False``) and score it: (:func:`engine.metrics.evaluate_detections`'s
+    result, the detections)."""
+    loader = eval_loader(dataset, batch_size, workers, device)
+    detections = predict(detector, loader, device, dataset.classes, amp, flip, progress=progress)
+    result = evaluate_detections(detections, dataset.ground_truth(), dataset.classes, iou_threshold, metric)
+    return result, detections
