@@ -11,6 +11,7 @@ Writes ``model_<epoch>.pth``, ``last.pth`` (and ``best.pth`` with ``--val-every`
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import time
 from pathlib import Path
@@ -71,7 +72,8 @@ def get_args_parser(add_help: bool = True, preset: str | None = None) -> argpars
     opt = parser.add_argument_group("optimisation")
     opt.add_argument("--epochs", type=int, default=100, help="passes over the training split")
     opt.add_argument("--steps", type=int, help="optimizer steps to train (instead of --epochs)")
-    opt.add_argument("--time-budget", type=float, metavar="MIN", help="minutes of training, counted across resumes")
+    opt.add_argument("--time-budget", type=float, metavar="MIN",
+                     help="minutes of training, counted across resumes (0: none)")
     opt.add_argument("--batch-size", type=int, default=2, help="pictures per GPU (per process under torchrun)")
     opt.add_argument("--lr", type=float, default=1e-3, help="learning rate for a total batch of --lr-batch")
     opt.add_argument("--lr-batch", type=int, metavar="N",
@@ -204,6 +206,7 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
         thresholds = operating_points(result)
         save_checkpoint(checkpoint_dict(model, trainer, state, args, ema, thresholds), output_dir / "last.pth")
         summary.update(result=result, thresholds=thresholds)
+        write_results(output_dir / "results.json", args, state, result)
     if is_main_process() and args.preset == "demo":
         demo_epilogue(output_dir, device)
     return summary
@@ -349,6 +352,15 @@ def end_of_epoch(args: argparse.Namespace, state: TrainState, model: FCOSDetecto
         save_checkpoint(checkpoint, output_dir / f"model_{state.epoch}.pth")
     save_checkpoint(checkpoint, output_dir / "last.pth")
     plot_losses(state.history, output_dir / "loss.png")
+
+
+def write_results(path: Path, args: argparse.Namespace, state: TrainState, result: dict[str, Any]) -> None:
+    """The run in one JSON: the evaluation's mAP and per-class AP, steps, minutes and speed."""
+    path.write_text(json.dumps({
+        "split": args.val_split, "map": result["map"], "ap": result["ap"], "steps": state.step, "epochs": state.epoch,
+        "train_minutes": state.train_seconds / 60, "images_per_second": state.images_seen / max(state.step_seconds, 1e-9),
+        "seconds_per_step": state.step_seconds / max(state.step, 1), "tta": args.tta,
+        "args": {k: list(v) if isinstance(v, tuple) else v for k, v in vars(args).items()}}, indent=2))
 
 
 def demo_epilogue(output_dir: Path, device: torch.device) -> None:

@@ -9,7 +9,6 @@ the per-class thresholds of the final evaluation.
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 from typing import Any
 
@@ -113,7 +112,3 @@ def load_onnx_detector(path: str | Path, threads: int | None = None, optimizatio
     if not path.is_file():
         raise FileNotFoundError(f"{path}: ONNX model not found")
     return OnnxDetector(path, threads, optimization)
-
-
-def is_finite_config(config: dict[str, Any]) -> bool:
-    return all(not isinstance(v, float) or math.isfinite(v) for v in config.values())

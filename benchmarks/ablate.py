@@ -1,0 +1,118 @@
+"""Ablations: one change at a time against a recipe, several seeds each, summarised as mean and spread.
+
+    python -m benchmarks.ablate --data-root ../shared/foreign_object_dataset --steps 600 --seeds 0 1
+    python -m benchmarks.ablate --data-root DIR --only baseline,photo,ema --seeds 0 1 2
+    python -m benchmarks.ablate --out runs/ablate --table          # the table of what has run so far
+
+Every run is ``train_voc.py --preset <preset> --steps N --seed S`` plus the variant's flags, into
+``<out>/<variant>/seed<S>/`` (its ``results.json`` holds mAP, per-class AP, steps and minutes). A run whose
+results exist is not run again, so an interrupted sweep continues where it stopped. Variants that only
+change the evaluation (test-time flip) score the ``baseline`` checkpoints again instead of training.
+Steps, not minutes, fix each run's length: every variant gets the same number of updates whatever the
+machine's speed, and the minutes column says what they cost.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+# name -> (train flags, eval-only flags); one change each against the preset
+VARIANTS: dict[str, tuple[list[str], list[str]]] = {
+    "baseline": ([], []),
+    "color": (["--augment", "flip,color"], []),
+    "photo": (["--augment", "flip,photo"], []),
+    "blur-noise": (["--augment", "flip,blur,noise"], []),
+    "rotate": (["--augment", "flip,rotate"], []),
+    "scale-jitter": (["--scale-jitter", "1.25"], []),
+    "resize-922": (["--resize", "922x1640"], []),
+    "resize-1440": (["--resize", "1440x2560"], []),
+    "crop-256": (["--crop", "256x256"], []),
+    "crop-448": (["--crop", "448x448"], []),
+    "background": (["--background-crops", "0.2"], []),
+    "ema": (["--ema"], []),
+    "tta": ([], ["--tta"]),
+    "resnet34": (["--backbone", "resnet34"], []),
+    "fpn-64": (["--fpn-channels", "64"], []),
+    "fpn-256": (["--fpn-channels", "256"], []),
+}
+
+
+def run_variant(name: str, seed: int, args: argparse.Namespace) -> dict | None:
+    train_flags, eval_flags = VARIANTS[name]
+    out = Path(args.out) / name / f"seed{seed}"
+    results = out / "results.json"
+    if results.is_file():
+        return json.loads(results.read_text())
+    if eval_flags and not train_flags:  # score the baseline's model another way
+        base = Path(args.out) / "baseline" / f"seed{seed}"
+        if not (base / "results.json").is_file():
+            run_variant("baseline", seed, args)
+        out.mkdir(parents=True, exist_ok=True)
+        command = [sys.executable, "eval_voc.py", "--checkpoint", str(base / "last.pth"), "--data-root", args.data_root,
+                   "--split", args.split, "--batch-size", "4", *eval_flags]
+        text = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+        lines = text.splitlines()  # the report's contract: "ap for CLASS is X", "mAP=====>X"
+        ap = {line.split()[2]: float(line.split()[-1]) for line in lines if line.startswith("ap for ")}
+        mean_ap = float(next(line.split(">")[-1] for line in lines if line.startswith("mAP=")))
+        base_results = json.loads((base / "results.json").read_text())
+        results.write_text(json.dumps({**base_results, "map": mean_ap, "ap": ap, "eval_flags": eval_flags}, indent=2))
+        return json.loads(results.read_text())
+    command = [sys.executable, "train_voc.py", "--preset", args.preset, "--data-root", args.data_root,
+               "--val-split", args.split, "--steps", str(args.steps), "--time-budget", "0", "--seed", str(seed),
+               "--output-dir", str(out), "--save-every", "0", *train_flags, *eval_flags, *args.extra]
+    print(" ".join(command), flush=True)
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out.parent / f"seed{seed}.log", "w") as log:
+        finished = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT).returncode == 0
+    return json.loads(results.read_text()) if finished and results.is_file() else None
+
+
+def table(out: Path, names: list[str]) -> str:
+    """Markdown: per variant the mean mAP, spread (max - min) over seeds, per-class mean AP, steps and minutes."""
+    rows = ["| variant | runs | mAP mean | spread | nail | clip_B | clip_Y | L_stick | steps | minutes | s/step |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for name in names:
+        found = [json.loads(p.read_text()) for p in sorted((out / name).glob("seed*/results.json"))]
+        if not found:
+            continue
+        maps = [r["map"] for r in found]
+        per_class = {c: statistics.fmean(r["ap"][c] for r in found) for c in found[0]["ap"]}
+        rows.append(f"| {name} | {len(found)} | {statistics.fmean(maps):.3f} | {max(maps) - min(maps):.3f} | "
+                    + " | ".join(f"{v:.3f}" for v in per_class.values())
+                    + f" | {statistics.fmean(r['steps'] for r in found):.0f}"
+                    f" | {statistics.fmean(r['train_minutes'] for r in found):.1f}"
+                    f" | {statistics.fmean(r['seconds_per_step'] for r in found):.2f} |")
+    return "\n".join(rows)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--data-root", default="foreign_object_dataset", help="VOC-layout data set")
+    parser.add_argument("--split", default="val", help="the split every run is scored on")
+    parser.add_argument("--preset", default="fod-cpu", help="the recipe the variants change")
+    parser.add_argument("--steps", type=int, default=600, help="optimizer steps of every run")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1], help="one run per seed and variant")
+    parser.add_argument("--only", help="comma list of variants (default: all, in the order of the table)")
+    parser.add_argument("--out", default="runs/ablate", help="one folder per variant and seed")
+    parser.add_argument("--table", action="store_true", help="only print the table of the runs done")
+    parser.add_argument("extra", nargs="*", help="flags added to every run, after --")
+    args = parser.parse_args()
+    names = args.only.split(",") if args.only else list(VARIANTS)
+    unknown = [n for n in names if n not in VARIANTS]
+    if unknown:
+        parser.error(f"unknown variants {unknown}; choose from {', '.join(VARIANTS)}")
+    if not args.table:
+        for seed in args.seeds:
+            for name in names:
+                if run_variant(name, seed, args) is None:
+                    print(f"{name} seed {seed}: failed, see {Path(args.out) / name / f'seed{seed}.log'}", flush=True)
+    print(table(Path(args.out), names))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,64 @@
+"""Export a checkpoint to ONNX for deployment: dynamic batch, height and width, self-describing metadata.
+
+    python export_onnx.py --checkpoint checkpoint/fod-cpu/last.pth --output fcos.onnx
+    python detect.py --onnx fcos.onnx --input test_images --output-dir outputs/detect_onnx
+
+The graph holds the network and the decoding (``images [B,3,H,W]`` normalised and padded to multiples of 32
+-> ``scores [B,N,C]``, ``boxes [B,N,4]``); thresholding and NMS run in the same Python code as for PyTorch.
+The classes, the resize rule, the normalisation and the score thresholds are in the file's metadata.
+``--check`` compares the export with PyTorch on ``test_images/`` before writing it out.
+"""
+from __future__ import annotations
+
+import argparse
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from dataset.cli import DefaultsFormatter, run
+from dataset.pictures import PictureDataset, collate_pictures, find_pictures
+from engine.annotate import check_writable
+from engine.checkpoint import load_detector
+from engine.export import export_onnx, load_onnx_detector
+
+
+def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description="Export an FCOS checkpoint to ONNX", add_help=add_help,
+                                     formatter_class=DefaultsFormatter)
+    parser.add_argument("--checkpoint", required=True, help="checkpoint written by train_voc.py")
+    parser.add_argument("--output", required=True, help="the .onnx file to write")
+    parser.add_argument("--opset", type=int, default=18, help="ONNX opset")
+    parser.add_argument("--check", default="test_images", metavar="PICTURES",
+                        help="pictures to compare PyTorch and onnxruntime on ('' to skip)")
+    return parser
+
+
+def main(args: argparse.Namespace) -> dict[str, Any]:
+    output = Path(args.output)
+    check_writable(output.parent if str(output.parent) else Path("."))
+    detector, checkpoint = load_detector(args.checkpoint)
+    with tempfile.TemporaryDirectory(dir=output.parent if str(output.parent) else ".") as tmp:
+        path = export_onnx(detector, Path(tmp) / output.name, args.opset, checkpoint.get("thresholds"))
+        worst = compare(detector, path, find_pictures(args.check)) if args.check else None
+        path.replace(output)
+    print(f"wrote {output} ({output.stat().st_size / 2**20:.1f} MiB, opset {args.opset}, dynamic batch, height, width)")
+    if worst is not None:
+        print(f"onnxruntime against PyTorch on {args.check}: largest difference {worst['scores']:.2e} in scores, "
+              f"{worst['boxes']:.2e} px in boxes")
+    return {"output": output, "difference": worst}
+
+
+def compare(detector: torch.nn.Module, path: Path, pictures: list[Path]) -> dict[str, float]:
+    """Largest absolute difference of the dense outputs (scores, boxes in pixels) over ``pictures``."""
+    session = load_onnx_detector(path)
+    images, _, _ = collate_pictures([PictureDataset(pictures, detector.config.resize_size)[i] for i in range(len(pictures))])
+    with torch.inference_mode():
+        reference = detector.dense(images)
+    exported = session.dense(images)
+    return {name: float((a - b).abs().max()) for name, a, b in zip(("scores", "boxes"), reference, exported)}
+
+
+if __name__ == "__main__":
+    run(main, get_args_parser().parse_args(), "export_onnx.py")

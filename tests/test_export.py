@@ -1,0 +1,127 @@
+"""ONNX export: dynamic sizes, the same detections as PyTorch, self-describing metadata, clear errors."""
+import json
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from PIL import Image
+
+import detect
+import export_onnx
+from dataset.pictures import PictureDataset, collate_pictures
+from engine.checkpoint import save_checkpoint
+from engine.export import FORMAT, load_onnx_detector
+from model import FCOSConfig, FCOSDetector
+
+REPO = Path(__file__).resolve().parents[1]
+THRESHOLDS = {name: {"best_f1": {"threshold": t, "precision": 1.0, "recall": 1.0, "f1": 1.0}}
+              for name, t in zip(("nail", "clip_B", "clip_Y", "L_stick"), (0.2, 0.25, 0.3, 0.35))}
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    """A small random detector whose GroupNorm affine weights and per-level scales are all different (so a
+    wrong GroupNorm export or a mixed-up level shows), its checkpoint and its export."""
+    root = tmp_path_factory.mktemp("export")
+    torch.manual_seed(0)
+    model = FCOSDetector(FCOSConfig(backbone="resnet18", fpn_channels=32, head_convs=2, gn_groups=8,
+                                    resize_size=(128, 224), score_threshold=0.02)).eval()
+    with torch.no_grad():
+        for module in model.head.modules():
+            if isinstance(module, torch.nn.GroupNorm):
+                module.weight.uniform_(0.5, 1.5)
+                module.bias.uniform_(-0.5, 0.5)
+        for k, scale in enumerate(model.head.scales):
+            scale.scale.fill_(0.5 + k)
+        model.head.cls_logits.bias.fill_(-1.0)  # many detections above the threshold
+    checkpoint = {"model": model.state_dict(), "config": model.config.to_dict(), "classes": list(model.config.classes),
+                  "epoch": 1, "thresholds": THRESHOLDS}
+    save_checkpoint(checkpoint, root / "model.pth")
+    pictures = root / "pictures"
+    pictures.mkdir()
+    rng = np.random.default_rng(0)
+    for name, (w, h) in {"wide.jpg": (300, 200), "tall.png": (150, 260), "odd.jpg": (333, 97)}.items():
+        Image.fromarray(rng.integers(0, 255, (h, w, 3), dtype=np.uint8)).save(pictures / name)
+    export_onnx.main(export_onnx.get_args_parser().parse_args(
+        ["--checkpoint", str(root / "model.pth"), "--output", str(root / "model.onnx"), "--check", str(pictures)]))
+    return model, root
+
+
+def test_the_graph_is_valid_and_describes_itself(exported):
+    model, root = exported
+    graph = onnx.load(str(root / "model.onnx"))
+    onnx.checker.check_model(graph, full_check=True)
+    metadata = {p.key: p.value for p in graph.metadata_props}
+    assert metadata["format"] == FORMAT and json.loads(metadata["classes"]) == list(model.config.classes)
+    assert json.loads(metadata["resize_size"]) == [128, 224] and json.loads(metadata["thresholds"]) == THRESHOLDS
+    shape = graph.graph.input[0].type.tensor_type.shape.dim
+    assert all(d.dim_param for d in shape[:1] + shape[2:])  # batch, height and width are free
+    detector = load_onnx_detector(root / "model.onnx")
+    assert detector.config == model.config and detector.thresholds == THRESHOLDS
+
+
+@pytest.mark.parametrize("shape", [(1, 3, 128, 224), (3, 3, 96, 160), (2, 3, 224, 96), (1, 3, 352, 544)])
+def test_dense_outputs_match_pytorch_at_every_size(exported, shape):
+    """Sizes whose P6 and P7 have odd sides too: the pyramid's ceil-halving must export as it computes."""
+    model, root = exported
+    images = torch.randn(*shape, generator=torch.Generator().manual_seed(1))
+    with torch.inference_mode():
+        scores, boxes = model.dense(images)
+    onnx_scores, onnx_boxes = load_onnx_detector(root / "model.onnx").dense(images)
+    assert onnx_scores.shape == scores.shape and onnx_boxes.shape == boxes.shape
+    torch.testing.assert_close(onnx_scores, scores, atol=1e-4, rtol=0)
+    torch.testing.assert_close(onnx_boxes, boxes, atol=0.05, rtol=0)
+
+
+def test_a_batch_of_different_pictures_gives_the_same_detections(exported):
+    model, root = exported
+    paths = sorted((root / "pictures").iterdir())
+    images, _, _ = collate_pictures([PictureDataset(paths, model.config.resize_size)[i] for i in range(len(paths))])
+    detector = load_onnx_detector(root / "model.onnx")
+    with torch.inference_mode():
+        expected = model.select(*model.dense(images), tuple(images.shape[-2:]))
+    found = detector.select(*detector.dense(images), tuple(images.shape[-2:]))
+    for a, b in zip(expected, found):
+        assert len(a["scores"]) == len(b["scores"]) > 0
+        assert torch.equal(a["labels"], b["labels"])
+        assert (a["boxes"] - b["boxes"]).abs().max() <= 0.5 and (a["scores"] - b["scores"]).abs().max() <= 1e-3
+
+
+def test_detect_writes_the_same_json_through_onnxruntime(exported, tmp_path):
+    _, root = exported
+    common = ["--input", str(root / "pictures"), "--workers", "0", "--score-threshold", "auto"]
+    torch_run = detect.main(detect.get_args_parser().parse_args(
+        ["--checkpoint", str(root / "model.pth"), "--output-dir", str(tmp_path / "pt"), *common]))
+    onnx_run = detect.main(detect.get_args_parser().parse_args(
+        ["--onnx", str(root / "model.onnx"), "--output-dir", str(tmp_path / "onnx"), *common]))
+    assert onnx_run["threshold"] == torch_run["threshold"] == [0.2, 0.25, 0.3, 0.35]
+    a = json.loads((tmp_path / "pt" / "detections.json").read_text())
+    b = json.loads((tmp_path / "onnx" / "detections.json").read_text())
+    assert len(a) == len(b) > 0 and len(onnx_run["outputs"]) == 3
+    for x, y in zip(a, b):
+        assert (x["image_id"], x["category"]) == (y["image_id"], y["category"])
+        assert abs(x["score"] - y["score"]) <= 1e-3 and max(abs(p - q) for p, q in zip(x["bbox"], y["bbox"])) <= 0.5
+
+
+def test_bad_onnx_files_are_named(tmp_path):
+    with pytest.raises(FileNotFoundError, match="absent.onnx: ONNX model not found"):
+        load_onnx_detector(tmp_path / "absent.onnx")
+    (tmp_path / "junk.onnx").write_bytes(b"\x08\x01garbage" * 50)
+    with pytest.raises(ValueError, match="junk.onnx: not a readable ONNX model"):
+        load_onnx_detector(tmp_path / "junk.onnx")
+    plain = tmp_path / "plain.onnx"
+    torch.onnx.export(torch.nn.Conv2d(3, 4, 3).eval(), (torch.zeros(1, 3, 8, 8),), str(plain), dynamo=True)
+    with pytest.raises(ValueError, match="plain.onnx: an ONNX model without this project's metadata"):
+        load_onnx_detector(plain)
+
+
+def test_export_needs_a_writable_place_and_a_checkpoint(tmp_path):
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(NotADirectoryError, match="is a file"):
+        export_onnx.main(export_onnx.get_args_parser().parse_args(
+            ["--checkpoint", "x.pth", "--output", str(tmp_path / "file" / "m.onnx")]))
+    with pytest.raises(FileNotFoundError, match="x.pth: checkpoint not found"):
+        export_onnx.main(export_onnx.get_args_parser().parse_args(
+            ["--checkpoint", str(tmp_path / "x.pth"), "--output", str(tmp_path / "m.onnx")]))
