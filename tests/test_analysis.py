@@ -1,0 +1,121 @@
+"""Operating points, confusion matrix and error lists against answers worked out by hand."""
+import csv
+import json
+
+import numpy as np
+import pytest
+
+import detect
+import eval_voc
+from dataset.synthetic import generate
+from engine.analysis import confusion_matrix, error_list, kept
+from engine.metrics import evaluate_detections
+from engine.thresholds import curve, deploy_thresholds, operating_points
+
+CLASSES = ("nail", "clip_B", "clip_Y", "L_stick")
+
+
+def gt(*objects):
+    boxes = np.array([b for _, b in objects], dtype=np.float32).reshape(-1, 4)
+    labels = np.array([CLASSES.index(n) + 1 for n, _ in objects], dtype=np.int64)
+    return {"boxes": boxes, "labels": labels, "difficult": np.zeros(len(objects), bool)}
+
+
+def det(image, name, score, box):
+    return {"image_id": image, "category": name, "score": score, "bbox": box}
+
+
+# Four nails in four pictures; nail detections 0.9 TP, 0.8 FP, 0.7 TP, 0.6 TP (0.6 and 0.5 tie-free), one missed.
+GROUND_TRUTH = {f"p{i}": gt(("nail", [10 + i, 10, 50 + i, 50])) for i in range(4)}
+GROUND_TRUTH["p4"] = gt(("nail", [200, 200, 240, 240]))
+NAILS = [det("p0", "nail", 0.9, [10, 10, 50, 50]), det("p1", "nail", 0.8, [300, 300, 340, 340]),
+         det("p1", "nail", 0.7, [11, 10, 51, 50]), det("p2", "nail", 0.6, [12, 10, 52, 50]),
+         det("p3", "nail", 0.5, [400, 10, 440, 50])]
+
+
+def test_curve_and_operating_points_by_hand():
+    result = evaluate_detections(NAILS, GROUND_TRUTH, CLASSES)
+    c = curve(result, "nail")
+    np.testing.assert_allclose(c["threshold"], [0.9, 0.8, 0.7, 0.6, 0.5])
+    np.testing.assert_allclose(c["precision"], [1, 1 / 2, 2 / 3, 3 / 4, 3 / 5])
+    np.testing.assert_allclose(c["recall"], [1 / 5, 1 / 5, 2 / 5, 3 / 5, 3 / 5])
+    f1 = [2 * p * r / (p + r) for p, r in zip(c["precision"], c["recall"])]
+    np.testing.assert_allclose(c["f1"], f1)
+    points = operating_points(result)["nail"]
+    assert points["best_f1"] == pytest.approx({"threshold": 0.6, "precision": 0.75, "recall": 0.6, "f1": 2 / 3})
+    assert points["precision_0.90"] == pytest.approx({"threshold": 0.9, "precision": 1.0, "recall": 0.2, "f1": 1 / 3})
+    assert operating_points(result)["clip_B"]["best_f1"]["threshold"] is None  # no ground truth, no detections
+    assert deploy_thresholds(operating_points(result), CLASSES, 0.3) == [0.6, 0.3, 0.3, 0.3]
+
+
+def test_a_threshold_keeps_all_of_its_ties():
+    tied = [det("p0", "nail", 0.9, [10, 10, 50, 50]), det("p1", "nail", 0.7, [300, 300, 340, 340]),
+            det("p2", "nail", 0.7, [12, 10, 52, 50])]
+    c = curve(evaluate_detections(tied, GROUND_TRUTH, CLASSES), "nail")
+    np.testing.assert_allclose(c["threshold"], [0.9, 0.7])  # never a cut between two equal scores
+    np.testing.assert_allclose(c["precision"], [1, 2 / 3])
+
+
+def test_confusion_matrix_by_hand():
+    ground_truth = {"a": gt(("nail", [10, 10, 50, 50]), ("clip_B", [100, 10, 140, 50]), ("L_stick", [200, 200, 260, 260])),
+                    "b": gt(("clip_Y", [10, 10, 40, 40]))}
+    detections = [det("a", "nail", 0.9, [10, 10, 50, 50]),     # nail found
+                  det("a", "nail", 0.8, [11, 10, 51, 50]),     # a duplicate: background -> nail
+                  det("a", "clip_Y", 0.9, [100, 10, 140, 50]),  # clip_B taken for clip_Y
+                  det("a", "L_stick", 0.7, [500, 500, 540, 540]),  # nothing there
+                  det("b", "clip_Y", 0.2, [10, 10, 40, 40])]    # below the threshold below: the clip_Y is missed
+    matrix = confusion_matrix(kept(detections, CLASSES, 0.5), ground_truth, CLASSES)
+    expected = np.zeros((5, 5), dtype=np.int64)
+    expected[0, 0] = 1  # nail -> nail
+    expected[1, 2] = 1  # clip_B -> clip_Y
+    expected[3, 4] = 1  # L_stick missed
+    expected[2, 4] = 1  # clip_Y missed (its detection is under the threshold)
+    expected[4, 0] = 1  # duplicate nail
+    expected[4, 3] = 1  # L_stick on background
+    np.testing.assert_array_equal(matrix, expected)
+    per_class = kept(detections, CLASSES, [0.95, 0.5, 0.1, 0.5])  # nail's 0.95 drops both nails, clip_Y's 0.1 keeps b's
+    assert [d["category"] for d in per_class] == ["clip_Y", "L_stick", "clip_Y"]
+
+
+def test_error_list_names_each_miss_and_false_alarm_with_its_cause():
+    ground_truth = {"a": gt(("nail", [10, 10, 50, 50]), ("clip_B", [100, 10, 140, 50]), ("L_stick", [200, 200, 260, 260]),
+                            ("clip_Y", [300, 300, 340, 340]))}
+    detections = [det("a", "nail", 0.9, [10, 10, 50, 50]), det("a", "nail", 0.8, [11, 10, 51, 50]),
+                  det("a", "clip_Y", 0.9, [100, 10, 140, 50]), det("a", "L_stick", 0.7, [230, 230, 290, 290]),
+                  det("a", "L_stick", 0.6, [500, 500, 540, 540])]
+    rows = {(r["kind"], r["category"], r["cause"]) for r in error_list(detections, ground_truth, CLASSES)}
+    assert rows == {("false_alarm", "nail", "duplicate"), ("false_alarm", "clip_Y", "confusion"),
+                    ("false_alarm", "L_stick", "localisation"), ("false_alarm", "L_stick", "background"),
+                    ("miss", "clip_B", "confusion"), ("miss", "L_stick", "localisation"), ("miss", "clip_Y", "missed")}
+
+
+def test_eval_analysis_writes_everything_and_detect_uses_its_thresholds(tmp_path, capsys):
+    root = tmp_path / "data"
+    generate(root, {"val": 3}, seed=2, size=(120, 200))
+    from dataset.voc import load_ground_truth
+
+    truth = load_ground_truth(root, "val", CLASSES)
+    detections = [det(i, CLASSES[label - 1], 0.9 - 0.05 * k, box.tolist())
+                  for i, g in truth.items() for k, (box, label) in enumerate(zip(g["boxes"], g["labels"]))]
+    detections.append(det("val_00000", "nail", 0.95, [1, 1, 20, 20]))  # a confident false alarm
+    (tmp_path / "dets.json").write_text(json.dumps(detections))
+    out = tmp_path / "analysis"
+    result = eval_voc.main(eval_voc.get_args_parser().parse_args(
+        ["--detections", str(tmp_path / "dets.json"), "--data-root", str(root), "--split", "val",
+         "--analysis", str(out), "--score-threshold", "0.5"]))
+    for name in ("confusion_matrix.png", "confusion_matrix.csv", "pr_f1.png", "thresholds.csv", "thresholds.json",
+                 "errors.csv"):
+        assert (out / name).is_file(), name
+    errors = list(csv.DictReader(open(out / "errors.csv")))
+    assert [(e["image_id"], e["kind"], e["category"], e["cause"]) for e in errors] == [
+        ("val_00000", "false_alarm", "nail", "background")]
+    assert sorted(p.name for p in (out / "errors").iterdir()) == ["val_00000.jpg"]
+    printed = capsys.readouterr().out
+    assert "best-F1 threshold" in printed and "1 false alarms" in printed
+    assert result["analysis"]["points"] == json.loads((out / "thresholds.json").read_text())
+
+    args = detect.get_args_parser().parse_args(["--score-threshold", "auto", "--thresholds", str(out / "thresholds.json")])
+    chosen = detect.choose_threshold(args, None, CLASSES)
+    assert chosen == deploy_thresholds(result["analysis"]["points"], CLASSES, detect.DEFAULT_THRESHOLD)
+    with pytest.raises(ValueError, match="needs per-class thresholds"):
+        detect.choose_threshold(detect.get_args_parser().parse_args(["--score-threshold", "auto"]), None, CLASSES)
