@@ -257,7 +257,7 @@ def load_resized(path: str | Path, resize_size: tuple[int, int],
     """Decode a picture as RGB uint8 [h, w, 3] resized by :func:`dataset.sizes.resize_scale` (at least
     1 x 1 pixel). Returns (picture, (H0, W0)).
 
-    The original size comes from the file header. For s <= 0.5 (<= 0.25) the JPEG is decoded at
+    The original size comes from the file header. For s <= 0.5 (<= 0.25) a picture is decoded at
     1/2 (1/4) size, which is several times faster than a full decode, then resized the rest of
     the way (INTER_LINEAR, or INTER_AREA when still shrinking by more than 2). ``decoded``, the
     picture already decoded at full size (BGR), is used instead of decoding it again when no
@@ -268,6 +268,8 @@ def load_resized(path: str | Path, resize_size: tuple[int, int],
     s = resize_scale(h0, w0, *resize_size)
     new_h, new_w = resized_shape(h0, w0, resize_size)
     flag = cv2.IMREAD_REDUCED_COLOR_4 if s <= 0.25 else cv2.IMREAD_REDUCED_COLOR_2 if s <= 0.5 else cv2.IMREAD_COLOR
+    if min(h0, w0) < 64:  # a reduced decode of a sliver can come back empty
+        flag = cv2.IMREAD_COLOR
     if flag == cv2.IMREAD_COLOR and decoded is not None:
         bgr = decoded
     else:

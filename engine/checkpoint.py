@@ -68,10 +68,9 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
         if "Weights only load failed" in str(err):
             raise CheckpointError(f"{path}: refused: it holds Python objects, not only weights, and loading "
                                   "it could run code") from None
-        raise CheckpointError(f"{path}: not a checkpoint written by torch.save ({str(err).splitlines()[0]})") from None
-    except (RuntimeError, EOFError, ValueError, UnicodeDecodeError, OSError) as err:
-        first = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise CheckpointError(f"{path}: not a readable checkpoint: truncated or not written by torch.save ({first})") from None
+        raise CheckpointError(f"{path}: not a readable checkpoint (truncated, or not written by torch.save)") from None
+    except Exception:  # torch.load of arbitrary bytes raises about any type; none of them is a bug here
+        raise CheckpointError(f"{path}: not a readable checkpoint (truncated, or not written by torch.save)") from None
     if not isinstance(checkpoint, dict) or not {"model", "config"} <= set(checkpoint):
         keys = sorted(checkpoint)[:6] if isinstance(checkpoint, dict) else type(checkpoint).__name__
         raise CheckpointError(f"{path}: not an FCOS checkpoint (needs 'model' and 'config'; found {keys})")

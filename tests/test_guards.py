@@ -1,0 +1,195 @@
+"""Bad input and faults: crafted or broken checkpoints, full disks, broken files. One line naming the file, or a
+skip with a word; never a traceback, never code run from a file, never a silent wrong result."""
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+import train_voc
+from dataset.synthetic import generate
+from dataset.voc import parse_annotation
+from engine.checkpoint import CheckpointError, load_checkpoint, load_detector, save_checkpoint
+from model import FCOSConfig, FCOSDetector
+
+REPO = Path(__file__).resolve().parents[1]
+FOD = ("nail", "clip_B", "clip_Y", "L_stick")
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("guards")
+    generate(root / "data", {"train": 4, "val": 2}, seed=1, size=(96, 160))
+    model = FCOSDetector(FCOSConfig(backbone="resnet18", fpn_channels=32, head_convs=1, resize_size=(96, 160)))
+    checkpoint = {"model": model.state_dict(), "config": model.config.to_dict(), "classes": list(FOD), "epoch": 0}
+    save_checkpoint(checkpoint, root / "good.pth")
+    return root
+
+
+def script(*argv, cwd=REPO):
+    """Run a command line; (exit status, stderr)."""
+    done = subprocess.run([sys.executable, *argv], cwd=cwd, capture_output=True, text=True)
+    return done.returncode, done.stderr.strip()
+
+
+class CreatesAFile:
+    """A pickle payload that creates a file when unpickled, as a crafted checkpoint would."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
+
+
+def crafted_checkpoints(folder: Path, data: Path) -> dict[str, Path]:
+    folder.mkdir(exist_ok=True)
+    good = torch.load(data / "good.pth", weights_only=True)
+    files = {}
+    files["crafted"] = folder / "crafted.pth"
+    torch.save({**good, "extra": CreatesAFile(str(folder / "pwned"))}, files["crafted"])
+    files["text"] = folder / "text.pth"
+    files["text"].write_text("this is a text file\n")
+    files["truncated"] = folder / "truncated.pth"
+    files["truncated"].write_bytes((data / "good.pth").read_bytes()[:5000])
+    files["plain"] = folder / "plain.pth"
+    torch.save({"weights": torch.zeros(3)}, files["plain"])
+    files["other"] = folder / "other.pth"
+    config = dict(good["config"], fpn_channels=64)  # the weights are for 32 channels
+    torch.save({**good, "config": config}, files["other"])
+    return files
+
+
+def test_a_crafted_checkpoint_runs_no_code_anywhere(data, tmp_path):
+    files = crafted_checkpoints(tmp_path / "ckpt", data)
+    with pytest.raises(CheckpointError, match="crafted.pth: refused"):
+        load_checkpoint(files["crafted"])
+    commands = [["eval_voc.py", "--checkpoint", str(files["crafted"]), "--data-root", str(data / "data")],
+                ["detect.py", "--checkpoint", str(files["crafted"]), "--output-dir", str(tmp_path / "out")],
+                ["export_onnx.py", "--checkpoint", str(files["crafted"]), "--output", str(tmp_path / "m.onnx")],
+                ["train_voc.py", "--data-root", str(data / "data"), "--resume", str(files["crafted"]),
+                 "--output-dir", str(tmp_path / "t"), "--backbone", "resnet18", "--resize", "96x160", "--workers", "0"]]
+    for argv in commands:
+        status, err = script(*argv)
+        assert status == 2 and "crafted.pth: refused" in err and "Traceback" not in err, (argv[0], err)
+    assert not (tmp_path / "ckpt" / "pwned").exists()
+
+
+@pytest.mark.parametrize("kind, message", [
+    ("text", "text.pth: not a readable checkpoint (truncated, or not written by torch.save)"),
+    ("truncated", "truncated.pth: not a readable checkpoint"),
+    ("plain", "plain.pth: not an FCOS checkpoint"),
+    ("other", "other.pth: the weights do not fit the checkpoint's model settings (fpn_channels: 32 in the weights, "
+              "64 in the config)"),
+])
+def test_broken_checkpoints_give_one_line_naming_the_file(data, tmp_path, kind, message):
+    path = crafted_checkpoints(tmp_path, data)[kind]
+    with pytest.raises(CheckpointError) as err:
+        load_detector(path)
+    assert message in str(err.value)
+    status, printed = script("detect.py", "--checkpoint", str(path), "--output-dir", str(tmp_path / "out"))
+    assert status == 2 and printed == f"detect.py: error: {err.value}"
+    status, printed = script("eval_voc.py", "--checkpoint", str(path), "--data-root", str(data / "data"))
+    assert status == 2 and printed.startswith("eval_voc.py: error: ") and len(printed.splitlines()) == 1
+
+
+def test_a_missing_checkpoint_and_a_weights_only_one_are_clear(data, tmp_path):
+    status, printed = script("detect.py", "--checkpoint", str(tmp_path / "none.pth"))
+    assert status == 2 and printed == f"detect.py: error: {tmp_path / 'none.pth'}: checkpoint not found"
+    with pytest.raises(CheckpointError, match="holds weights only"):
+        train_voc.main(train_voc.parse_args(["--data-root", str(data / "data"), "--resume", str(data / "good.pth"),
+                                             "--output-dir", str(tmp_path), "--backbone", "resnet18", "--workers", "0",
+                                             "--resize", "96x160"]))
+
+
+def test_a_full_disk_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
+    path = tmp_path / "last.pth"
+    save_checkpoint({"model": {"w": torch.ones(2)}, "config": {}}, path)
+
+    def disk_full(obj, f, *args, **kwargs):
+        f.write(b"partial")
+        raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 64 vs 0; file write failed")
+
+    monkeypatch.setattr(torch, "save", disk_full)
+    with pytest.raises(CheckpointError, match=r"last.pth: cannot write the checkpoint \(the file could not be written "
+                                              r"\(is the disk full\?\)\); the previous last.pth is intact"):
+        save_checkpoint({"model": {"w": torch.zeros(2)}, "config": {}}, path)
+    monkeypatch.undo()
+    assert torch.equal(load_checkpoint(path)["model"]["w"], torch.ones(2))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last.pth"]
+
+
+def test_an_unwritable_output_is_found_before_the_work(data, tmp_path):
+    (tmp_path / "file").write_text("x")
+    for argv in (["detect.py", "--checkpoint", str(data / "good.pth"), "--output-dir", str(tmp_path / "file")],
+                 ["eval_voc.py", "--checkpoint", str(data / "good.pth"), "--data-root", str(data / "data"),
+                  "--analysis", str(tmp_path / "file")],
+                 ["train_voc.py", "--data-root", str(data / "data"), "--output-dir", str(tmp_path / "file")]):
+        status, printed = script(*argv)
+        assert status == 2 and "file" in printed and "is a file" in printed and len(printed.splitlines()) == 1, printed
+
+
+def test_detections_that_are_a_folder_or_binary_are_named(data, tmp_path):
+    (tmp_path / "binary.json").write_bytes(bytes(range(256)) * 4)
+    for path, message in ((tmp_path, "is a folder, not a detections JSON file"),
+                          (tmp_path / "binary.json", "not a JSON text file (binary content)")):
+        status, printed = script("eval_voc.py", "--detections", str(path), "--data-root", str(data / "data"))
+        assert status == 2 and printed == f"eval_voc.py: error: {path}: {message}"
+
+
+def test_an_unreadable_picture_is_one_line_in_eval_and_train(data, tmp_path):
+    broken = tmp_path / "data"
+    generate(broken, {"train": 4, "val": 2}, seed=1, size=(96, 160))
+    jpeg = broken / "JPEGImages" / "val_00001.jpg"
+    jpeg.write_bytes(jpeg.read_bytes()[:20] + b"\0" * 200)  # a JPEG header, then nothing decodable
+    status, printed = script("eval_voc.py", "--checkpoint", str(data / "good.pth"), "--data-root", str(broken))
+    assert status == 2 and "val_00001.jpg" in printed and len(printed.splitlines()) == 1, printed
+    status, printed = script("train_voc.py", "--data-root", str(broken), "--train-split", "val", "--val-split", "",
+                             "--output-dir", str(tmp_path / "out"), "--backbone", "resnet18", "--resize", "96x160",
+                             "--batch-size", "1", "--cache")
+    assert status == 2 and "val_00001.jpg" in printed and len(printed.splitlines()) == 1, printed
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda xml: xml.replace("<xmax>", "<xmax>x"), "is missing or not a number"),
+    (lambda xml: xml[: len(xml) // 2], "malformed XML"),
+    (lambda xml: xml.replace("<name>", "<name>bolt_", 1), "class 'bolt_"),
+])
+def test_annotation_errors_are_one_line_from_train(tmp_path, edit, message):
+    root = tmp_path / "data"
+    generate(root, {"train": 2, "val": 1}, seed=4, size=(96, 160))
+    xml = root / "Annotations" / "train_00001.xml"
+    xml.write_text(edit(xml.read_text()))
+    status, printed = script("train_voc.py", "--data-root", str(root), "--output-dir", str(tmp_path / "out"))
+    assert status == 2 and printed.startswith(f"train_voc.py: error: {xml}") and message in printed, printed
+
+
+def test_boxes_outside_the_picture_are_clipped_with_a_warning_or_refused(tmp_path):
+    from dataset.voc import write_annotation
+
+    write_annotation(tmp_path / "past.xml", "p.jpg", 640, 480, [[600, 10, 700, 50]], ["nail"])
+    with pytest.warns(UserWarning, match="past.xml: object 0 .* clipped to \\[600.0, 10.0, 640.0, 50.0\\]"):
+        assert parse_annotation(tmp_path / "past.xml", FOD)["boxes"].tolist() == [[600, 10, 640, 50]]
+    write_annotation(tmp_path / "out.xml", "p.jpg", 640, 480, [[700, 10, 760, 50]], ["nail"])
+    with pytest.raises(ValueError, match="out.xml: object 0 .* lies outside the 640x480 picture"):
+        parse_annotation(tmp_path / "out.xml", FOD)
+
+
+def test_a_one_pixel_high_picture_is_detected_on(data, tmp_path):
+    cv2.imwrite(str(tmp_path / "line.png"), np.full((1, 4000, 3), 128, np.uint8))
+    status, printed = script("detect.py", "--checkpoint", str(data / "good.pth"), "--input", str(tmp_path / "line.png"),
+                             "--output-dir", str(tmp_path / "out"), "--workers", "0")
+    assert status == 0 and (tmp_path / "out" / "line.png").is_file(), printed
+
+
+def test_no_pickle_loading_without_weights_only_anywhere():
+    sources = [p for p in REPO.rglob("*.py") if "tests" not in p.parts and ".device_data" not in p.parts]
+    for source in sources:
+        text = source.read_text()
+        for line in text.splitlines():
+            if "torch.load(" in line:
+                assert "weights_only=True" in line, f"{source}: {line.strip()}"
+        assert "pickle.load" not in text, source
