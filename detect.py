@@ -11,6 +11,7 @@ colour, labelled ``class score``, and a legend of the class colours. ``detection
 1-based frame, so ``eval_voc.py --detections detections.json`` scores it directly. A file that cannot be read
 is reported and skipped; the exit status is then 1.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -42,23 +43,37 @@ def threshold_spec(text: str) -> float | str:
 
 
 def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description="Detect foreign objects: annotated pictures and detections.json",
-                                     add_help=add_help, formatter_class=DefaultsFormatter)
+    parser = argparse.ArgumentParser(
+        description="Detect foreign objects: annotated pictures and detections.json",
+        add_help=add_help,
+        formatter_class=DefaultsFormatter,
+    )
     model = parser.add_mutually_exclusive_group()
-    model.add_argument("--checkpoint", help="checkpoint written by train_voc.py (default: the newest *.pth under "
-                                            "checkpoint/)")
+    model.add_argument(
+        "--checkpoint", help="checkpoint written by train_voc.py (default: the newest *.pth under checkpoint/)"
+    )
     model.add_argument("--onnx", help="a model written by export_onnx.py, run with onnxruntime on the CPU")
     parser.add_argument("--input", default="test_images", help="a picture, a folder of pictures or a glob pattern")
     parser.add_argument("--output-dir", default="outputs/detect", help="where the pictures and detections.json go")
-    parser.add_argument("--score-threshold", type=threshold_spec, default=DEFAULT_THRESHOLD,
-                        help="keep detections scoring at least this; auto: each class's best-F1 threshold, from "
-                             "--thresholds or the checkpoint's final evaluation")
+    parser.add_argument(
+        "--score-threshold",
+        type=threshold_spec,
+        default=DEFAULT_THRESHOLD,
+        help="keep detections scoring at least this; auto: each class's best-F1 threshold, from "
+        "--thresholds or the checkpoint's final evaluation",
+    )
     parser.add_argument("--thresholds", metavar="FILE", help="thresholds.json from eval_voc.py --analysis")
     parser.add_argument("--batch-size", type=int, default=2, help="pictures a batch")
     parser.add_argument("--workers", type=int, default=2, help="picture loading processes")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="cpu, cuda or cuda:N")
-    parser.add_argument("--amp", nargs="?", const="auto", default="off", choices=AMP_CHOICES,
-                        help="mixed precision (as train_voc.py; --amp alone: auto)")
+    parser.add_argument(
+        "--amp",
+        nargs="?",
+        const="auto",
+        default="off",
+        choices=AMP_CHOICES,
+        help="mixed precision (as train_voc.py; --amp alone: auto)",
+    )
     return parser
 
 
@@ -75,23 +90,37 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
     classes = detector.config.classes
     threshold = choose_threshold(args, stored or getattr(detector, "thresholds", None), classes)
     amp, _ = resolve_amp(args.amp, device)
-    report = detect_files(detector, find_pictures(args.input), Path(args.output_dir), device, amp, threshold,
-                          args.batch_size, args.workers)
+    report = detect_files(
+        detector,
+        find_pictures(args.input),
+        Path(args.output_dir),
+        device,
+        amp,
+        threshold,
+        args.batch_size,
+        args.workers,
+    )
 
     counts = Counter(det["category"] for det in report.detections)
-    shown = (f"{threshold:g}" if isinstance(threshold, float)
-             else "per class " + ", ".join(f"{n} {t:.2f}" for n, t in zip(classes, threshold)))
+    shown = (
+        f"{threshold:g}"
+        if isinstance(threshold, float)
+        else "per class " + ", ".join(f"{n} {t:.2f}" for n, t in zip(classes, threshold))
+    )
     print(f"model: {source}")
     print(f"pictures: {report.processed} processed, {len(report.failures)} not read or not written")
     print(f"objects (score >= {shown}): {len(report.detections)}; " + ", ".join(f"{n} {counts[n]}" for n in classes))
-    print(f"time per picture: model {report.model_ms:.1f} ms, total {report.total_ms:.1f} ms "
-          f"({'onnxruntime' if args.onnx else device.type}, batch {args.batch_size}, amp {amp})")
+    print(
+        f"time per picture: model {report.model_ms:.1f} ms, total {report.total_ms:.1f} ms "
+        f"({'onnxruntime' if args.onnx else device.type}, batch {args.batch_size}, amp {amp})"
+    )
     print(f"outputs: {len(report.outputs)} annotated pictures and detections.json in {args.output_dir}")
     return {**vars(report), "checkpoint": source, "threshold": threshold}
 
 
-def choose_threshold(args: argparse.Namespace, stored: dict[str, Any] | None,
-                     classes: tuple[str, ...]) -> float | list[float]:
+def choose_threshold(
+    args: argparse.Namespace, stored: dict[str, Any] | None, classes: tuple[str, ...]
+) -> float | list[float]:
     """A number as given, or with ``auto`` the per-class best-F1 thresholds (from --thresholds, else stored)."""
     if args.score_threshold != "auto":
         if args.thresholds:
@@ -99,9 +128,11 @@ def choose_threshold(args: argparse.Namespace, stored: dict[str, Any] | None,
         return args.score_threshold
     points = read_thresholds(args.thresholds) if args.thresholds else stored
     if not points:
-        raise ValueError("--score-threshold auto needs per-class thresholds: this model has none stored (it was "
-                         "trained without a final evaluation); pass --thresholds thresholds.json from "
-                         "eval_voc.py --analysis, or a number")
+        raise ValueError(
+            "--score-threshold auto needs per-class thresholds: this model has none stored (it was "
+            "trained without a final evaluation); pass --thresholds thresholds.json from "
+            "eval_voc.py --analysis, or a number"
+        )
     missing = [name for name in classes if name not in points]
     if missing:
         raise ValueError(f"the thresholds lack the classes {missing} of this model")

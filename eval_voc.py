@@ -6,6 +6,7 @@
 
 Prints ``ap for CLASS is X`` per class and ``mAP=====>X`` like the original, then a table.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -36,33 +37,54 @@ def threshold_spec(text: str) -> float | str:
 
 
 def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description="VOC AP of an FCOS checkpoint or of a detections file",
-                                     add_help=add_help, formatter_class=DefaultsFormatter)
+    parser = argparse.ArgumentParser(
+        description="VOC AP of an FCOS checkpoint or of a detections file",
+        add_help=add_help,
+        formatter_class=DefaultsFormatter,
+    )
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--checkpoint", help="checkpoint written by train_voc.py (config and classes come from it)")
     source.add_argument("--detections", help="detections JSON to score: [{image_id, category, score, bbox}]")
-    parser.add_argument("--data-root", required=True, help="VOC-layout root (Annotations/, ImageSets/Main/, JPEGImages/)")
+    parser.add_argument(
+        "--data-root", required=True, help="VOC-layout root (Annotations/, ImageSets/Main/, JPEGImages/)"
+    )
     parser.add_argument("--split", default="val", help="ImageSets/Main/<split>.txt")
-    parser.add_argument("--classes", help="with --detections: 'a,b,c', 'fod', 'voc' or a file with one name a line "
-                                          "(default: fod)")
+    parser.add_argument(
+        "--classes", help="with --detections: 'a,b,c', 'fod', 'voc' or a file with one name a line (default: fod)"
+    )
     parser.add_argument("--iou", type=float, default=0.5, help="IoU a match must exceed")
-    parser.add_argument("--metric", choices=METRICS, default="voc12",
-                        help="voc12: all-point interpolation; voc07: 11-point")
+    parser.add_argument(
+        "--metric", choices=METRICS, default="voc12", help="voc12: all-point interpolation; voc07: 11-point"
+    )
     parser.add_argument("--coco", action="store_true", help="also report COCO AP@[.5:.95] and AP@.5")
     parser.add_argument("--plot", metavar="DIR", help="write a precision-recall curve per class into DIR")
     parser.add_argument("--analysis", metavar="DIR", help="confusion matrix, operating points and error pictures")
-    parser.add_argument("--score-threshold", type=threshold_spec, default="auto",
-                        help="score a detection needs to count in the confusion matrix and error pictures (with "
-                             "--analysis): a number, or auto for each class's best-F1 threshold")
+    parser.add_argument(
+        "--score-threshold",
+        type=threshold_spec,
+        default="auto",
+        help="score a detection needs to count in the confusion matrix and error pictures (with "
+        "--analysis): a number, or auto for each class's best-F1 threshold",
+    )
     parser.add_argument("--worst", type=int, default=12, help="error pictures drawn (with --analysis)")
-    parser.add_argument("--resize", type=parse_size, metavar="SHORTxLONG",
-                        help="picture size to evaluate at (default: the checkpoint's)")
+    parser.add_argument(
+        "--resize",
+        type=parse_size,
+        metavar="SHORTxLONG",
+        help="picture size to evaluate at (default: the checkpoint's)",
+    )
     parser.add_argument("--tta", action="store_true", help="test-time horizontal flip (with --checkpoint)")
     parser.add_argument("--batch-size", type=int, default=2, help="pictures a batch")
     parser.add_argument("--workers", type=int, default=2, help="data loading processes")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="cpu, cuda or cuda:N")
-    parser.add_argument("--amp", nargs="?", const="auto", default="off", choices=AMP_CHOICES,
-                        help="mixed precision (as train_voc.py; --amp alone: auto)")
+    parser.add_argument(
+        "--amp",
+        nargs="?",
+        const="auto",
+        default="off",
+        choices=AMP_CHOICES,
+        help="mixed precision (as train_voc.py; --amp alone: auto)",
+    )
     parser.add_argument("--save-detections", metavar="FILE", help="with --checkpoint: write the detections JSON")
     return parser
 
@@ -76,11 +98,14 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
             raise ValueError("--classes is only for --detections; a checkpoint carries its classes")
         detector, _ = load_detector(args.checkpoint)
         classes = detector.config.classes
-        dataset = VOCDataset(args.data_root, args.split, classes, resize_size=args.resize or detector.config.resize_size)
+        dataset = VOCDataset(
+            args.data_root, args.split, classes, resize_size=args.resize or detector.config.resize_size
+        )
         device = torch.device(args.device)
         amp, _ = resolve_amp(args.amp, device)
-        result, detections = evaluate(detector.to(device), dataset, device, args.batch_size, args.workers, amp,
-                                      args.tta, args.iou, args.metric)
+        result, detections = evaluate(
+            detector.to(device), dataset, device, args.batch_size, args.workers, amp, args.tta, args.iou, args.metric
+        )
         ground_truth = dataset.ground_truth()
         if args.save_detections:
             write_json_atomically(detections, Path(args.save_detections))
@@ -95,8 +120,10 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
 
     print(format_results(result))
     if math.isnan(result["map"]):
-        raise ValueError(f"split {args.split!r} of {args.data_root} has no objects of the classes {', '.join(classes)}; "
-                         "nothing to score")
+        raise ValueError(
+            f"split {args.split!r} of {args.data_root} has no objects of the classes {', '.join(classes)}; "
+            "nothing to score"
+        )
     if args.coco:
         result["coco"] = coco_metrics(detections, ground_truth, classes)
         print(f"COCO AP@[.5:.95]=====>{result['coco']['AP@[.5:.95]']:.3f}")
@@ -105,8 +132,17 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
         print(f"{len(plot_pr_curves(result, args.plot))} precision-recall curves written to {args.plot}")
     if args.analysis:
         images = Path(args.data_root) / "JPEGImages"
-        result["analysis"] = analyse(result, detections, ground_truth, classes, Path(args.analysis), images,
-                                     args.score_threshold, args.iou, args.worst)
+        result["analysis"] = analyse(
+            result,
+            detections,
+            ground_truth,
+            classes,
+            Path(args.analysis),
+            images,
+            args.score_threshold,
+            args.iou,
+            args.worst,
+        )
     return result
 
 

@@ -8,6 +8,7 @@ The graph holds the network and the decoding (``images [B,3,H,W]`` normalised an
 The classes, the resize rule, the normalisation and the score thresholds are in the file's metadata.
 ``--check`` compares the export with PyTorch on ``test_images/`` before writing it out.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -25,13 +26,18 @@ from engine.export import export_onnx, load_onnx_detector
 
 
 def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description="Export an FCOS checkpoint to ONNX", add_help=add_help,
-                                     formatter_class=DefaultsFormatter)
+    parser = argparse.ArgumentParser(
+        description="Export an FCOS checkpoint to ONNX", add_help=add_help, formatter_class=DefaultsFormatter
+    )
     parser.add_argument("--checkpoint", required=True, help="checkpoint written by train_voc.py")
     parser.add_argument("--output", required=True, help="the .onnx file to write")
     parser.add_argument("--opset", type=int, default=18, help="ONNX opset")
-    parser.add_argument("--check", default="test_images", metavar="PICTURES",
-                        help="pictures to compare PyTorch and onnxruntime on ('' to skip)")
+    parser.add_argument(
+        "--check",
+        default="test_images",
+        metavar="PICTURES",
+        help="pictures to compare PyTorch and onnxruntime on ('' to skip)",
+    )
     return parser
 
 
@@ -45,15 +51,19 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
         path.replace(output)
     print(f"wrote {output} ({output.stat().st_size / 2**20:.1f} MiB, opset {args.opset}, dynamic batch, height, width)")
     if worst is not None:
-        print(f"onnxruntime against PyTorch on {args.check}: largest difference {worst['scores']:.2e} in scores, "
-              f"{worst['boxes']:.2e} px in boxes")
+        print(
+            f"onnxruntime against PyTorch on {args.check}: largest difference {worst['scores']:.2e} in scores, "
+            f"{worst['boxes']:.2e} px in boxes"
+        )
     return {"output": output, "difference": worst}
 
 
 def compare(detector: torch.nn.Module, path: Path, pictures: list[Path]) -> dict[str, float]:
     """Largest absolute difference of the dense outputs (scores, boxes in pixels) over ``pictures``."""
     session = load_onnx_detector(path)
-    images, _, _ = collate_pictures([PictureDataset(pictures, detector.config.resize_size)[i] for i in range(len(pictures))])
+    images, _, _ = collate_pictures(
+        [PictureDataset(pictures, detector.config.resize_size)[i] for i in range(len(pictures))]
+    )
     with torch.inference_mode():
         reference = detector.dense(images)
     exported = session.dense(images)

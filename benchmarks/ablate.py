@@ -11,6 +11,7 @@ change the evaluation (test-time flip) score the ``baseline`` checkpoints again 
 Steps, not minutes, fix each run's length: every variant gets the same number of updates whatever the
 machine's speed, and the minutes column says what they cost.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -52,8 +53,19 @@ def run_variant(name: str, seed: int, args: argparse.Namespace) -> dict | None:
         if not (base / "results.json").is_file():
             run_variant("baseline", seed, args)
         out.mkdir(parents=True, exist_ok=True)
-        command = [sys.executable, "eval_voc.py", "--checkpoint", str(base / "last.pth"), "--data-root", args.data_root,
-                   "--split", args.split, "--batch-size", "4", *eval_flags]
+        command = [
+            sys.executable,
+            "eval_voc.py",
+            "--checkpoint",
+            str(base / "last.pth"),
+            "--data-root",
+            args.data_root,
+            "--split",
+            args.split,
+            "--batch-size",
+            "4",
+            *eval_flags,
+        ]
         text = subprocess.run(command, check=True, capture_output=True, text=True).stdout
         lines = text.splitlines()  # the report's contract: "ap for CLASS is X", "mAP=====>X"
         ap = {line.split()[2]: float(line.split()[-1]) for line in lines if line.startswith("ap for ")}
@@ -61,9 +73,29 @@ def run_variant(name: str, seed: int, args: argparse.Namespace) -> dict | None:
         base_results = json.loads((base / "results.json").read_text())
         results.write_text(json.dumps({**base_results, "map": mean_ap, "ap": ap, "eval_flags": eval_flags}, indent=2))
         return json.loads(results.read_text())
-    command = [sys.executable, "train_voc.py", "--preset", args.preset, "--data-root", args.data_root,
-               "--val-split", args.split, "--steps", str(args.steps), "--time-budget", "0", "--seed", str(seed),
-               "--output-dir", str(out), "--save-every", "0", *train_flags, *eval_flags, *args.extra]
+    command = [
+        sys.executable,
+        "train_voc.py",
+        "--preset",
+        args.preset,
+        "--data-root",
+        args.data_root,
+        "--val-split",
+        args.split,
+        "--steps",
+        str(args.steps),
+        "--time-budget",
+        "0",
+        "--seed",
+        str(seed),
+        "--output-dir",
+        str(out),
+        "--save-every",
+        "0",
+        *train_flags,
+        *eval_flags,
+        *args.extra,
+    ]
     print(" ".join(command), flush=True)
     out.mkdir(parents=True, exist_ok=True)
     with open(out.parent / f"seed{seed}.log", "w") as log:
@@ -73,25 +105,30 @@ def run_variant(name: str, seed: int, args: argparse.Namespace) -> dict | None:
 
 def table(out: Path, names: list[str]) -> str:
     """Markdown: per variant the mean mAP, spread (max - min) over seeds, per-class mean AP, steps and minutes."""
-    rows = ["| variant | runs | mAP mean | spread | nail | clip_B | clip_Y | L_stick | steps | minutes | s/step |",
-            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    rows = [
+        "| variant | runs | mAP mean | spread | nail | clip_B | clip_Y | L_stick | steps | minutes | s/step |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     for name in names:
         found = [json.loads(p.read_text()) for p in sorted((out / name).glob("seed*/results.json"))]
         if not found:
             continue
         maps = [r["map"] for r in found]
         per_class = {c: statistics.fmean(r["ap"][c] for r in found) for c in found[0]["ap"]}
-        rows.append(f"| {name} | {len(found)} | {statistics.fmean(maps):.3f} | {max(maps) - min(maps):.3f} | "
-                    + " | ".join(f"{v:.3f}" for v in per_class.values())
-                    + f" | {statistics.fmean(r['steps'] for r in found):.0f}"
-                    f" | {statistics.fmean(r['train_minutes'] for r in found):.1f}"
-                    f" | {statistics.fmean(r['seconds_per_step'] for r in found):.2f} |")
+        rows.append(
+            f"| {name} | {len(found)} | {statistics.fmean(maps):.3f} | {max(maps) - min(maps):.3f} | "
+            + " | ".join(f"{v:.3f}" for v in per_class.values())
+            + f" | {statistics.fmean(r['steps'] for r in found):.0f}"
+            f" | {statistics.fmean(r['train_minutes'] for r in found):.1f}"
+            f" | {statistics.fmean(r['seconds_per_step'] for r in found):.2f} |"
+        )
     return "\n".join(rows)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
     parser.add_argument("--data-root", default="foreign_object_dataset", help="VOC-layout data set")
     parser.add_argument("--split", default="val", help="the split every run is scored on")
     parser.add_argument("--preset", default="fod-cpu", help="the recipe the variants change")

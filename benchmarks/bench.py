@@ -10,6 +10,7 @@ on the same pictures and boxes, so a busy machine slows both alike; the ratio is
 them itself (at 288x512 the size stays), and that work is part of its time. Both models run the
 same post-processing settings (score threshold, NMS IoU, top-k, detections per picture).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -19,9 +20,9 @@ import os
 import statistics
 import time
 from collections import defaultdict
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -91,8 +92,9 @@ def normalise(pictures: Tensor) -> Tensor:
     return (pictures - mean) / std
 
 
-def random_boxes(num: int, size: tuple[int, int], generator: torch.Generator,
-                 min_side: float = 16.0, max_side: float = 200.0) -> Tensor:
+def random_boxes(
+    num: int, size: tuple[int, int], generator: torch.Generator, min_side: float = 16.0, max_side: float = 200.0
+) -> Tensor:
     """``[num,4]`` x1,y1,x2,y2 boxes with sides in [min_side, max_side) inside a (H, W) picture."""
     h, w = size
     sides = min_side + torch.rand(num, 2, generator=generator) * (max_side - min_side)
@@ -107,8 +109,9 @@ def benchmark_targets(batch: int, size: tuple[int, int] = SMALL_SIZE, seed: int 
     targets = []
     for i in range(batch):
         num = 2 + i % 2
-        targets.append({"boxes": random_boxes(num, size, g),
-                        "labels": torch.randint(1, len(FOD_CLASSES) + 1, (num,), generator=g)})
+        targets.append(
+            {"boxes": random_boxes(num, size, g), "labels": torch.randint(1, len(FOD_CLASSES) + 1, (num,), generator=g)}
+        )
     return targets
 
 
@@ -129,10 +132,17 @@ def build_models(config: FCOSConfig, seed: int = 0) -> dict[str, nn.Module]:
     ours = FCOSDetector(config)
     ours_nchw = FCOSDetector(replace(config, channels_last=False))
     ours_nchw.load_state_dict(ours.state_dict())
-    theirs = fcos_resnet50_fpn(weights=None, weights_backbone=None, num_classes=config.num_classes + 1,
-                               min_size=SMALL_SIZE[0], max_size=SMALL_SIZE[1],
-                               score_thresh=config.score_threshold, nms_thresh=config.nms_iou,
-                               detections_per_img=config.max_detections, topk_candidates=config.pre_nms_top_k)
+    theirs = fcos_resnet50_fpn(
+        weights=None,
+        weights_backbone=None,
+        num_classes=config.num_classes + 1,
+        min_size=SMALL_SIZE[0],
+        max_size=SMALL_SIZE[1],
+        score_thresh=config.score_threshold,
+        nms_thresh=config.nms_iou,
+        detections_per_img=config.max_detections,
+        topk_candidates=config.pre_nms_top_k,
+    )
     theirs_nhwc = copy.deepcopy(theirs).to(memory_format=torch.channels_last)
     return {"ours": ours, "ours_nchw": ours_nchw, "theirs": theirs, "theirs_nhwc": theirs_nhwc}
 
@@ -151,9 +161,11 @@ def sgd_step(model: nn.Module, forward: Callable[[], Tensor]) -> Callable[[], No
 
 def comparison_rows(what: str, ms: dict[str, float]) -> list[Row]:
     """Ours as it comes against torchvision's as it comes, then each memory format against its like."""
-    return [Row(what, ms["ours"], ms["theirs"]),
-            Row(what + ", both NCHW", ms["ours_nchw"], ms["theirs"]),
-            Row(what + ", both NHWC", ms["ours"], ms["theirs_nhwc"])]
+    return [
+        Row(what, ms["ours"], ms["theirs"]),
+        Row(what + ", both NCHW", ms["ours_nchw"], ms["theirs"]),
+        Row(what + ", both NHWC", ms["ours"], ms["theirs_nhwc"]),
+    ]
 
 
 def bench_training_step(repeats: int, batch: int = 2) -> list[Row]:
@@ -170,9 +182,15 @@ def bench_training_step(repeats: int, batch: int = 2) -> list[Row]:
     def theirs(name: str) -> Callable[[], None]:
         return sgd_step(models[name], lambda: sum(models[name](picture_list, targets).values()))
 
-    runs = [("ours", ours("ours")), ("theirs", theirs("theirs")), ("ours_nchw", ours("ours_nchw")),
-            ("theirs_nhwc", theirs("theirs_nhwc"))]
-    return comparison_rows(f"training step, R50, batch {batch}, {SMALL_SIZE[0]}x{SMALL_SIZE[1]}", alternate(runs, repeats))
+    runs = [
+        ("ours", ours("ours")),
+        ("theirs", theirs("theirs")),
+        ("ours_nchw", ours("ours_nchw")),
+        ("theirs_nhwc", theirs("theirs_nhwc")),
+    ]
+    return comparison_rows(
+        f"training step, R50, batch {batch}, {SMALL_SIZE[0]}x{SMALL_SIZE[1]}", alternate(runs, repeats)
+    )
 
 
 def bench_inference(repeats: int) -> list[Row]:
@@ -186,10 +204,15 @@ def bench_inference(repeats: int) -> list[Row]:
         def run() -> object:
             with torch.inference_mode():
                 return models[name](inputs)
+
         return run
 
-    runs = [("ours", infer("ours", images)), ("theirs", infer("theirs", picture_list)),
-            ("ours_nchw", infer("ours_nchw", images)), ("theirs_nhwc", infer("theirs_nhwc", picture_list))]
+    runs = [
+        ("ours", infer("ours", images)),
+        ("theirs", infer("theirs", picture_list)),
+        ("ours_nchw", infer("ours_nchw", images)),
+        ("theirs_nhwc", infer("theirs_nhwc", picture_list)),
+    ]
     return comparison_rows(f"inference, R50, 1 picture, {SMALL_SIZE[0]}x{SMALL_SIZE[1]}", alternate(runs, repeats))
 
 
@@ -199,13 +222,15 @@ def bench_inference(repeats: int) -> list[Row]:
 def bench_assignment(repeats: int, size: tuple[int, int] = FULL_SIZE, num_boxes: int = 10) -> Row:
     """assign_targets for every point of a (H, W) picture and ``num_boxes`` boxes."""
     config = FCOSConfig()
-    points, strides, ranges = make_points(padded_feature_sizes(size, config.strides), config.strides,
-                                          config.size_ranges, torch.device("cpu"))
+    points, strides, ranges = make_points(
+        padded_feature_sizes(size, config.strides), config.strides, config.size_ranges, torch.device("cpu")
+    )
     g = torch.Generator().manual_seed(0)
     boxes = random_boxes(num_boxes, size, g, max_side=min(size) / 2)
     labels = torch.randint(1, config.num_classes + 1, (num_boxes,), generator=g)
-    ms = median_ms(lambda: assign_targets(points, strides, ranges, boxes, labels, config.center_sampling_radius),
-                   repeats)
+    ms = median_ms(
+        lambda: assign_targets(points, strides, ranges, boxes, labels, config.center_sampling_radius), repeats
+    )
     return Row(f"target assignment, {size[0]}x{size[1]}, {num_boxes} boxes ({len(points)} points)", ms)
 
 
@@ -224,9 +249,18 @@ def bench_postprocess(repeats: int, size: tuple[int, int] = FULL_SIZE, batch: in
     box_regression = torch.rand(batch, n, 4, generator=g) * 100
     centerness_logits = torch.randn(batch, n, generator=g)
     image_size = tuple(math.ceil(s / 32) * 32 for s in size)
-    ms = median_ms(lambda: select_detections(*decode(cls_logits, box_regression, centerness_logits, points),
-                                             [h * w for h, w in feature_sizes], image_size, config.score_threshold,
-                                             config.nms_iou, config.pre_nms_top_k, config.max_detections), repeats)
+    ms = median_ms(
+        lambda: select_detections(
+            *decode(cls_logits, box_regression, centerness_logits, points),
+            [h * w for h, w in feature_sizes],
+            image_size,
+            config.score_threshold,
+            config.nms_iou,
+            config.pre_nms_top_k,
+            config.max_detections,
+        ),
+        repeats,
+    )
     return Row(f"post-processing, batch {batch}, {size[0]}x{size[1]}, {num_classes} classes", ms)
 
 
@@ -243,8 +277,11 @@ def random_voc_data(num_detections: int, num_images: int, seed: int = 0) -> tupl
     ground_truth = {}
     for i in range(num_images):
         k = int(rng.integers(1, 6))
-        ground_truth[f"img{i:05d}"] = {"boxes": boxes(k), "labels": rng.integers(1, len(FOD_CLASSES) + 1, k),
-                                       "difficult": rng.random(k) < 0.1}
+        ground_truth[f"img{i:05d}"] = {
+            "boxes": boxes(k),
+            "labels": rng.integers(1, len(FOD_CLASSES) + 1, k),
+            "difficult": rng.random(k) < 0.1,
+        }
     ids = list(ground_truth)
     detections = []
     for image in rng.integers(0, num_images, num_detections):
@@ -254,8 +291,14 @@ def random_voc_data(num_detections: int, num_images: int, seed: int = 0) -> tupl
             box, label = gt["boxes"][j] + rng.normal(0, 8, 4), int(gt["labels"][j])
         else:
             box, label = boxes(1)[0], int(rng.integers(1, len(FOD_CLASSES) + 1))
-        detections.append({"image_id": ids[image], "category": FOD_CLASSES[label - 1],
-                           "score": float(rng.random()), "bbox": box.tolist()})
+        detections.append(
+            {
+                "image_id": ids[image],
+                "category": FOD_CLASSES[label - 1],
+                "score": float(rng.random()),
+                "bbox": box.tolist(),
+            }
+        )
     return detections, ground_truth
 
 
@@ -280,8 +323,10 @@ def bench_data_loading(data_root: Path, num_batches: int, batch: int = 2, worker
 
 
 def machine() -> str:
-    return (f"CPUs: {os.cpu_count()}, torch {torch.__version__}, torchvision {torchvision.__version__}, "
-            f"threads: {torch.get_num_threads()}")
+    return (
+        f"CPUs: {os.cpu_count()}, torch {torch.__version__}, torchvision {torchvision.__version__}, "
+        f"threads: {torch.get_num_threads()}"
+    )
 
 
 def markdown_table(rows: Sequence[Row]) -> str:
@@ -295,8 +340,12 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     parser.add_argument("--quick", action="store_true", help="2 repeats and few loader batches: a smoke run")
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's choice)")
     parser.add_argument("--repeats", type=int, default=None, help="timed runs per row (default 5, 2 with --quick)")
-    parser.add_argument("--data-root", type=Path, default=Path("../shared/foreign_object_dataset"),
-                        help="VOC-layout data for the loading row (skipped when absent)")
+    parser.add_argument(
+        "--data-root",
+        type=Path,
+        default=Path("../shared/foreign_object_dataset"),
+        help="VOC-layout data for the loading row (skipped when absent)",
+    )
     return parser
 
 

@@ -8,6 +8,7 @@ Trains with ``train_voc.py --preset fod-gpu`` (ResNet50 from scratch, 512x512 cr
 pictures/s, peak GPU memory, and (unless ``--skip-full-res``) training speed and memory at the full 1440x2560,
 batch 2. ``--tiny`` shrinks everything so the whole path runs on a CPU in a minute or two.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -26,8 +27,22 @@ from engine.inference import evaluate
 from engine.metrics import format_results
 from model import FCOSConfig, FCOSDetector
 
-TINY = ["--backbone", "resnet18", "--fpn-channels", "32", "--head-convs", "1", "--resize", "144x256", "--crop",
-        "96x96", "--batch-size", "2", "--warmup-steps", "5"]
+TINY = [
+    "--backbone",
+    "resnet18",
+    "--fpn-channels",
+    "32",
+    "--head-convs",
+    "1",
+    "--resize",
+    "144x256",
+    "--crop",
+    "96x96",
+    "--batch-size",
+    "2",
+    "--warmup-steps",
+    "5",
+]
 
 
 def peak_memory_gib(device: torch.device) -> float | None:
@@ -43,9 +58,24 @@ def reset_peak(device: torch.device) -> None:
 def train_and_score(args: argparse.Namespace, device: torch.device) -> dict:
     """``train_voc.py --preset fod-gpu`` for --train-minutes, then ``val`` scored and timed."""
     out = Path(args.out) / "checkpoint"
-    command = [sys.executable, "train_voc.py", "--preset", "fod-gpu", "--data-root", args.data_root,
-               "--time-budget", str(args.train_minutes), "--output-dir", str(out), "--no-final-eval",
-               "--workers", str(args.workers), "--device", device.type, *(TINY if args.tiny else [])]
+    command = [
+        sys.executable,
+        "train_voc.py",
+        "--preset",
+        "fod-gpu",
+        "--data-root",
+        args.data_root,
+        "--time-budget",
+        str(args.train_minutes),
+        "--output-dir",
+        str(out),
+        "--no-final-eval",
+        "--workers",
+        str(args.workers),
+        "--device",
+        device.type,
+        *(TINY if args.tiny else []),
+    ]
     print(" ".join(command), flush=True)
     subprocess.run(command, check=True)
     state = load_checkpoint(out / "last.pth")["state"]
@@ -58,11 +88,17 @@ def train_and_score(args: argparse.Namespace, device: torch.device) -> dict:
     result, _ = evaluate(model, dataset, device, batch_size=4, workers=args.workers, amp=amp, progress=False)
     seconds = time.perf_counter() - tic
     print(format_results(result))
-    return {"resize": list(model.config.resize_size), "train_steps": state["step"],
-            "train_minutes": state["train_seconds"] / 60,
-            "train_images_per_second": state["images_seen"] / max(state["step_seconds"], 1e-9),
-            "val_images": len(dataset), "inference_images_per_second": len(dataset) / seconds,
-            "inference_peak_gib": peak_memory_gib(device), "ap": result["ap"], "map": result["map"]}
+    return {
+        "resize": list(model.config.resize_size),
+        "train_steps": state["step"],
+        "train_minutes": state["train_seconds"] / 60,
+        "train_images_per_second": state["images_seen"] / max(state["step_seconds"], 1e-9),
+        "val_images": len(dataset),
+        "inference_images_per_second": len(dataset) / seconds,
+        "inference_peak_gib": peak_memory_gib(device),
+        "ap": result["ap"],
+        "map": result["map"],
+    }
 
 
 def full_resolution_speed(args: argparse.Namespace, device: torch.device) -> dict:
@@ -88,25 +124,39 @@ def full_resolution_speed(args: argparse.Namespace, device: torch.device) -> dic
         if step >= 3:
             times.append(time.perf_counter() - tic)
     times.sort()
-    return {"size": [height, width], "batch": 2, "amp": amp, "images_per_second": 2 / times[len(times) // 2],
-            "peak_gib": peak_memory_gib(device)}
+    return {
+        "size": [height, width],
+        "batch": 2,
+        "amp": amp,
+        "images_per_second": 2 / times[len(times) // 2],
+        "peak_gib": peak_memory_gib(device),
+    }
 
 
 def write_report(results: dict, out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps(results, indent=2))
     fod = results["fod-gpu"]
-    lines = [f"# fod-gpu from scratch, {fod['train_minutes']:.1f} min on {results['device']}", "",
-             "| class | AP |", "|---|---|"]
+    lines = [
+        f"# fod-gpu from scratch, {fod['train_minutes']:.1f} min on {results['device']}",
+        "",
+        "| class | AP |",
+        "|---|---|",
+    ]
     lines += [f"| {name} | {ap:.3f} |" for name, ap in fod["ap"].items()]
-    lines += [f"| **mAP** | **{fod['map']:.3f}** |", "",
-              f"- training: {fod['train_steps']} steps at {fod['resize']}, {fod['train_images_per_second']:.1f} pictures/s",
-              f"- inference on val ({fod['val_images']} pictures): {fod['inference_images_per_second']:.1f} pictures/s, "
-              f"peak memory {fod['inference_peak_gib']} GiB"]
+    lines += [
+        f"| **mAP** | **{fod['map']:.3f}** |",
+        "",
+        f"- training: {fod['train_steps']} steps at {fod['resize']}, {fod['train_images_per_second']:.1f} pictures/s",
+        f"- inference on val ({fod['val_images']} pictures): {fod['inference_images_per_second']:.1f} pictures/s, "
+        f"peak memory {fod['inference_peak_gib']} GiB",
+    ]
     if "full_res" in results:
         full = results["full_res"]
-        lines.append(f"- training at {full['size']} batch {full['batch']} ({full['amp']}): "
-                     f"{full['images_per_second']:.2f} pictures/s, peak memory {full['peak_gib']} GiB")
+        lines.append(
+            f"- training at {full['size']} batch {full['batch']} ({full['amp']}): "
+            f"{full['images_per_second']:.2f} pictures/s, peak memory {full['peak_gib']} GiB"
+        )
     (out / "results.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

@@ -4,6 +4,7 @@ Every size on every command line is ``AxB`` (two integers joined by ``x``): ``--
 height x width; ``--resize 720x1280`` is short side x long side, which for the landscape road
 pictures is height x width as well.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -33,8 +34,9 @@ class DefaultsFormatter(argparse.HelpFormatter):
 
     def _get_help_string(self, action: argparse.Action) -> str:
         text = action.help or ""
-        shown = not (action.default is None or action.default is False or action.default == argparse.SUPPRESS
-                     or action.required)
+        shown = not (
+            action.default is None or action.default is False or action.default == argparse.SUPPRESS or action.required
+        )
         if shown and "%(default)" not in text and action.option_strings:
             text += " (default: %(default)s)"
         return text

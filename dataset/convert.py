@@ -202,16 +202,21 @@ def convert(
 
 
 def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description="Convert CSV / VIA annotations to VOC layout", add_help=add_help,
-                                     formatter_class=DefaultsFormatter)
+    parser = argparse.ArgumentParser(
+        description="Convert CSV / VIA annotations to VOC layout", add_help=add_help, formatter_class=DefaultsFormatter
+    )
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--csv", help="keras-retinanet CSV: path,x1,y1,x2,y2,class (0-based pixels)")
     source.add_argument("--via", help="VGG Image Annotator project or JSON export")
-    parser.add_argument("--images", default=None, help="folder the image paths are relative to (default: the annotation file's)")
+    parser.add_argument(
+        "--images", default=None, help="folder the image paths are relative to (default: the annotation file's)"
+    )
     parser.add_argument("--out", required=True, help="output folder (VOC layout)")
     parser.add_argument("--classes", default="fod", help='"fod", "voc", "a,b,c" or a text file')
     parser.add_argument("--attribute", default="class", help="VIA region attribute holding the class")
-    parser.add_argument("--split-val", type=float, default=0.0, metavar="FRACTION", help="random fraction of pictures for val")
+    parser.add_argument(
+        "--split-val", type=float, default=0.0, metavar="FRACTION", help="random fraction of pictures for val"
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed of the train/val split")
     parser.add_argument("--link", action="store_true", help="symlink JPEG pictures instead of copying them")
     return parser
@@ -223,7 +228,10 @@ def main(args: argparse.Namespace) -> None:
     images = Path(args.images) if args.images else source.parent
     splits = convert(records, images, args.out, resolve_classes(args.classes), args.split_val, args.seed, args.link)
     num_boxes = sum(len(r.boxes) for r in records)
-    print(f"wrote {len(splits['trainval'])} images (train {len(splits['train'])}, val {len(splits['val'])}), {num_boxes} boxes to {args.out}")
+    print(
+        f"wrote {len(splits['trainval'])} images (train {len(splits['train'])}, val {len(splits['val'])}), "
+        f"{num_boxes} boxes to {args.out}"
+    )
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
 """Pictures without annotations, for detection: finding them and preparing them as evaluation does."""
+
 from __future__ import annotations
 
 import glob

@@ -1,4 +1,5 @@
 """Picture sizes: the resize rule and padding (written ``AxB``: see :mod:`dataset.cli`)."""
+
 from __future__ import annotations
 
 

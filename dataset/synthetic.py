@@ -78,7 +78,15 @@ def _clip_b(rng: np.random.Generator) -> list[Part]:
         ("line", np.array([[0.03, -0.2], [0.5, -0.13], [0.5, 0.13], [0.03, 0.2]], np.float32), wire, 0.035, False),
     ]
     if rng.random() < 0.5:
-        parts.append(("line", np.array([[0.03, -0.2], [-0.38, -0.13], [-0.38, 0.13], [0.03, 0.2]], np.float32), wire * 0.9, 0.035, False))
+        parts.append(
+            (
+                "line",
+                np.array([[0.03, -0.2], [-0.38, -0.13], [-0.38, 0.13], [0.03, 0.2]], np.float32),
+                wire * 0.9,
+                0.035,
+                False,
+            )
+        )
     return parts
 
 
@@ -86,13 +94,21 @@ def _clip_y(rng: np.random.Generator) -> list[Part]:
     """Yellow clip: tapered yellow body with a dark slot, a highlight and a wire ring at the back."""
     yellow = np.array([rng.uniform(210, 250), rng.uniform(175, 220), rng.uniform(20, 90)], np.float32)
     w = rng.uniform(0.17, 0.24)
-    body = np.array([[-0.38, -0.6 * w], [0.1, -w], [0.5, -0.55 * w], [0.5, 0.55 * w], [0.1, w], [-0.38, 0.6 * w]], np.float32)
+    body = np.array(
+        [[-0.38, -0.6 * w], [0.1, -w], [0.5, -0.55 * w], [0.5, 0.55 * w], [0.1, w], [-0.38, 0.6 * w]], np.float32
+    )
     ring = np.array([[-0.38, -0.5 * w], [-0.5, -0.45 * w], [-0.5, 0.45 * w], [-0.38, 0.5 * w]], np.float32)
     return [
         ("poly", body, yellow),
         ("line", ring, yellow * 0.8, 0.04, True),
         ("line", np.array([[-0.05, 0.0], [0.5, 0.0]], np.float32), yellow * 0.45, 0.0, False),
-        ("line", np.array([[-0.3, -0.35 * w], [0.35, -0.55 * w]], np.float32), np.minimum(yellow + 40, 255), 0.0, False),
+        (
+            "line",
+            np.array([[-0.3, -0.35 * w], [0.35, -0.55 * w]], np.float32),
+            np.minimum(yellow + 40, 255),
+            0.0,
+            False,
+        ),
     ]
 
 
@@ -111,7 +127,9 @@ def _l_stick(rng: np.random.Generator) -> list[Part]:
 SHAPES = {"nail": _nail, "clip_B": _clip_b, "clip_Y": _clip_y, "L_stick": _l_stick}
 
 
-def _texture(rng: np.random.Generator, h: int, w: int, cells: int, sigma: float, interp: int = cv2.INTER_LINEAR) -> np.ndarray:
+def _texture(
+    rng: np.random.Generator, h: int, w: int, cells: int, sigma: float, interp: int = cv2.INTER_LINEAR
+) -> np.ndarray:
     """Gaussian noise on a grid ``cells`` times coarser, upsampled to [h, w] (float32)."""
     grid = rng.standard_normal((h // cells + 2, w // cells + 2), dtype=np.float32) * sigma
     return cv2.resize(grid, (w + 2 * cells, h + 2 * cells), interpolation=interp)[cells : cells + h, cells : cells + w]
@@ -119,7 +137,9 @@ def _texture(rng: np.random.Generator, h: int, w: int, cells: int, sigma: float,
 
 def _asphalt(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
     """Grey road surface [h, w, 3] float32: fine grain, mid and coarse blotches, gravel specks."""
-    lum = np.float32(rng.uniform(85, 150)) + rng.standard_normal((h, w), dtype=np.float32) * np.float32(rng.uniform(7, 14))
+    lum = np.float32(rng.uniform(85, 150)) + rng.standard_normal((h, w), dtype=np.float32) * np.float32(
+        rng.uniform(7, 14)
+    )
     lum += _texture(rng, h, w, 2, rng.uniform(5, 10))
     lum += _texture(rng, h, w, 24, rng.uniform(1, 4), cv2.INTER_CUBIC)
     n = int(h * w * rng.uniform(0.002, 0.006))
@@ -195,7 +215,9 @@ def _lighting(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
     return np.float32(rng.uniform(0.8, 1.15)) + ramp + _texture(rng, h, w, max(h, w) // 4, 0.08, cv2.INTER_CUBIC)
 
 
-def _draw_object(img: np.ndarray, parts: list[Part], length: float, angle: float, centre: np.ndarray, shadow: np.ndarray) -> tuple[int, int, int, int]:
+def _draw_object(
+    img: np.ndarray, parts: list[Part], length: float, angle: float, centre: np.ndarray, shadow: np.ndarray
+) -> tuple[int, int, int, int]:
     """Composite one object (with its cast shadow) into ``img`` in place.
 
     The parts are scaled by ``length`` pixels, rotated by ``angle`` and moved to ``centre``.
@@ -234,7 +256,9 @@ def _draw_object(img: np.ndarray, parts: list[Part], length: float, angle: float
 
 def _timestamp(rng: np.random.Generator, picture: np.ndarray) -> None:
     h, w = picture.shape[:2]
-    text = f"{rng.integers(1, 13):02d}-{rng.integers(1, 29):02d}-20{rng.integers(15, 25)} {rng.integers(0, 24):02d}:{rng.integers(0, 60):02d}:{rng.integers(0, 60):02d}"
+    month, day, year = rng.integers(1, 13), rng.integers(1, 29), rng.integers(15, 25)
+    hour, minute, second = rng.integers(0, 24), rng.integers(0, 60), rng.integers(0, 60)
+    text = f"{month:02d}-{day:02d}-20{year} {hour:02d}:{minute:02d}:{second:02d}"
     scale = w / 1100
     org = (int(0.02 * w), int(0.05 * h) + 4)
     cv2.putText(picture, text, (org[0] + 1, org[1] + 1), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), 1, cv2.LINE_AA)
@@ -295,7 +319,9 @@ def is_generated(out: str | Path, counts: Mapping[str, int], seed: int = 0, size
     return marker == {**_spec(counts, seed, size), "complete": True}
 
 
-def generate(out: str | Path, counts: Mapping[str, int], seed: int = 0, size: tuple[int, int] = (360, 640)) -> dict[str, list[str]]:
+def generate(
+    out: str | Path, counts: Mapping[str, int], seed: int = 0, size: tuple[int, int] = (360, 640)
+) -> dict[str, list[str]]:
     """Write a VOC-layout synthetic set under ``out``: ``JPEGImages/<split>_<index>.jpg``,
     ``Annotations/*.xml`` (1-based coordinates), ``ImageSets/Main/<split>.txt`` for each split in
     ``counts`` and ``trainval.txt`` (train + val). Returns the ids of each split.
@@ -305,8 +331,10 @@ def generate(out: str | Path, counts: Mapping[str, int], seed: int = 0, size: tu
     """
     out = Path(out)
     if out.exists() and not (out / MARKER).is_file() and (not out.is_dir() or any(out.iterdir())):
-        raise FileExistsError(f"{out}: exists and is not a synthetic data set made by this project; "
-                              "refusing to write into it (choose an empty or new folder)")
+        raise FileExistsError(
+            f"{out}: exists and is not a synthetic data set made by this project; "
+            "refusing to write into it (choose an empty or new folder)"
+        )
     (out / "JPEGImages").mkdir(parents=True, exist_ok=True)
     (out / MARKER).write_text(json.dumps(_spec(counts, seed, size)))
     ids: dict[str, list[str]] = {}
@@ -317,7 +345,9 @@ def generate(out: str | Path, counts: Mapping[str, int], seed: int = 0, size: tu
             picture, boxes, names = render(picture_rng(seed, split, index), size)
             bgr = cv2.cvtColor(picture, cv2.COLOR_RGB2BGR)
             cv2.imwrite(str(out / "JPEGImages" / f"{image_id}.jpg"), bgr, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
-            write_annotation(out / "Annotations" / f"{image_id}.xml", f"{image_id}.jpg", size[1], size[0], boxes + 1, names)
+            write_annotation(
+                out / "Annotations" / f"{image_id}.xml", f"{image_id}.jpg", size[1], size[0], boxes + 1, names
+            )
             ids[split].append(image_id)
         write_split(out, split, ids[split])
     write_split(out, "trainval", ids.get("train", []) + ids.get("val", []))
@@ -326,8 +356,11 @@ def generate(out: str | Path, counts: Mapping[str, int], seed: int = 0, size: tu
 
 
 def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description="Write a synthetic foreign-object data set (VOC layout)", add_help=add_help,
-                                     formatter_class=DefaultsFormatter)
+    parser = argparse.ArgumentParser(
+        description="Write a synthetic foreign-object data set (VOC layout)",
+        add_help=add_help,
+        formatter_class=DefaultsFormatter,
+    )
     parser.add_argument("--out", required=True, help="output folder")
     parser.add_argument("--train", type=int, default=100, help="pictures in the train split")
     parser.add_argument("--val", type=int, default=20, help="pictures in the val split")

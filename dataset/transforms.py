@@ -117,8 +117,9 @@ def _window_start(lo: float, hi: float, size: int, max_start: int) -> int:
     return min(max(start, 0), max_start)
 
 
-def sample_crop_window(boxes: torch.Tensor, image_size: tuple[int, int], crop_size: tuple[int, int],
-                       around_object: bool = True) -> tuple[int, int, int]:
+def sample_crop_window(
+    boxes: torch.Tensor, image_size: tuple[int, int], crop_size: tuple[int, int], around_object: bool = True
+) -> tuple[int, int, int]:
     """Top-left (x0, y0) of a ``crop_size`` (h, w) window around a random object.
 
     boxes: [M, 4] x1, y1, x2, y2 in the picture's pixels; image_size: (H, W).
@@ -139,7 +140,9 @@ def sample_crop_window(boxes: torch.Tensor, image_size: tuple[int, int], crop_si
     return _window_start(x1, x2, cw, max_x0), _window_start(y1, y2, ch, max_y0), index
 
 
-def crop_boxes(boxes: torch.Tensor, window: tuple[float, float, float, float], min_visible: float = 0.5) -> tuple[torch.Tensor, torch.Tensor]:
+def crop_boxes(
+    boxes: torch.Tensor, window: tuple[float, float, float, float], min_visible: float = 0.5
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Boxes [M, 4] clipped to ``window`` (x0, y0, x1, y1) and shifted into its frame.
 
     A box is kept when the part of it inside the window has at least ``min_visible`` of its
@@ -147,7 +150,8 @@ def crop_boxes(boxes: torch.Tensor, window: tuple[float, float, float, float], m
     """
     x0, y0, x1, y1 = window
     clipped = torch.stack(
-        (boxes[:, 0].clamp(x0, x1), boxes[:, 1].clamp(y0, y1), boxes[:, 2].clamp(x0, x1), boxes[:, 3].clamp(y0, y1)), dim=1
+        (boxes[:, 0].clamp(x0, x1), boxes[:, 1].clamp(y0, y1), boxes[:, 2].clamp(x0, x1), boxes[:, 3].clamp(y0, y1)),
+        dim=1,
     )
     area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
     inside = (clipped[:, 2] - clipped[:, 0]) * (clipped[:, 3] - clipped[:, 1])
@@ -156,8 +160,13 @@ def crop_boxes(boxes: torch.Tensor, window: tuple[float, float, float, float], m
     return clipped[keep] - shift, keep
 
 
-def random_crop(picture: np.ndarray, boxes: torch.Tensor, crop_size: tuple[int, int], scale_jitter: float = 1.0,
-                background: float = 0.0) -> tuple[np.ndarray, torch.Tensor, torch.Tensor, tuple[float, float, float]]:
+def random_crop(
+    picture: np.ndarray,
+    boxes: torch.Tensor,
+    crop_size: tuple[int, int],
+    scale_jitter: float = 1.0,
+    background: float = 0.0,
+) -> tuple[np.ndarray, torch.Tensor, torch.Tensor, tuple[float, float, float]]:
     """A ``crop_size`` (h, w) training crop of ``picture`` [H, W, 3] around a random object.
 
     ``scale_jitter`` S >= 1: the crop is taken at a scale drawn log-uniformly from [1/S, S] (a window of

@@ -137,8 +137,10 @@ def fit_box_to_picture(box: Sequence[float], width: int, height: int, where: str
     clipped = (max(x1, 1.0), max(y1, 1.0), min(x2, float(width)), min(y2, float(height)))
     if clipped[2] < clipped[0] or clipped[3] < clipped[1]:
         raise ValueError(f"{where}: box {list(box)} lies outside the {width}x{height} picture")
-    warnings.warn(f"{where}: box {list(box)} reaches outside the {width}x{height} picture; clipped to "
-                  f"{list(clipped)}", stacklevel=2)
+    warnings.warn(
+        f"{where}: box {list(box)} reaches outside the {width}x{height} picture; clipped to {list(clipped)}",
+        stacklevel=2,
+    )
     return clipped
 
 
@@ -179,7 +181,9 @@ def parse_annotation(xml_path: str | Path, classes: Sequence[str], picture_size:
             raise ValueError(f"{path}: {what}: empty box, need xmax > xmin and ymax > ymin, got {list(box)}")
         boxes.append(fit_box_to_picture(box, width, height, f"{path}: {what}"))
         labels.append(class_ids[name])
-        difficult.append(int(_number(obj, "difficult", path, what)) != 0 if obj.find("difficult") is not None else False)
+        difficult.append(
+            int(_number(obj, "difficult", path, what)) != 0 if obj.find("difficult") is not None else False
+        )
     return {
         "boxes": np.asarray(boxes, dtype=np.float32).reshape(-1, 4),
         "labels": np.asarray(labels, dtype=np.int64),
@@ -252,8 +256,9 @@ def picture_size(path: str | Path) -> tuple[int, int]:
         raise ValueError(f"{path}: cannot read image ({e})") from None
 
 
-def load_resized(path: str | Path, resize_size: tuple[int, int],
-                 decoded: np.ndarray | None = None) -> tuple[np.ndarray, tuple[int, int]]:
+def load_resized(
+    path: str | Path, resize_size: tuple[int, int], decoded: np.ndarray | None = None
+) -> tuple[np.ndarray, tuple[int, int]]:
     """Decode a picture as RGB uint8 [h, w, 3] resized by :func:`dataset.sizes.resize_scale` (at least
     1 x 1 pixel). Returns (picture, (H0, W0)).
 
@@ -341,12 +346,16 @@ class VOCDataset(Dataset):
         self.noise = build_noise(augment) if train else None
         self.ids = read_split(self.root, split)
         sizes = [picture_size(self.image_path(i)) for i in self.ids]
-        self.annotations = [parse_annotation(self.root / "Annotations" / f"{i}.xml", self._classes, size)
-                            for i, size in zip(self.ids, sizes)]
+        self.annotations = [
+            parse_annotation(self.root / "Annotations" / f"{i}.xml", self._classes, size)
+            for i, size in zip(self.ids, sizes)
+        ]
         for image_id, size, ann in zip(self.ids, sizes, self.annotations):
             if (ann["width"], ann["height"]) != size:
-                raise ValueError(f"{self.root / 'Annotations' / image_id}.xml: <size> says {ann['width']}x"
-                                 f"{ann['height']} but {self.image_path(image_id)} is {size[0]}x{size[1]}")
+                raise ValueError(
+                    f"{self.root / 'Annotations' / image_id}.xml: <size> says {ann['width']}x"
+                    f"{ann['height']} but {self.image_path(image_id)} is {size[0]}x{size[1]}"
+                )
         self._pictures: dict[int, tuple[np.ndarray, tuple[int, int]]] = {}
 
     @property
@@ -384,8 +393,9 @@ class VOCDataset(Dataset):
         offset = torch.zeros(2, dtype=torch.float32)
 
         if self.crop_size is not None:
-            picture, boxes, inside, (x0, y0, jitter) = random_crop(picture, boxes, self.crop_size, self.scale_jitter,
-                                                                   self.background_crops)
+            picture, boxes, inside, (x0, y0, jitter) = random_crop(
+                picture, boxes, self.crop_size, self.scale_jitter, self.background_crops
+            )
             labels, difficult = labels[inside], difficult[inside]
             offset = torch.tensor([x0, y0]) / scale
             scale = scale * jitter
@@ -453,8 +463,9 @@ def _denormalize(image: torch.Tensor) -> np.ndarray:
 
 
 def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description="Inspect a VOC-layout data set", add_help=add_help,
-                                     formatter_class=DefaultsFormatter)
+    parser = argparse.ArgumentParser(
+        description="Inspect a VOC-layout data set", add_help=add_help, formatter_class=DefaultsFormatter
+    )
     parser.add_argument("--data-root", required=True, help="folder with Annotations/, JPEGImages/, ImageSets/Main/")
     parser.add_argument("--split", default="train", help="ImageSets/Main/<split>.txt")
     parser.add_argument("--classes", default="fod", help='"fod", "voc", "a,b,c" or a text file')
@@ -491,7 +502,15 @@ def main(args: argparse.Namespace) -> None:
             picture = _denormalize(image)
             for box, label in zip(pixels_to_xml(target["boxes"]).round().int().tolist(), target["labels"].tolist()):
                 cv2.rectangle(picture, (box[0] - 1, box[1] - 1), (box[2] - 1, box[3] - 1), (0, 255, 0), 2)
-                cv2.putText(picture, classes[label - 1], (box[0], max(box[1] - 4, 10)), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 255, 0), 1)
+                cv2.putText(
+                    picture,
+                    classes[label - 1],
+                    (box[0], max(box[1] - 4, 10)),
+                    cv2.FONT_HERSHEY_SIMPLEX,
+                    0.5,
+                    (0, 255, 0),
+                    1,
+                )
             path = out / f"{target['image_id']}_{k}.jpg"
             cv2.imwrite(str(path), picture)
             print(f"wrote {path}")
@@ -499,8 +518,10 @@ def main(args: argparse.Namespace) -> None:
     if args.benchmark:
         ds = VOCDataset(args.data_root, args.split, classes, train=args.train, resize_size=args.resize)
         rate = benchmark_loader(ds, args.batch_size, args.workers, args.num_batches)
-        print(f"loader: {rate:.1f} images/s (resize {format_size(args.resize)}, batch {args.batch_size}, "
-              f"{args.workers} workers, train={args.train})")
+        print(
+            f"loader: {rate:.1f} images/s (resize {format_size(args.resize)}, batch {args.batch_size}, "
+            f"{args.workers} workers, train={args.train})"
+        )
 
 
 if __name__ == "__main__":

@@ -5,10 +5,11 @@ with a gradient scaler on older ones) and CPUs with AMX tiles. A CPU without AMX
 through float32 and converts at every layer: a training step measured 1.2-1.3x slower there, so
 ``auto`` stays in float32.
 """
+
 from __future__ import annotations
 
 import contextlib
-from typing import ContextManager
+from contextlib import AbstractContextManager
 
 import torch
 
@@ -37,7 +38,7 @@ def resolve_amp(amp: str, device: torch.device) -> tuple[str, str]:
     return "off", f"no mixed precision policy for {device.type}"
 
 
-def autocast(device: torch.device | str, amp: str) -> ContextManager:
+def autocast(device: torch.device | str, amp: str) -> AbstractContextManager:
     """``torch.autocast`` in the dtype of a resolved ``amp`` (``bf16`` / ``fp16``); nothing for ``off``."""
     if amp not in DTYPES:
         return contextlib.nullcontext()

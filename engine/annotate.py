@@ -1,4 +1,5 @@
 """Detection on picture files: each picture annotated at its original size, and one detections.json."""
+
 from __future__ import annotations
 
 import json
@@ -42,8 +43,9 @@ def check_outputs(pictures: Sequence[Path], output_dir: Path) -> None:
     seen: dict[str, Path] = {}
     for picture in pictures:
         if picture.stem in seen:
-            raise ValueError(f"{seen[picture.stem]} and {picture} share the image id {picture.stem!r}; "
-                             "detect them in separate runs")
+            raise ValueError(
+                f"{seen[picture.stem]} and {picture} share the image id {picture.stem!r}; detect them in separate runs"
+            )
         seen[picture.stem] = picture
         if output_path(picture, output_dir).resolve() == picture.resolve():
             raise ValueError(f"--output-dir {output_dir} would overwrite the input {picture}")
@@ -75,9 +77,17 @@ def write_json_atomically(data: Any, path: Path) -> None:
         raise
 
 
-def detect_files(detector: Detector, pictures: Sequence[Path], output_dir: Path, device: torch.device | str = "cpu",
-                 amp: str = "off", score_threshold: float | Sequence[float] | None = None, batch_size: int = 2,
-                 workers: int = 0, progress: bool = True) -> DetectReport:
+def detect_files(
+    detector: Detector,
+    pictures: Sequence[Path],
+    output_dir: Path,
+    device: torch.device | str = "cpu",
+    amp: str = "off",
+    score_threshold: float | Sequence[float] | None = None,
+    batch_size: int = 2,
+    workers: int = 0,
+    progress: bool = True,
+) -> DetectReport:
     """Detect on every picture: annotated copies (boxes in class colours, ``class score`` labels, a legend)
     and ``detections.json`` in ``output_dir``, boxes in the original pixels' XML frame. A file that cannot be
     read or written is reported (``failures``) and skipped. ``score_threshold``: one number, or one per
@@ -86,8 +96,13 @@ def detect_files(detector: Detector, pictures: Sequence[Path], output_dir: Path,
     config = detector.config
     threshold = torch.tensor(score_threshold) if isinstance(score_threshold, (list, tuple)) else score_threshold
     check_outputs(pictures, output_dir)
-    loader = DataLoader(PictureDataset(pictures, config.resize_size), batch_size=batch_size, num_workers=workers,
-                        collate_fn=collate_pictures, pin_memory=device.type == "cuda")
+    loader = DataLoader(
+        PictureDataset(pictures, config.resize_size),
+        batch_size=batch_size,
+        num_workers=workers,
+        collate_fn=collate_pictures,
+        pin_memory=device.type == "cuda",
+    )
     report, model_seconds, start = DetectReport(), 0.0, time.perf_counter()
     with tqdm(total=len(pictures), desc="detect", unit="picture", disable=not progress) as bar:
         for images, targets, failed in loader:

@@ -1,4 +1,5 @@
 """Checkpoints: written atomically, read without unpickling code, checked, and turned back into a detector."""
+
 from __future__ import annotations
 
 import os
@@ -66,8 +67,9 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
         if "Weights only load failed" in str(err):
-            raise CheckpointError(f"{path}: refused: it holds Python objects, not only weights, and loading "
-                                  "it could run code") from None
+            raise CheckpointError(
+                f"{path}: refused: it holds Python objects, not only weights, and loading it could run code"
+            ) from None
         raise CheckpointError(f"{path}: not a readable checkpoint (truncated, or not written by torch.save)") from None
     except Exception:  # torch.load of arbitrary bytes raises about any type; none of them is a bug here
         raise CheckpointError(f"{path}: not a readable checkpoint (truncated, or not written by torch.save)") from None

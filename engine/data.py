@@ -1,4 +1,5 @@
 """The training loader: shuffling shared by all processes, augmentation drawn by each on its own."""
+
 from __future__ import annotations
 
 import random
@@ -22,15 +23,33 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def make_train_loader(dataset: Dataset, batch_size: int, workers: int, seed: int, rank: int = 0,
-                      world_size: int = 1, pin_memory: bool = False) -> DataLoader:
+def make_train_loader(
+    dataset: Dataset,
+    batch_size: int,
+    workers: int,
+    seed: int,
+    rank: int = 0,
+    world_size: int = 1,
+    pin_memory: bool = False,
+) -> DataLoader:
     """Shuffled full batches; under DDP each process gets its own share (DistributedSampler, seeded alike on
     every process). Call :func:`start_epoch` before each epoch."""
     generator = torch.Generator()
-    sampler = (DistributedSampler(dataset, num_replicas=world_size, rank=rank, shuffle=True, seed=seed)
-               if world_size > 1 else RandomSampler(dataset, generator=generator))
-    return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=workers, collate_fn=collate_fn,
-                      pin_memory=pin_memory, drop_last=True, generator=generator)
+    sampler = (
+        DistributedSampler(dataset, num_replicas=world_size, rank=rank, shuffle=True, seed=seed)
+        if world_size > 1
+        else RandomSampler(dataset, generator=generator)
+    )
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        sampler=sampler,
+        num_workers=workers,
+        collate_fn=collate_fn,
+        pin_memory=pin_memory,
+        drop_last=True,
+        generator=generator,
+    )
 
 
 def start_epoch(loader: DataLoader, seed: int, epoch: int, rank: int = 0) -> None:

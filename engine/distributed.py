@@ -1,4 +1,5 @@
 """One process per GPU under torchrun (DistributedDataParallel), or one process for the CPU / DataParallel."""
+
 from __future__ import annotations
 
 import os

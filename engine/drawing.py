@@ -1,4 +1,5 @@
 """Drawing detections on pictures: a colour per class, labelled boxes that stay inside the picture, a legend."""
+
 from __future__ import annotations
 
 from collections import Counter
@@ -30,8 +31,15 @@ def _text_colour(colour: tuple[int, int, int]) -> tuple[int, int, int]:
     return (0, 0, 0) if 0.299 * r + 0.587 * g + 0.114 * b > 140 else (255, 255, 255)
 
 
-def label_box(picture: np.ndarray, text: str, corner: tuple[int, int], colour: tuple[int, int, int],
-              font_scale: float, thickness: int, below: bool = False) -> None:
+def label_box(
+    picture: np.ndarray,
+    text: str,
+    corner: tuple[int, int],
+    colour: tuple[int, int, int],
+    font_scale: float,
+    thickness: int,
+    below: bool = False,
+) -> None:
     """``text`` on a filled box of ``colour`` standing on ``corner`` (a box's top-left; or hanging from it with
     ``below``); inside the picture: under the corner when there is no room above, moved left at the edge."""
     (text_w, text_h), baseline = cv2.getTextSize(text, FONT, font_scale, thickness)
@@ -41,8 +49,9 @@ def label_box(picture: np.ndarray, text: str, corner: tuple[int, int], colour: t
     y = corner[1] - h if corner[1] >= h and not below else max(corner[1], 0)
     y = min(y, max(picture.shape[0] - h, 0))
     cv2.rectangle(picture, (x, y), (x + w, y + h), colour, cv2.FILLED)
-    cv2.putText(picture, text, (x + pad, y + pad + text_h), FONT, font_scale, _text_colour(colour), thickness,
-                cv2.LINE_AA)
+    cv2.putText(
+        picture, text, (x + pad, y + pad + text_h), FONT, font_scale, _text_colour(colour), thickness, cv2.LINE_AA
+    )
 
 
 def _legend(picture: np.ndarray, classes: Sequence[str], counts: Counter, font_scale: float, thickness: int) -> None:
@@ -54,13 +63,14 @@ def _legend(picture: np.ndarray, classes: Sequence[str], counts: Counter, font_s
     pad = max(2, row // 3)
     panel_w, panel_h = text_w + row + 3 * pad, len(lines) * (row + pad) + pad
     x0, y0 = max(picture.shape[1] - panel_w - pad, 0), min(pad, picture.shape[0])
-    panel = picture[y0:y0 + panel_h, x0:x0 + panel_w]
+    panel = picture[y0 : y0 + panel_h, x0 : x0 + panel_w]
     panel[:] = (panel * 0.35).astype(np.uint8)
     for k, (line, ((_, text_h), _)) in enumerate(zip(lines, sizes), start=1):
         top = y0 + pad + (k - 1) * (row + pad)
         cv2.rectangle(picture, (x0 + pad, top), (x0 + pad + row, top + row), class_colour(k), cv2.FILLED)
-        cv2.putText(picture, line, (x0 + row + 2 * pad, top + text_h), FONT, font_scale, (255, 255, 255), thickness,
-                    cv2.LINE_AA)
+        cv2.putText(
+            picture, line, (x0 + row + 2 * pad, top + text_h), FONT, font_scale, (255, 255, 255), thickness, cv2.LINE_AA
+        )
 
 
 def draw_detections(picture: np.ndarray, detections: Sequence[dict[str, Any]], classes: Sequence[str]) -> np.ndarray:

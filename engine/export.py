@@ -6,6 +6,7 @@ implementation PyTorch uses too (:func:`model.fcos.select_for_config`). The file
 metadata holds the model settings (classes, the resize rule, score threshold, NMS), the normalisation and
 the per-class thresholds of the final evaluation.
 """
+
 from __future__ import annotations
 
 import json
@@ -38,8 +39,13 @@ def _json(value: Any) -> str:
     return json.dumps(value, allow_nan=True)
 
 
-def export_onnx(detector: FCOSDetector, path: str | Path, opset: int = 18, thresholds: dict[str, Any] | None = None,
-                sample_size: tuple[int, int] = (320, 512)) -> Path:
+def export_onnx(
+    detector: FCOSDetector,
+    path: str | Path,
+    opset: int = 18,
+    thresholds: dict[str, Any] | None = None,
+    sample_size: tuple[int, int] = (320, 512),
+) -> Path:
     """Write ``detector``'s dense network to ``path`` (dynamic batch, height and width), with metadata, checked
     by ``onnx.checker``."""
     import onnx
@@ -47,20 +53,35 @@ def export_onnx(detector: FCOSDetector, path: str | Path, opset: int = 18, thres
     path = Path(path)
     network = DenseNetwork(detector.float().eval()).eval()
     sample = torch.zeros(2, 3, *sample_size)
-    batch, height, width = torch.export.Dim("batch", min=1), torch.export.Dim("height32", min=1), \
-        torch.export.Dim("width32", min=1)
-    program = torch.onnx.export(network, (sample,), dynamo=True, opset_version=opset, input_names=[INPUT],
-                                output_names=list(OUTPUTS),
-                                dynamic_shapes={"images": {0: batch, 2: 32 * height, 3: 32 * width}})
+    batch, height, width = (
+        torch.export.Dim("batch", min=1),
+        torch.export.Dim("height32", min=1),
+        torch.export.Dim("width32", min=1),
+    )
+    program = torch.onnx.export(
+        network,
+        (sample,),
+        dynamo=True,
+        opset_version=opset,
+        input_names=[INPUT],
+        output_names=list(OUTPUTS),
+        dynamic_shapes={"images": {0: batch, 2: 32 * height, 3: 32 * width}},
+    )
     program.optimize()
     program.save(str(path))
     graph = onnx.load(str(path))
     config = detector.config.to_dict()
-    metadata = {"format": FORMAT, "config": _json(config), "classes": _json(list(detector.config.classes)),
-                "resize_size": _json(list(detector.config.resize_size)), "mean": _json(IMAGENET_MEAN),
-                "std": _json(IMAGENET_STD), "score_threshold": str(detector.config.score_threshold),
-                "thresholds": _json(thresholds or {}),
-                "input": "RGB, /255, normalised with mean and std, padded right/bottom to multiples of 32"}
+    metadata = {
+        "format": FORMAT,
+        "config": _json(config),
+        "classes": _json(list(detector.config.classes)),
+        "resize_size": _json(list(detector.config.resize_size)),
+        "mean": _json(IMAGENET_MEAN),
+        "std": _json(IMAGENET_STD),
+        "score_threshold": str(detector.config.score_threshold),
+        "thresholds": _json(thresholds or {}),
+        "input": "RGB, /255, normalised with mean and std, padded right/bottom to multiples of 32",
+    }
     del graph.metadata_props[:]
     for key, value in metadata.items():
         graph.metadata_props.add(key=key, value=value)
@@ -77,10 +98,12 @@ class OnnxDetector:
 
         self.path = Path(path)
         options = ort.SessionOptions()
-        options.graph_optimization_level = {"none": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
-                                            "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
-                                            "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
-                                            "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL}[optimization]
+        options.graph_optimization_level = {
+            "none": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+            "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+            "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+            "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+        }[optimization]
         if threads:
             options.intra_op_num_threads = threads
         try:
@@ -89,8 +112,10 @@ class OnnxDetector:
             raise ValueError(f"{self.path}: not a readable ONNX model ({str(err).splitlines()[0]})") from None
         metadata = self.session.get_modelmeta().custom_metadata_map
         if metadata.get("format") != FORMAT:
-            raise ValueError(f"{self.path}: an ONNX model without this project's metadata (format "
-                             f"{metadata.get('format')!r}, expected {FORMAT!r}); export it with export_onnx.py")
+            raise ValueError(
+                f"{self.path}: an ONNX model without this project's metadata (format "
+                f"{metadata.get('format')!r}, expected {FORMAT!r}); export it with export_onnx.py"
+            )
         self.config = FCOSConfig.from_dict(json.loads(metadata["config"]))
         self.thresholds = json.loads(metadata.get("thresholds", "{}")) or None
 
@@ -98,11 +123,12 @@ class OnnxDetector:
         scores, boxes = self.session.run(list(OUTPUTS), {INPUT: images.detach().float().cpu().contiguous().numpy()})
         return torch.from_numpy(scores), torch.from_numpy(boxes)
 
-    def select(self, scores: Tensor, boxes: Tensor, image_size: tuple[int, int],
-               score_threshold: float | Tensor | None = None) -> list[dict[str, Tensor]]:
+    def select(
+        self, scores: Tensor, boxes: Tensor, image_size: tuple[int, int], score_threshold: float | Tensor | None = None
+    ) -> list[dict[str, Tensor]]:
         return select_for_config(self.config, scores, boxes, image_size, score_threshold)
 
-    def to(self, device: Any) -> "OnnxDetector":
+    def to(self, device: Any) -> OnnxDetector:
         return self
 
 

@@ -4,6 +4,7 @@ A detector here is anything with ``dense(images) -> (scores [B,N,C], boxes [B,N,
 ``select(scores, boxes, image_size, score_threshold=None) -> [{"boxes", "scores", "labels"}]``:
 :class:`model.FCOSDetector`, or :class:`engine.export.OnnxDetector` (same selection code).
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
@@ -23,12 +24,18 @@ from .metrics import evaluate_detections
 class Detector(Protocol):
     def dense(self, images: Tensor) -> tuple[Tensor, Tensor]: ...
 
-    def select(self, scores: Tensor, boxes: Tensor, image_size: tuple[int, int],
-               score_threshold: float | Tensor | None = None) -> list[dict[str, Tensor]]: ...
+    def select(
+        self, scores: Tensor, boxes: Tensor, image_size: tuple[int, int], score_threshold: float | Tensor | None = None
+    ) -> list[dict[str, Tensor]]: ...
 
 
-def detect_batch(detector: Detector, images: Tensor, amp: str = "off", flip: bool = False,
-                 score_threshold: float | Tensor | None = None) -> list[dict[str, Tensor]]:
+def detect_batch(
+    detector: Detector,
+    images: Tensor,
+    amp: str = "off",
+    flip: bool = False,
+    score_threshold: float | Tensor | None = None,
+) -> list[dict[str, Tensor]]:
     """Detections for ``images [B,3,H,W]`` in their pixels. ``flip``: also run the mirrored pictures and
     select from both passes together (test-time augmentation); ``score_threshold``: see ``select``."""
     with torch.inference_mode(), autocast(images.device, amp):
@@ -53,13 +60,22 @@ def to_detections(output: dict[str, Tensor], target: dict[str, Any], classes: Se
     visible = ((boxes[:, 2] - boxes[:, 0]) >= 1) & ((boxes[:, 3] - boxes[:, 1]) >= 1)
     boxes = pixels_to_xml(boxes[visible])
     scores, labels = output["scores"].float().cpu()[visible], output["labels"].cpu()[visible]
-    return [{"image_id": target["image_id"], "category": classes[label - 1], "score": score, "bbox": box}
-            for box, score, label in zip(boxes.tolist(), scores.tolist(), labels.tolist())]
+    return [
+        {"image_id": target["image_id"], "category": classes[label - 1], "score": score, "bbox": box}
+        for box, score, label in zip(boxes.tolist(), scores.tolist(), labels.tolist())
+    ]
 
 
-def predict(detector: Detector, batches: Iterable, device: torch.device | str, classes: Sequence[str],
-            amp: str = "off", flip: bool = False, score_threshold: float | Tensor | None = None,
-            progress: bool = True) -> list[dict[str, Any]]:
+def predict(
+    detector: Detector,
+    batches: Iterable,
+    device: torch.device | str,
+    classes: Sequence[str],
+    amp: str = "off",
+    flip: bool = False,
+    score_threshold: float | Tensor | None = None,
+    progress: bool = True,
+) -> list[dict[str, Any]]:
     """Detections JSON entries for every picture of ``batches`` (images, targets) from a VOC or picture loader."""
     device = torch.device(device)
     if isinstance(detector, torch.nn.Module):
@@ -74,13 +90,28 @@ def predict(detector: Detector, batches: Iterable, device: torch.device | str, c
 
 def eval_loader(dataset: VOCDataset, batch_size: int, workers: int, device: torch.device | str) -> DataLoader:
     """Evaluation batches of ``dataset`` in order."""
-    return DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers, collate_fn=collate_fn,
-                      pin_memory=torch.device(device).type == "cuda")
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=False,
+        num_workers=workers,
+        collate_fn=collate_fn,
+        pin_memory=torch.device(device).type == "cuda",
+    )
 
 
-def evaluate(detector: Detector, dataset: VOCDataset, device: torch.device | str, batch_size: int = 2,
-             workers: int = 2, amp: str = "off", flip: bool = False, iou_threshold: float = 0.5,
-             metric: str = "voc12", progress: bool = True) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+def evaluate(
+    detector: Detector,
+    dataset: VOCDataset,
+    device: torch.device | str,
+    batch_size: int = 2,
+    workers: int = 2,
+    amp: str = "off",
+    flip: bool = False,
+    iou_threshold: float = 0.5,
+    metric: str = "voc12",
+    progress: bool = True,
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Detect on ``dataset`` (``train=False``) and score it: (:func:`engine.metrics.evaluate_detections`'s
     result, the detections)."""
     loader = eval_loader(dataset, batch_size, workers, device)

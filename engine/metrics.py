@@ -11,6 +11,7 @@ above the threshold and the ground truth is not taken yet, a false positive othe
 whose best match is a ``difficult`` ground truth is ignored (neither TP nor FP), and difficult ground
 truths are not counted. Areas and intersections count inclusive pixels (width = x2 - x1 + 1).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -51,8 +52,15 @@ def voc_ap(recall: np.ndarray, precision: np.ndarray, use_07_metric: bool = Fals
     return float(np.sum((mrec[change + 1] - mrec[change]) * mpre[change + 1]))
 
 
-def _match(det_image: np.ndarray, det_class: np.ndarray, det_boxes: np.ndarray, ground_truth: GroundTruth,
-           image_index: dict[str, int], num_classes: int, iou_threshold: float) -> tuple[np.ndarray, ...]:
+def _match(
+    det_image: np.ndarray,
+    det_class: np.ndarray,
+    det_boxes: np.ndarray,
+    ground_truth: GroundTruth,
+    image_index: dict[str, int],
+    num_classes: int,
+    iou_threshold: float,
+) -> tuple[np.ndarray, ...]:
     """TP/FP flags of detections already sorted by (class, descending score).
 
     ``det_image [D]`` image indices, ``det_class [D]`` 0-based class, ``det_boxes [D,4]``.
@@ -87,8 +95,11 @@ def _match(det_image: np.ndarray, det_class: np.ndarray, det_boxes: np.ndarray, 
     iw = np.maximum(np.minimum(d[:, 2], g[:, 2]) - np.maximum(d[:, 0], g[:, 0]) + 1.0, 0.0)
     ih = np.maximum(np.minimum(d[:, 3], g[:, 3]) - np.maximum(d[:, 1], g[:, 1]) + 1.0, 0.0)
     inter = iw * ih
-    union = ((d[:, 2] - d[:, 0] + 1.0) * (d[:, 3] - d[:, 1] + 1.0)
-             + (g[:, 2] - g[:, 0] + 1.0) * (g[:, 3] - g[:, 1] + 1.0) - inter)
+    union = (
+        (d[:, 2] - d[:, 0] + 1.0) * (d[:, 3] - d[:, 1] + 1.0)
+        + (g[:, 2] - g[:, 0] + 1.0) * (g[:, 3] - g[:, 1] + 1.0)
+        - inter
+    )
     iou = inter / union
 
     # best ground truth per detection (first one on ties), -inf where the group is empty
@@ -111,8 +122,13 @@ def _match(det_image: np.ndarray, det_class: np.ndarray, det_boxes: np.ndarray, 
     return tp, fp, best_gt, best_iou
 
 
-def evaluate_detections(detections: Iterable[Detection], ground_truth: GroundTruth, classes: Sequence[str],
-                        iou_threshold: float = 0.5, metric: str = "voc12") -> dict[str, Any]:
+def evaluate_detections(
+    detections: Iterable[Detection],
+    ground_truth: GroundTruth,
+    classes: Sequence[str],
+    iou_threshold: float = 0.5,
+    metric: str = "voc12",
+) -> dict[str, Any]:
     """VOC AP per class and their mean.
 
     Returns ``{"ap": {cls: float}, "map": float, "num_gt": {cls: int}, "precision": {cls: [N]},
@@ -176,8 +192,9 @@ def evaluate_detections(detections: Iterable[Detection], ground_truth: GroundTru
     return result
 
 
-def match_detections(detections: Sequence[Detection], ground_truth: GroundTruth, classes: Sequence[str],
-                     iou_threshold: float = 0.5) -> dict[str, np.ndarray]:
+def match_detections(
+    detections: Sequence[Detection], ground_truth: GroundTruth, classes: Sequence[str], iou_threshold: float = 0.5
+) -> dict[str, np.ndarray]:
     """How each detection fares under the VOC rules, in the input's order: ``tp``, ``fp`` [D] bools (both False
     when ignored on a difficult object), ``gt`` [D] (index of the best same-class ground truth in
     ``ground_truth``'s order of pictures and objects, -1 for none) and ``iou`` [D] (its IoU, 0 for none)."""
@@ -188,16 +205,18 @@ def match_detections(detections: Sequence[Detection], ground_truth: GroundTruth,
     det_score = np.array([d["score"] for d in detections], dtype=np.float64)
     det_boxes = np.array([d["bbox"] for d in detections], dtype=np.float64).reshape(-1, 4)
     order = np.lexsort((-det_score, det_class))
-    tp, fp, gt, iou = _match(det_image[order], det_class[order], det_boxes[order], ground_truth, image_index,
-                             len(classes), iou_threshold)
+    tp, fp, gt, iou = _match(
+        det_image[order], det_class[order], det_boxes[order], ground_truth, image_index, len(classes), iou_threshold
+    )
     result = {"tp": tp, "fp": fp, "gt": gt, "iou": np.maximum(iou, 0.0)}
     back = np.empty_like(order)
     back[order] = np.arange(len(order))
     return {k: v[back] for k, v in result.items()}
 
 
-def validate_detections(detections: Any, ground_truth_ids: Iterable[str], classes: Sequence[str],
-                        source: str = "FILE") -> None:
+def validate_detections(
+    detections: Any, ground_truth_ids: Iterable[str], classes: Sequence[str], source: str = "FILE"
+) -> None:
     """Check ``detections`` against the contract; raise ``ValueError`` naming ``source`` and the entry.
 
     Each entry must be a dict with ``image_id`` (one of ``ground_truth_ids``), ``category`` (one of
@@ -232,8 +251,9 @@ def validate_detections(detections: Any, ground_truth_ids: Iterable[str], classe
             raise ValueError(f"{where}: category {det['category']!r} is not one of {', '.join(classes)}")
 
 
-def coco_metrics(detections: Iterable[Detection], ground_truth: GroundTruth,
-                 classes: Sequence[str]) -> dict[str, float]:
+def coco_metrics(
+    detections: Iterable[Detection], ground_truth: GroundTruth, classes: Sequence[str]
+) -> dict[str, float]:
     """COCO ``AP@[.5:.95]`` and ``AP@.5`` (pycocotools, objects built in memory).
 
     Boxes become ``[x, y, w, h]`` of the pixels they cover (``x = xmin - 1``, ``w = xmax - xmin + 1``), so
@@ -257,15 +277,30 @@ def coco_metrics(detections: Iterable[Detection], ground_truth: GroundTruth,
     for image_id, g in ground_truth.items():
         for box, label, difficult in zip(g["boxes"], g["labels"], g["difficult"]):
             bbox = xywh(box)
-            gt_annotations.append({"id": len(gt_annotations) + 1, "image_id": image_ids[image_id],
-                                   "category_id": int(label), "bbox": bbox, "area": bbox[2] * bbox[3],
-                                   "iscrowd": int(bool(difficult))})
+            gt_annotations.append(
+                {
+                    "id": len(gt_annotations) + 1,
+                    "image_id": image_ids[image_id],
+                    "category_id": int(label),
+                    "bbox": bbox,
+                    "area": bbox[2] * bbox[3],
+                    "iscrowd": int(bool(difficult)),
+                }
+            )
     dt_annotations = []
     for d in detections:
         bbox = xywh(d["bbox"])
-        dt_annotations.append({"id": len(dt_annotations) + 1, "image_id": image_ids[d["image_id"]],
-                               "category_id": class_ids[d["category"]], "bbox": bbox, "area": bbox[2] * bbox[3],
-                               "score": float(d["score"]), "iscrowd": 0})
+        dt_annotations.append(
+            {
+                "id": len(dt_annotations) + 1,
+                "image_id": image_ids[d["image_id"]],
+                "category_id": class_ids[d["category"]],
+                "bbox": bbox,
+                "area": bbox[2] * bbox[3],
+                "score": float(d["score"]),
+                "iscrowd": 0,
+            }
+        )
     if not gt_annotations:
         return {"AP@[.5:.95]": math.nan, "AP@.5": math.nan}
 
@@ -293,8 +328,10 @@ def format_results(result: dict[str, Any]) -> str:
     lines.append(f"{'class':<{width}}  {'gt':>6}  {'dets':>6}  {'AP':>6}")
     for name, ap in result["ap"].items():
         lines.append(f"{name:<{width}}  {result['num_gt'][name]:>6d}  {len(result['precision'][name]):>6d}  {ap:>6.3f}")
-    lines.append(f"{'mean':<{width}}  {sum(result['num_gt'].values()):>6d}  "
-                 f"{sum(len(p) for p in result['precision'].values()):>6d}  {result['map']:>6.3f}")
+    lines.append(
+        f"{'mean':<{width}}  {sum(result['num_gt'].values()):>6d}  "
+        f"{sum(len(p) for p in result['precision'].values()):>6d}  {result['map']:>6.3f}"
+    )
     return "\n".join(lines)
 
 

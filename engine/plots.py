@@ -1,4 +1,5 @@
 """Figures written by training and evaluation: the loss curve and precision-recall curves (matplotlib, Agg)."""
+
 from __future__ import annotations
 
 import os
@@ -56,8 +57,13 @@ def plot_pr_curves(result: dict[str, Any], out_dir: str | Path) -> list[Path]:
             ax.plot(recall, precision, color="tab:blue", lw=1, label="precision")
             ax.plot(recall, envelope, color="tab:orange", lw=1.5, drawstyle="steps-pre", label="interpolated")
             ax.legend(loc="lower left")
-        ax.set(xlim=(0, 1.01), ylim=(0, 1.01), xlabel="recall", ylabel="precision",
-               title=f"{name}: AP={ap:.3f} ({result['num_gt'][name]} objects)")
+        ax.set(
+            xlim=(0, 1.01),
+            ylim=(0, 1.01),
+            xlabel="recall",
+            ylabel="precision",
+            title=f"{name}: AP={ap:.3f} ({result['num_gt'][name]} objects)",
+        )
         ax.grid(alpha=0.3)
         paths.append(save_figure(fig, out_dir / f"pr_{name}.png"))
     return paths

@@ -1,9 +1,10 @@
 """The learning-rate schedule (warmup, then manual x0.1 steps or cosine) and the time budget that sizes it."""
+
 from __future__ import annotations
 
 import math
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 
@@ -24,8 +25,9 @@ def learning_rate(step: int, state: TrainState, base_lr: float, warmup_steps: in
     return base_lr * 0.1 ** sum(step >= m for m in state.milestones)
 
 
-def plan_schedule(state: TrainState, total_steps: int, milestones: tuple[int, ...], base_lr: float,
-                  warmup_steps: int) -> None:
+def plan_schedule(
+    state: TrainState, total_steps: int, milestones: tuple[int, ...], base_lr: float, warmup_steps: int
+) -> None:
     """Lay the schedule out from the start: cosine from base_lr at the end of warmup, milestones as given."""
     state.total_steps, state.milestones = total_steps, tuple(milestones)
     state.anchor_step, state.anchor_lr = warmup_steps, base_lr
@@ -40,8 +42,9 @@ def resize_schedule(state: TrainState, total_steps: int, base_lr: float, warmup_
     """
     now = state.step
     ahead_before, ahead_after = max(1, state.total_steps - now), max(0, total_steps - now)
-    state.milestones = tuple(m if m <= now else now + round((m - now) * ahead_after / ahead_before)
-                             for m in state.milestones)
+    state.milestones = tuple(
+        m if m <= now else now + round((m - now) * ahead_after / ahead_before) for m in state.milestones
+    )
     if now >= warmup_steps:
         state.anchor_step, state.anchor_lr = now, learning_rate(now, state, base_lr, warmup_steps, schedule)
     state.total_steps = total_steps

@@ -1,4 +1,5 @@
 """TrainState: where a training run stands, saved in every checkpoint so that ``--resume`` continues exactly."""
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
@@ -37,7 +38,7 @@ class TrainState:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "TrainState":
+    def from_dict(cls, d: dict[str, Any]) -> TrainState:
         known = {f.name for f in fields(cls)} - {"history"}
         state = cls(**{k: v for k, v in d.items() if k in known})
         state.milestones = tuple(state.milestones)

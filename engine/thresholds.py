@@ -4,6 +4,7 @@ A threshold ``t`` keeps the detections scoring ``>= t``. The curves come from
 :func:`engine.metrics.evaluate_detections` (its per-class precision, recall and scores in descending
 score order); a threshold is only ever a score that occurs, taken after the last of its ties.
 """
+
 from __future__ import annotations
 
 import json
@@ -46,7 +47,9 @@ def operating_points(result: dict[str, Any]) -> dict[str, dict[str, dict[str, fl
         points[name] = {"best_f1": _point(c, best)}
         for target in PRECISION_TARGETS:
             reach = np.flatnonzero(c["precision"] >= target) if defined else []
-            points[name][f"precision_{target:.2f}"] = _point(c, int(reach[np.argmax(c["recall"][reach])]) if len(reach) else None)
+            points[name][f"precision_{target:.2f}"] = _point(
+                c, int(reach[np.argmax(c["recall"][reach])]) if len(reach) else None
+            )
     return points
 
 

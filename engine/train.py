@@ -1,11 +1,13 @@
 """Training: the step (DataParallel- and DDP-ready), the epoch, weight averaging and the step log."""
+
 from __future__ import annotations
 
 import csv
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -41,7 +43,7 @@ class TrainStep(nn.Module):
         self.module, self.amp = model, amp
 
     def forward(self, images: Tensor, boxes: Tensor, labels: Tensor) -> dict[str, Tensor]:
-        targets = [{"boxes": b[l > 0], "labels": l[l > 0]} for b, l in zip(boxes, labels)]
+        targets = [{"boxes": box[label > 0], "labels": label[label > 0]} for box, label in zip(boxes, labels)]
         with autocast(images.device, self.amp):
             sums = self.module.loss_sums(images, targets)
         return {k: v.float().reshape(1) for k, v in sums.items()}
@@ -134,17 +136,31 @@ class Trainer:
     def resize(self, state: TrainState, total_steps: int) -> None:
         resize_schedule(state, total_steps, self.base_lr, self.warmup_steps, self.schedule)
 
-    def train_one_epoch(self, batches: Iterable, state: TrainState, epoch: int, device: torch.device,
-                        log: "StepLog | None" = None, budget: TimeBudget | None = None,
-                        max_steps: int | None = None, desc: str = "") -> None:
+    def train_one_epoch(
+        self,
+        batches: Iterable,
+        state: TrainState,
+        epoch: int,
+        device: torch.device,
+        log: StepLog | None = None,
+        budget: TimeBudget | None = None,
+        max_steps: int | None = None,
+        desc: str = "",
+    ) -> None:
         """Run the batches of epoch ``epoch`` until the schedule ends or the time budget runs out.
 
         ``state`` counts steps, skipped steps and time; with a budget the schedule is sized to it once the
         step time is known (between this run's 5th and 25th step), capped at ``max_steps``.
         """
         self.step_model.train()
-        progress = tqdm(batches, desc=desc or f"epoch {epoch}", unit="batch", disable=not is_main_process(),
-                        dynamic_ncols=True, leave=False)
+        progress = tqdm(
+            batches,
+            desc=desc or f"epoch {epoch}",
+            unit="batch",
+            disable=not is_main_process(),
+            dynamic_ncols=True,
+            leave=False,
+        )
         tic = time.perf_counter()
         for images, targets in progress:
             if state.finished or (budget is not None and world_size() == 1 and budget.expired()):
@@ -168,26 +184,39 @@ class Trainer:
                 self.resize(state, min(state.step + fits, max_steps or state.step + fits))
                 if is_main_process():
                     tqdm.write(f"time budget: {state.total_steps} steps fit in {budget.minutes:g} min")
-            row = {"step": state.step, "epoch": epoch, **{k: round(v, 6) for k, v in losses.items()},
-                   "lr": lr, "time": round(state.train_seconds, 3)}
+            row = {
+                "step": state.step,
+                "epoch": epoch,
+                **{k: round(v, 6) for k, v in losses.items()},
+                "lr": lr,
+                "time": round(state.train_seconds, 3),
+            }
             state.history.append(row)
             if log is not None:
                 log.write(row)
             eta = (state.total_steps - state.step) * state.step_seconds / max(state.step, 1)
-            progress.set_postfix(loss=f"{losses['total_loss']:.3f}", lr=f"{lr:.2e}", img_s=f"{images_per_second:.1f}",
-                                 step=f"{state.step}/{state.total_steps}", left=f"{eta / 60:.1f}min")
+            progress.set_postfix(
+                loss=f"{losses['total_loss']:.3f}",
+                lr=f"{lr:.2e}",
+                img_s=f"{images_per_second:.1f}",
+                step=f"{state.step}/{state.total_steps}",
+                left=f"{eta / 60:.1f}min",
+            )
         progress.close()
 
     def _skipped(self, state: TrainState, losses: dict[str, float]) -> None:
         state.bad_steps += 1
         state.skipped_steps += 1
         if is_main_process():  # every process skips the same steps
-            tqdm.write(f"step {state.step}: non-finite loss {losses}, step skipped "
-                       f"({state.bad_steps} in a row, {state.skipped_steps} in all)")
+            tqdm.write(
+                f"step {state.step}: non-finite loss {losses}, step skipped "
+                f"({state.bad_steps} in a row, {state.skipped_steps} in all)"
+            )
         if state.bad_steps >= self.max_bad_steps:
             raise NonFiniteLossError(
                 f"{state.bad_steps} non-finite losses in a row at step {state.step}; stopping. The last good "
-                "checkpoint is intact: lower --lr, add --clip-grad-norm, or check the data.")
+                "checkpoint is intact: lower --lr, add --clip-grad-norm, or check the data."
+            )
 
 
 class StepLog:
@@ -203,8 +232,13 @@ class StepLog:
             with open(self.path, newline="") as f:
                 for row in csv.DictReader(f):
                     if row.get("step", "").isdigit() and int(row["step"]) <= resume_step:
-                        self.rows.append({k: float(v) if k not in ("step", "epoch") else int(v)
-                                          for k, v in row.items() if k in self.FIELDS})
+                        self.rows.append(
+                            {
+                                k: float(v) if k not in ("step", "epoch") else int(v)
+                                for k, v in row.items()
+                                if k in self.FIELDS
+                            }
+                        )
         self.file = open(self.path, "w", newline="")
         self.writer = csv.DictWriter(self.file, self.FIELDS)
         self.writer.writeheader()

@@ -1,4 +1,5 @@
 """FCOS detector for foreign objects on roads."""
+
 from .config import FOD_CLASSES, FCOSConfig
 from .fcos import FCOSDetector
 

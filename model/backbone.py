@@ -1,8 +1,8 @@
 """ResNet trunk from torchvision returning C3, C4, C5, with pretrained loading and freezing."""
+
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Union
 
 import torch
 from torch import Tensor, nn
@@ -29,7 +29,7 @@ def _imagenet_state_dict(name: str) -> dict[str, Tensor]:
         ) from exc
 
 
-def _local_state_dict(path: Union[str, Path]) -> dict[str, Tensor]:
+def _local_state_dict(path: str | Path) -> dict[str, Tensor]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"pretrained backbone weights not found: {path}")
@@ -50,8 +50,9 @@ class ResNetBackbone(nn.Module):
     without reading its weights, for restoring a checkpoint that holds them.
     """
 
-    def __init__(self, name: str = "resnet50", pretrained: Union[bool, str] = False, frozen_stages: int = 1,
-                 load_weights: bool = True):
+    def __init__(
+        self, name: str = "resnet50", pretrained: bool | str = False, frozen_stages: int = 1, load_weights: bool = True
+    ):
         super().__init__()
         if name not in _RESNETS:
             raise ValueError(f"unknown backbone {name!r}; choose one of {sorted(_RESNETS)}")

@@ -1,9 +1,10 @@
 """FCOSConfig: every hyperparameter of the detector, defaulting to the original foreign-object run."""
+
 from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, fields
-from typing import Any, Union
+from typing import Any
 
 FOD_CLASSES = ("nail", "clip_B", "clip_Y", "L_stick")
 
@@ -22,7 +23,7 @@ class FCOSConfig:
     classes: tuple[str, ...] = FOD_CLASSES
     # backbone
     backbone: str = "resnet50"
-    pretrained: Union[bool, str] = False
+    pretrained: bool | str = False
     frozen_stages: int = 1  # stem + layer1 frozen (and BN frozen) when pretrained
     # neck and head
     fpn_channels: int = 256
@@ -32,7 +33,11 @@ class FCOSConfig:
     # targets
     strides: tuple[int, ...] = (8, 16, 32, 64, 128)
     size_ranges: tuple[tuple[float, float], ...] = (
-        (-1.0, 64.0), (64.0, 128.0), (128.0, 256.0), (256.0, 512.0), (512.0, math.inf)
+        (-1.0, 64.0),
+        (64.0, 128.0),
+        (128.0, 256.0),
+        (256.0, 512.0),
+        (512.0, math.inf),
     )
     center_sampling_radius: float = 1.5
     # loss
@@ -73,7 +78,7 @@ class FCOSConfig:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "FCOSConfig":
+    def from_dict(cls, d: dict[str, Any]) -> FCOSConfig:
         """Inverse of :meth:`to_dict`; unknown keys are an error so stale checkpoints are noticed."""
         known = {f.name for f in fields(cls)}
         unknown = set(d) - known

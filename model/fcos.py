@@ -1,4 +1,5 @@
 """FCOSDetector: backbone -> FPN -> shared head; targets + losses when training, decoding when not."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -32,8 +33,14 @@ class FCOSDetector(nn.Module):
         self.config = config = config or FCOSConfig()
         self.backbone = ResNetBackbone(config.backbone, config.pretrained, config.frozen_stages, load_pretrained)
         self.fpn = FPN(self.backbone.out_channels, config.fpn_channels)
-        self.head = FCOSHead(config.fpn_channels, config.num_classes, len(config.strides), config.head_convs,
-                             config.gn_groups, config.prior_prob)
+        self.head = FCOSHead(
+            config.fpn_channels,
+            config.num_classes,
+            len(config.strides),
+            config.head_convs,
+            config.gn_groups,
+            config.prior_prob,
+        )
         self.network = self._network
         if config.channels_last:
             self.to(memory_format=torch.channels_last)
@@ -54,8 +61,9 @@ class FCOSDetector(nn.Module):
 
     def points(self, image_size: tuple[int, int], device: torch.device) -> tuple[Tensor, Tensor, Tensor]:
         """``points [N,2]``, ``strides [N]``, ``ranges [N,2]`` of every location for an input of (H, W)."""
-        return make_points(feature_sizes(image_size, self.config.strides), self.config.strides,
-                           self.config.size_ranges, device)
+        return make_points(
+            feature_sizes(image_size, self.config.strides), self.config.strides, self.config.size_ranges, device
+        )
 
     def dense(self, images: Tensor) -> tuple[Tensor, Tensor]:
         """``scores [B,N,C]`` and ``boxes [B,N,4]`` at every location: the network and :func:`decode`."""
@@ -63,8 +71,9 @@ class FCOSDetector(nn.Module):
         points, _, _ = self.points(tuple(images.shape[-2:]), images.device)
         return decode(cls_logits, box_regression, centerness_logits, points)
 
-    def select(self, scores: Tensor, boxes: Tensor, image_size: tuple[int, int],
-               score_threshold: float | Tensor | None = None) -> list[dict[str, Tensor]]:
+    def select(
+        self, scores: Tensor, boxes: Tensor, image_size: tuple[int, int], score_threshold: float | Tensor | None = None
+    ) -> list[dict[str, Tensor]]:
         """Threshold (the config's unless given), per-level top-k and NMS: :func:`select_for_config`."""
         return select_for_config(self.config, scores, boxes, image_size, score_threshold)
 
@@ -72,11 +81,21 @@ class FCOSDetector(nn.Module):
         """The losses summed over the batch and its positive count (:func:`model.loss.fcos_loss_sums`)."""
         cls_logits, box_regression, centerness_logits = self.network(images)
         points, strides, ranges = self.points(tuple(images.shape[-2:]), images.device)
-        assigned = [assign_targets(points, strides, ranges, t["boxes"].float(), t["labels"],
-                                   self.config.center_sampling_radius) for t in targets]
+        assigned = [
+            assign_targets(points, strides, ranges, t["boxes"].float(), t["labels"], self.config.center_sampling_radius)
+            for t in targets
+        ]
         labels, reg_targets, centerness = (torch.cat(parts) for parts in zip(*assigned))
-        return fcos_loss_sums(cls_logits.flatten(0, 1), box_regression.flatten(0, 1), centerness_logits.flatten(),
-                              labels, reg_targets, centerness, self.config.focal_alpha, self.config.focal_gamma)
+        return fcos_loss_sums(
+            cls_logits.flatten(0, 1),
+            box_regression.flatten(0, 1),
+            centerness_logits.flatten(),
+            labels,
+            reg_targets,
+            centerness,
+            self.config.focal_alpha,
+            self.config.focal_gamma,
+        )
 
     def compile(self, **options: Any) -> None:
         """``torch.compile`` the dense network (backbone, FPN, head); targets, losses and NMS stay eager.
@@ -86,7 +105,7 @@ class FCOSDetector(nn.Module):
         self.network = torch.compile(self._network, **options)
 
     @classmethod
-    def from_checkpoint(cls, checkpoint: dict[str, Any]) -> "FCOSDetector":
+    def from_checkpoint(cls, checkpoint: dict[str, Any]) -> FCOSDetector:
         """Rebuild a detector (in eval mode) from a checkpoint dict written by training.
 
         The backbone is built as it was trained (FrozenBatchNorm when pretrained) without reading the
@@ -108,8 +127,13 @@ class FCOSDetector(nn.Module):
         return model.eval()
 
 
-def select_for_config(config: FCOSConfig, scores: Tensor, boxes: Tensor, image_size: tuple[int, int],
-                      score_threshold: float | Tensor | None = None) -> list[dict[str, Tensor]]:
+def select_for_config(
+    config: FCOSConfig,
+    scores: Tensor,
+    boxes: Tensor,
+    image_size: tuple[int, int],
+    score_threshold: float | Tensor | None = None,
+) -> list[dict[str, Tensor]]:
     """Detections from dense ``scores [B,N,C]`` and ``boxes [B,N,4]`` of an input of ``image_size`` (H, W).
 
     N may hold several passes over the input concatenated (test-time augmentation): each pass's levels get
@@ -118,8 +142,16 @@ def select_for_config(config: FCOSConfig, scores: Tensor, boxes: Tensor, image_s
     level_sizes = [h * w for h, w in feature_sizes(image_size, config.strides)]
     passes = scores.shape[1] // sum(level_sizes)
     threshold = config.score_threshold if score_threshold is None else score_threshold
-    return select_detections(scores, boxes, level_sizes * passes, image_size, threshold, config.nms_iou,
-                             config.pre_nms_top_k, config.max_detections)
+    return select_detections(
+        scores,
+        boxes,
+        level_sizes * passes,
+        image_size,
+        threshold,
+        config.nms_iou,
+        config.pre_nms_top_k,
+        config.max_detections,
+    )
 
 
 def architecture_of(weights: dict[str, Tensor]) -> dict[str, Any]:
@@ -127,8 +159,12 @@ def architecture_of(weights: dict[str, Tensor]) -> dict[str, Any]:
     found: dict[str, Any] = {}
     blocks = {k.split(".")[2] for k in weights if k.startswith("backbone.layer3.")}
     bottleneck = any(k.startswith("backbone.layer1.0.conv3.") for k in weights)
-    found["backbone"] = {(2, False): "resnet18", (6, False): "resnet34", (6, True): "resnet50",
-                         (23, True): "resnet101"}.get((len(blocks), bottleneck))
+    found["backbone"] = {
+        (2, False): "resnet18",
+        (6, False): "resnet34",
+        (6, True): "resnet50",
+        (23, True): "resnet101",
+    }.get((len(blocks), bottleneck))
     cls_weight = weights.get("head.cls_logits.weight")
     if cls_weight is not None:
         found["num_classes"], found["fpn_channels"] = int(cls_weight.shape[0]), int(cls_weight.shape[1])
@@ -138,7 +174,10 @@ def architecture_of(weights: dict[str, Tensor]) -> dict[str, Any]:
 
 def mismatch_message(weights: dict[str, Tensor], config: FCOSConfig, err: Exception) -> str:
     found = architecture_of(weights)
-    differ = [f"{key}: {value} in the weights, {getattr(config, key)} in the config"
-              for key, value in found.items() if value is not None and value != getattr(config, key)]
+    differ = [
+        f"{key}: {value} in the weights, {getattr(config, key)} in the config"
+        for key, value in found.items()
+        if value is not None and value != getattr(config, key)
+    ]
     detail = "; ".join(differ) if differ else str(err).splitlines()[-1].strip()
     return f"the weights do not fit the checkpoint's model settings ({detail})"

@@ -1,4 +1,5 @@
 """Feature pyramid P3-P7: torchvision's FPN over C3-C5, P6 from P5 and a ReLU before P7."""
+
 from __future__ import annotations
 
 from collections import OrderedDict

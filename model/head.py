@@ -1,4 +1,5 @@
 """Shared FCOS head: GroupNorm towers, centerness on the regression tower, a learnable scale per level."""
+
 from __future__ import annotations
 
 import math
@@ -21,7 +22,11 @@ class Scale(nn.Module):
 def _tower(channels: int, depth: int, gn_groups: int) -> nn.Sequential:
     layers: list[nn.Module] = []
     for _ in range(depth):
-        layers += [nn.Conv2d(channels, channels, 3, padding=1), nn.GroupNorm(gn_groups, channels), nn.ReLU(inplace=True)]
+        layers += [
+            nn.Conv2d(channels, channels, 3, padding=1),
+            nn.GroupNorm(gn_groups, channels),
+            nn.ReLU(inplace=True),
+        ]
     return nn.Sequential(*layers)
 
 
@@ -38,8 +43,15 @@ class FCOSHead(nn.Module):
     GIoU is scale invariant, so measuring in strides is the same as normalising the targets.
     """
 
-    def __init__(self, channels: int, num_classes: int, num_levels: int = 5, num_convs: int = 4,
-                 gn_groups: int = 32, prior_prob: float = 0.01):
+    def __init__(
+        self,
+        channels: int,
+        num_classes: int,
+        num_levels: int = 5,
+        num_convs: int = 4,
+        gn_groups: int = 32,
+        prior_prob: float = 0.01,
+    ):
         super().__init__()
         self.cls_tower = _tower(channels, num_convs, gn_groups)
         self.reg_tower = _tower(channels, num_convs, gn_groups)

@@ -1,4 +1,5 @@
 """FCOS losses: focal (classification), GIoU (boxes) and centerness BCE, normalised by positives."""
+
 from __future__ import annotations
 
 import torch
@@ -15,9 +16,16 @@ def ltrb_to_boxes(ltrb: Tensor) -> Tensor:
     return torch.stack([-l, -t, r, b], dim=-1)
 
 
-def fcos_loss_sums(cls_logits: Tensor, box_regression: Tensor, centerness_logits: Tensor, labels: Tensor,
-                   reg_targets: Tensor, centerness_targets: Tensor, alpha: float = 0.25,
-                   gamma: float = 2.0) -> dict[str, Tensor]:
+def fcos_loss_sums(
+    cls_logits: Tensor,
+    box_regression: Tensor,
+    centerness_logits: Tensor,
+    labels: Tensor,
+    reg_targets: Tensor,
+    centerness_targets: Tensor,
+    alpha: float = 0.25,
+    gamma: float = 2.0,
+) -> dict[str, Tensor]:
     """The three losses summed over a batch (flattened over images and points), and the positives counted.
 
     Args:
@@ -30,15 +38,21 @@ def fcos_loss_sums(cls_logits: Tensor, box_regression: Tensor, centerness_logits
     The focal loss works on logits (torchvision's, built on BCE-with-logits), so a saturated sigmoid
     cannot produce log(0) = -inf. Everything is computed in float32 so mixed precision cannot overflow it.
     """
-    cls_logits, box_regression, centerness_logits = cls_logits.float(), box_regression.float(), centerness_logits.float()
+    cls_logits, box_regression, centerness_logits = (
+        cls_logits.float(),
+        box_regression.float(),
+        centerness_logits.float(),
+    )
     positive = labels > 0
     one_hot = F.one_hot(labels, cls_logits.shape[1] + 1)[:, 1:].to(cls_logits.dtype)
     return {
         "cls_loss": sigmoid_focal_loss(cls_logits, one_hot, alpha=alpha, gamma=gamma, reduction="sum"),
-        "cnt_loss": F.binary_cross_entropy_with_logits(centerness_logits[positive], centerness_targets[positive],
-                                                       reduction="sum"),
-        "reg_loss": generalized_box_iou_loss(ltrb_to_boxes(box_regression[positive]),
-                                             ltrb_to_boxes(reg_targets[positive]), reduction="sum"),
+        "cnt_loss": F.binary_cross_entropy_with_logits(
+            centerness_logits[positive], centerness_targets[positive], reduction="sum"
+        ),
+        "reg_loss": generalized_box_iou_loss(
+            ltrb_to_boxes(box_regression[positive]), ltrb_to_boxes(reg_targets[positive]), reduction="sum"
+        ),
         "num_positive": positive.sum().float(),
     }
 
@@ -51,10 +65,18 @@ def normalise_losses(sums: dict[str, Tensor], num_positive: Tensor) -> dict[str,
     return losses
 
 
-def fcos_losses(cls_logits: Tensor, box_regression: Tensor, centerness_logits: Tensor, labels: Tensor,
-                reg_targets: Tensor, centerness_targets: Tensor, alpha: float = 0.25,
-                gamma: float = 2.0) -> dict[str, Tensor]:
+def fcos_losses(
+    cls_logits: Tensor,
+    box_regression: Tensor,
+    centerness_logits: Tensor,
+    labels: Tensor,
+    reg_targets: Tensor,
+    centerness_targets: Tensor,
+    alpha: float = 0.25,
+    gamma: float = 2.0,
+) -> dict[str, Tensor]:
     """``cls_loss``, ``cnt_loss``, ``reg_loss`` and ``total_loss`` of one batch, each divided by its positives."""
-    sums = fcos_loss_sums(cls_logits, box_regression, centerness_logits, labels, reg_targets, centerness_targets,
-                          alpha, gamma)
+    sums = fcos_loss_sums(
+        cls_logits, box_regression, centerness_logits, labels, reg_targets, centerness_targets, alpha, gamma
+    )
     return normalise_losses(sums, sums["num_positive"])

@@ -5,6 +5,7 @@ tensor arithmetic (it is part of the exported ONNX graph and of the compiled net
 :func:`select_detections` does the data-dependent part (threshold, top-k, NMS) for PyTorch, ONNX
 Runtime and test-time augmentation alike.
 """
+
 from __future__ import annotations
 
 import torch
@@ -12,7 +13,9 @@ from torch import Tensor
 from torchvision.ops import batched_nms, clip_boxes_to_image
 
 
-def decode(cls_logits: Tensor, box_regression: Tensor, centerness_logits: Tensor, points: Tensor) -> tuple[Tensor, Tensor]:
+def decode(
+    cls_logits: Tensor, box_regression: Tensor, centerness_logits: Tensor, points: Tensor
+) -> tuple[Tensor, Tensor]:
     """Head outputs -> ``scores [B,N,C]`` = sqrt(sigmoid(cls) * sigmoid(ctr)) and ``boxes [B,N,4]`` (x1,y1,x2,y2).
 
     Args: cls_logits ``[B,N,C]``, box_regression ``[B,N,4]`` (l,t,r,b), centerness_logits ``[B,N]``,
@@ -24,9 +27,16 @@ def decode(cls_logits: Tensor, box_regression: Tensor, centerness_logits: Tensor
     return scores, boxes
 
 
-def select_detections(scores: Tensor, boxes: Tensor, level_sizes: list[int], image_size: tuple[int, int],
-                      score_threshold: float | Tensor = 0.05, nms_iou: float = 0.6, pre_nms_top_k: int = 1000,
-                      max_detections: int = 100) -> list[dict[str, Tensor]]:
+def select_detections(
+    scores: Tensor,
+    boxes: Tensor,
+    level_sizes: list[int],
+    image_size: tuple[int, int],
+    score_threshold: float | Tensor = 0.05,
+    nms_iou: float = 0.6,
+    pre_nms_top_k: int = 1000,
+    max_detections: int = 100,
+) -> list[dict[str, Tensor]]:
     """Detections from dense ``scores [B,N,C]`` and ``boxes [B,N,4]``.
 
     ``level_sizes``: the number of points of each pyramid level (sum N); the top-k is taken per level.

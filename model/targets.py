@@ -1,4 +1,5 @@
 """FCOS target assignment: center sampling, per-level size ranges, smallest area wins."""
+
 from __future__ import annotations
 
 import torch
@@ -20,8 +21,12 @@ def feature_sizes(image_size: tuple[int, int], strides: tuple[int, ...]) -> list
     return sizes
 
 
-def make_points(feature_sizes: list[tuple[int, int]], strides: tuple[int, ...],
-                ranges: tuple[tuple[float, float], ...], device: torch.device) -> tuple[Tensor, Tensor, Tensor]:
+def make_points(
+    feature_sizes: list[tuple[int, int]],
+    strides: tuple[int, ...],
+    ranges: tuple[tuple[float, float], ...],
+    device: torch.device,
+) -> tuple[Tensor, Tensor, Tensor]:
     """Locations of every feature cell in input pixels, in the head's flattening order.
 
     Returns ``points [N,2]`` (x, y) at ``(j * s + s // 2, i * s + s // 2)``, ``strides [N]`` and
@@ -38,8 +43,9 @@ def make_points(feature_sizes: list[tuple[int, int]], strides: tuple[int, ...],
     return torch.cat(points), torch.cat(point_strides), torch.cat(point_ranges)
 
 
-def assign_targets(points: Tensor, strides: Tensor, ranges: Tensor, gt_boxes: Tensor, gt_labels: Tensor,
-                   radius: float = 1.5) -> tuple[Tensor, Tensor, Tensor]:
+def assign_targets(
+    points: Tensor, strides: Tensor, ranges: Tensor, gt_boxes: Tensor, gt_labels: Tensor, radius: float = 1.5
+) -> tuple[Tensor, Tensor, Tensor]:
     """Assign each point at most one ground-truth box.
 
     A point is positive for a box when it lies strictly inside the box, within ``radius * stride``
@@ -56,8 +62,11 @@ def assign_targets(points: Tensor, strides: Tensor, ranges: Tensor, gt_boxes: Te
     """
     num_points = points.shape[0]
     if gt_boxes.numel() == 0:
-        return (torch.zeros(num_points, dtype=torch.int64, device=points.device),
-                points.new_zeros(num_points, 4), points.new_zeros(num_points))
+        return (
+            torch.zeros(num_points, dtype=torch.int64, device=points.device),
+            points.new_zeros(num_points, 4),
+            points.new_zeros(num_points),
+        )
     x, y = points[:, 0, None], points[:, 1, None]  # [N,1]
     x1, y1, x2, y2 = gt_boxes.unbind(dim=1)  # each [M]
     ltrb = torch.stack([x - x1, y - y1, x2 - x, y2 - y], dim=2)  # [N,M,4]

@@ -1,4 +1,5 @@
 """Operating points, confusion matrix and error lists against answers worked out by hand."""
+
 import csv
 import json
 
@@ -28,9 +29,13 @@ def det(image, name, score, box):
 # Four nails in four pictures; nail detections 0.9 TP, 0.8 FP, 0.7 TP, 0.6 TP (0.6 and 0.5 tie-free), one missed.
 GROUND_TRUTH = {f"p{i}": gt(("nail", [10 + i, 10, 50 + i, 50])) for i in range(4)}
 GROUND_TRUTH["p4"] = gt(("nail", [200, 200, 240, 240]))
-NAILS = [det("p0", "nail", 0.9, [10, 10, 50, 50]), det("p1", "nail", 0.8, [300, 300, 340, 340]),
-         det("p1", "nail", 0.7, [11, 10, 51, 50]), det("p2", "nail", 0.6, [12, 10, 52, 50]),
-         det("p3", "nail", 0.5, [400, 10, 440, 50])]
+NAILS = [
+    det("p0", "nail", 0.9, [10, 10, 50, 50]),
+    det("p1", "nail", 0.8, [300, 300, 340, 340]),
+    det("p1", "nail", 0.7, [11, 10, 51, 50]),
+    det("p2", "nail", 0.6, [12, 10, 52, 50]),
+    det("p3", "nail", 0.5, [400, 10, 440, 50]),
+]
 
 
 def test_curve_and_operating_points_by_hand():
@@ -49,21 +54,28 @@ def test_curve_and_operating_points_by_hand():
 
 
 def test_a_threshold_keeps_all_of_its_ties():
-    tied = [det("p0", "nail", 0.9, [10, 10, 50, 50]), det("p1", "nail", 0.7, [300, 300, 340, 340]),
-            det("p2", "nail", 0.7, [12, 10, 52, 50])]
+    tied = [
+        det("p0", "nail", 0.9, [10, 10, 50, 50]),
+        det("p1", "nail", 0.7, [300, 300, 340, 340]),
+        det("p2", "nail", 0.7, [12, 10, 52, 50]),
+    ]
     c = curve(evaluate_detections(tied, GROUND_TRUTH, CLASSES), "nail")
     np.testing.assert_allclose(c["threshold"], [0.9, 0.7])  # never a cut between two equal scores
     np.testing.assert_allclose(c["precision"], [1, 2 / 3])
 
 
 def test_confusion_matrix_by_hand():
-    ground_truth = {"a": gt(("nail", [10, 10, 50, 50]), ("clip_B", [100, 10, 140, 50]), ("L_stick", [200, 200, 260, 260])),
-                    "b": gt(("clip_Y", [10, 10, 40, 40]))}
-    detections = [det("a", "nail", 0.9, [10, 10, 50, 50]),     # nail found
-                  det("a", "nail", 0.8, [11, 10, 51, 50]),     # a duplicate: background -> nail
-                  det("a", "clip_Y", 0.9, [100, 10, 140, 50]),  # clip_B taken for clip_Y
-                  det("a", "L_stick", 0.7, [500, 500, 540, 540]),  # nothing there
-                  det("b", "clip_Y", 0.2, [10, 10, 40, 40])]    # below the threshold below: the clip_Y is missed
+    ground_truth = {
+        "a": gt(("nail", [10, 10, 50, 50]), ("clip_B", [100, 10, 140, 50]), ("L_stick", [200, 200, 260, 260])),
+        "b": gt(("clip_Y", [10, 10, 40, 40])),
+    }
+    detections = [
+        det("a", "nail", 0.9, [10, 10, 50, 50]),  # nail found
+        det("a", "nail", 0.8, [11, 10, 51, 50]),  # a duplicate: background -> nail
+        det("a", "clip_Y", 0.9, [100, 10, 140, 50]),  # clip_B taken for clip_Y
+        det("a", "L_stick", 0.7, [500, 500, 540, 540]),  # nothing there
+        det("b", "clip_Y", 0.2, [10, 10, 40, 40]),
+    ]  # below the threshold below: the clip_Y is missed
     matrix = confusion_matrix(kept(detections, CLASSES, 0.5), ground_truth, CLASSES)
     expected = np.zeros((5, 5), dtype=np.int64)
     expected[0, 0] = 1  # nail -> nail
@@ -78,15 +90,31 @@ def test_confusion_matrix_by_hand():
 
 
 def test_error_list_names_each_miss_and_false_alarm_with_its_cause():
-    ground_truth = {"a": gt(("nail", [10, 10, 50, 50]), ("clip_B", [100, 10, 140, 50]), ("L_stick", [200, 200, 260, 260]),
-                            ("clip_Y", [300, 300, 340, 340]))}
-    detections = [det("a", "nail", 0.9, [10, 10, 50, 50]), det("a", "nail", 0.8, [11, 10, 51, 50]),
-                  det("a", "clip_Y", 0.9, [100, 10, 140, 50]), det("a", "L_stick", 0.7, [230, 230, 290, 290]),
-                  det("a", "L_stick", 0.6, [500, 500, 540, 540])]
+    ground_truth = {
+        "a": gt(
+            ("nail", [10, 10, 50, 50]),
+            ("clip_B", [100, 10, 140, 50]),
+            ("L_stick", [200, 200, 260, 260]),
+            ("clip_Y", [300, 300, 340, 340]),
+        )
+    }
+    detections = [
+        det("a", "nail", 0.9, [10, 10, 50, 50]),
+        det("a", "nail", 0.8, [11, 10, 51, 50]),
+        det("a", "clip_Y", 0.9, [100, 10, 140, 50]),
+        det("a", "L_stick", 0.7, [230, 230, 290, 290]),
+        det("a", "L_stick", 0.6, [500, 500, 540, 540]),
+    ]
     rows = {(r["kind"], r["category"], r["cause"]) for r in error_list(detections, ground_truth, CLASSES)}
-    assert rows == {("false_alarm", "nail", "duplicate"), ("false_alarm", "clip_Y", "confusion"),
-                    ("false_alarm", "L_stick", "localisation"), ("false_alarm", "L_stick", "background"),
-                    ("miss", "clip_B", "confusion"), ("miss", "L_stick", "localisation"), ("miss", "clip_Y", "missed")}
+    assert rows == {
+        ("false_alarm", "nail", "duplicate"),
+        ("false_alarm", "clip_Y", "confusion"),
+        ("false_alarm", "L_stick", "localisation"),
+        ("false_alarm", "L_stick", "background"),
+        ("miss", "clip_B", "confusion"),
+        ("miss", "L_stick", "localisation"),
+        ("miss", "clip_Y", "missed"),
+    }
 
 
 def test_eval_analysis_writes_everything_and_detect_uses_its_thresholds(tmp_path, capsys):
@@ -95,26 +123,51 @@ def test_eval_analysis_writes_everything_and_detect_uses_its_thresholds(tmp_path
     from dataset.voc import load_ground_truth
 
     truth = load_ground_truth(root, "val", CLASSES)
-    detections = [det(i, CLASSES[label - 1], 0.9 - 0.05 * k, box.tolist())
-                  for i, g in truth.items() for k, (box, label) in enumerate(zip(g["boxes"], g["labels"]))]
+    detections = [
+        det(i, CLASSES[label - 1], 0.9 - 0.05 * k, box.tolist())
+        for i, g in truth.items()
+        for k, (box, label) in enumerate(zip(g["boxes"], g["labels"]))
+    ]
     detections.append(det("val_00000", "nail", 0.95, [1, 1, 20, 20]))  # a confident false alarm
     (tmp_path / "dets.json").write_text(json.dumps(detections))
     out = tmp_path / "analysis"
-    result = eval_voc.main(eval_voc.get_args_parser().parse_args(
-        ["--detections", str(tmp_path / "dets.json"), "--data-root", str(root), "--split", "val",
-         "--analysis", str(out), "--score-threshold", "0.5"]))
-    for name in ("confusion_matrix.png", "confusion_matrix.csv", "pr_f1.png", "thresholds.csv", "thresholds.json",
-                 "errors.csv"):
+    result = eval_voc.main(
+        eval_voc.get_args_parser().parse_args(
+            [
+                "--detections",
+                str(tmp_path / "dets.json"),
+                "--data-root",
+                str(root),
+                "--split",
+                "val",
+                "--analysis",
+                str(out),
+                "--score-threshold",
+                "0.5",
+            ]
+        )
+    )
+    for name in (
+        "confusion_matrix.png",
+        "confusion_matrix.csv",
+        "pr_f1.png",
+        "thresholds.csv",
+        "thresholds.json",
+        "errors.csv",
+    ):
         assert (out / name).is_file(), name
     errors = list(csv.DictReader(open(out / "errors.csv")))
     assert [(e["image_id"], e["kind"], e["category"], e["cause"]) for e in errors] == [
-        ("val_00000", "false_alarm", "nail", "background")]
+        ("val_00000", "false_alarm", "nail", "background")
+    ]
     assert sorted(p.name for p in (out / "errors").iterdir()) == ["val_00000.jpg"]
     printed = capsys.readouterr().out
     assert "best-F1 threshold" in printed and "1 false alarms" in printed
     assert result["analysis"]["points"] == json.loads((out / "thresholds.json").read_text())
 
-    args = detect.get_args_parser().parse_args(["--score-threshold", "auto", "--thresholds", str(out / "thresholds.json")])
+    args = detect.get_args_parser().parse_args(
+        ["--score-threshold", "auto", "--thresholds", str(out / "thresholds.json")]
+    )
     chosen = detect.choose_threshold(args, None, CLASSES)
     assert chosen == deploy_thresholds(result["analysis"]["points"], CLASSES, detect.DEFAULT_THRESHOLD)
     with pytest.raises(ValueError, match="needs per-class thresholds"):

@@ -1,4 +1,5 @@
 """benchmarks/bench.py: the cheap rows run through their functions and give positive timings."""
+
 import importlib.util
 import math
 import sys

@@ -78,7 +78,10 @@ def test_link(photos, tmp_path):
 
 
 def via_project(regions_as_dict: bool = False, attribute: str = "class") -> dict:
-    rect = {"shape_attributes": {"name": "rect", "x": 10, "y": 5, "width": 30, "height": 25}, "region_attributes": {attribute: "clip_B"}}
+    rect = {
+        "shape_attributes": {"name": "rect", "x": 10, "y": 5, "width": 30, "height": 25},
+        "region_attributes": {attribute: "clip_B"},
+    }
     poly = {
         "shape_attributes": {"name": "polygon", "all_points_x": [60, 90, 75], "all_points_y": [20, 25, 50]},
         "region_attributes": {attribute: {"L_stick": True, "nail": False}},  # checkbox attribute
@@ -99,15 +102,19 @@ def test_via_rect_and_polygon(photos, tmp_path, regions_as_dict):
     # VIA draws in continuous coordinates: the rectangle x 10 width 30 covers the pixels 10 .. 39 (XML 11 .. 40),
     # and the polygon's extent (60, 20, 90, 50) the pixels 60 .. 89 (XML 61 .. 90); loaded, the boxes are exact
     assert torch.equal(loaded_boxes(out, "a"), torch.tensor([[10.0, 5, 40, 30], [60, 20, 90, 50]]))
-    assert parse_annotation(out / "Annotations" / "a.xml", FOD_CLASSES)["boxes"].tolist() == [[11, 6, 40, 30],
-                                                                                             [61, 21, 90, 50]]
+    assert parse_annotation(out / "Annotations" / "a.xml", FOD_CLASSES)["boxes"].tolist() == [
+        [11, 6, 40, 30],
+        [61, 21, 90, 50],
+    ]
     assert parse_annotation(out / "Annotations" / "a.xml", FOD_CLASSES)["labels"].tolist() == [2, 4]
     assert loaded_boxes(out, "b").shape == (0, 4)
 
 
 def test_cli(photos, tmp_path, capsys):
     (photos / "ann.csv").write_text(CSV)
-    args = conv.get_args_parser().parse_args(["--csv", str(photos / "ann.csv"), "--out", str(tmp_path / "voc"), "--split-val", "0.34", "--seed", "1"])
+    args = conv.get_args_parser().parse_args(
+        ["--csv", str(photos / "ann.csv"), "--out", str(tmp_path / "voc"), "--split-val", "0.34", "--seed", "1"]
+    )
     conv.main(args)
     assert "wrote 3 images (train 2, val 1), 3 boxes" in capsys.readouterr().out
 
@@ -146,7 +153,12 @@ def test_box_reaching_past_the_picture_is_clipped_with_a_warning(photos, tmp_pat
 
 def test_via_errors_name_file_and_region(photos, tmp_path):
     project = via_project()
-    project["_via_img_metadata"]["a.jpg12345"]["regions"][1]["shape_attributes"] = {"name": "circle", "cx": 5, "cy": 5, "r": 3}
+    project["_via_img_metadata"]["a.jpg12345"]["regions"][1]["shape_attributes"] = {
+        "name": "circle",
+        "cx": 5,
+        "cy": 5,
+        "r": 3,
+    }
     (tmp_path / "via.json").write_text(json.dumps(project))
     with pytest.raises(ValueError, match=r"via.json: image 'a.jpg' region 1: shape 'circle'"):
         read_via(tmp_path / "via.json")

@@ -12,8 +12,17 @@ import torch
 from PIL import Image
 from torchvision import tv_tensors
 
-from dataset import FOD_CLASSES, VOC_CLASSES, VOCDataset, boxes_to_original, collate_fn, parse_annotation, read_split, resolve_classes
-from dataset import voc
+from dataset import (
+    FOD_CLASSES,
+    VOC_CLASSES,
+    VOCDataset,
+    boxes_to_original,
+    collate_fn,
+    parse_annotation,
+    read_split,
+    resolve_classes,
+    voc,
+)
 from dataset.synthetic import generate
 from dataset.transforms import build_augmentation, crop_boxes, normalize_pad, sample_crop_window
 from dataset.voc import load_resized, pixels_to_xml, write_annotation, write_split, xml_to_pixels
@@ -29,12 +38,26 @@ def synth(tmp_path_factory) -> Path:
     return root
 
 
-def make_set(root: Path, pictures: dict[str, tuple[np.ndarray, list, list]], split: str = "train", difficult=None) -> Path:
+def make_set(
+    root: Path, pictures: dict[str, tuple[np.ndarray, list, list]], split: str = "train", difficult=None
+) -> Path:
     """Write RGB pictures with 1-based boxes as a VOC set."""
     (root / "JPEGImages").mkdir(parents=True, exist_ok=True)
     for image_id, (rgb, boxes, names) in pictures.items():
-        cv2.imwrite(str(root / "JPEGImages" / f"{image_id}.jpg"), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 95])
-        write_annotation(root / "Annotations" / f"{image_id}.xml", f"{image_id}.jpg", rgb.shape[1], rgb.shape[0], boxes, names, difficult)
+        cv2.imwrite(
+            str(root / "JPEGImages" / f"{image_id}.jpg"),
+            cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR),
+            [cv2.IMWRITE_JPEG_QUALITY, 95],
+        )
+        write_annotation(
+            root / "Annotations" / f"{image_id}.xml",
+            f"{image_id}.jpg",
+            rgb.shape[1],
+            rgb.shape[0],
+            boxes,
+            names,
+            difficult,
+        )
     write_split(root, split, list(pictures))
     return root
 
@@ -88,7 +111,9 @@ def test_resolve_classes(tmp_path):
 
 
 def test_parse_keeps_xml_frame_and_difficult(tmp_path):
-    write_annotation(tmp_path / "a.xml", "a.jpg", 100, 50, [[1, 2, 30, 40], [5, 5, 9, 9]], ["clip_Y", "nail"], [False, True])
+    write_annotation(
+        tmp_path / "a.xml", "a.jpg", 100, 50, [[1, 2, 30, 40], [5, 5, 9, 9]], ["clip_Y", "nail"], [False, True]
+    )
     ann = parse_annotation(tmp_path / "a.xml", FOD_CLASSES)
     assert ann["boxes"].tolist() == [[1, 2, 30, 40], [5, 5, 9, 9]]
     assert ann["labels"].tolist() == [3, 1] and ann["difficult"].tolist() == [False, True]
@@ -97,7 +122,9 @@ def test_parse_keeps_xml_frame_and_difficult(tmp_path):
 
 def test_difficult_left_out_of_training_targets(tmp_path):
     rgb = np.full((64, 96, 3), 120, np.uint8)
-    root = make_set(tmp_path, {"d": (rgb, [[10, 10, 30, 30], [40, 10, 60, 30]], ["nail", "clip_B"])}, difficult=[False, True])
+    root = make_set(
+        tmp_path, {"d": (rgb, [[10, 10, 30, 30], [40, 10, 60, 30]], ["nail", "clip_B"])}, difficult=[False, True]
+    )
     train = VOCDataset(root, train=True, augment=(), resize_size=(64, 96))
     evaluation = VOCDataset(root, train=False, resize_size=(64, 96))
     assert train[0][1]["labels"].tolist() == [1]
@@ -106,7 +133,10 @@ def test_difficult_left_out_of_training_targets(tmp_path):
 
 def test_images_without_objects(tmp_path):
     root = make_set(tmp_path, {"e": (np.zeros((40, 64, 3), np.uint8), [], [])})
-    for ds in (VOCDataset(root, resize_size=(40, 64)), VOCDataset(root, train=True, resize_size=(40, 64), crop_size=(32, 32))):
+    for ds in (
+        VOCDataset(root, resize_size=(40, 64)),
+        VOCDataset(root, train=True, resize_size=(40, 64), crop_size=(32, 32)),
+    ):
         _, target = ds[0]
         assert target["boxes"].shape == (0, 4) and target["labels"].shape == (0,)
 
@@ -130,11 +160,15 @@ def test_pictures_are_rgb_and_normalised(tmp_path):
     rgb = np.zeros((32, 64, 3), np.uint8)
     rgb[..., 0] = 255  # pure red
     image, _ = VOCDataset(make_set(tmp_path, {"r": (rgb, [], [])}), resize_size=(32, 64))[0]
-    expected = (torch.tensor([1.0, 0.0, 0.0]) - torch.tensor([0.485, 0.456, 0.406])) / torch.tensor([0.229, 0.224, 0.225])
+    expected = (torch.tensor([1.0, 0.0, 0.0]) - torch.tensor([0.485, 0.456, 0.406])) / torch.tensor(
+        [0.229, 0.224, 0.225]
+    )
     assert torch.allclose(image.mean((1, 2)), expected, atol=0.05)
 
 
-@pytest.mark.parametrize("size, padded", [((360, 640), (384, 640)), ((352, 640), (352, 640)), ((33, 65), (64, 96)), ((32, 32), (32, 32))])
+@pytest.mark.parametrize(
+    "size, padded", [((360, 640), (384, 640)), ((352, 640), (352, 640)), ((33, 65), (64, 96)), ((32, 32), (32, 32))]
+)
 def test_pad_to_multiple_of_32(size, padded):
     out = normalize_pad(np.zeros((*size, 3), np.uint8))
     assert out.shape == (3, *padded)
@@ -160,7 +194,10 @@ def test_reduced_decode_matches_full_decode(synth, resize_size):
 
 
 def test_collate_pads_to_largest():
-    batch = [(torch.ones(3, 64, 96), {"boxes": torch.zeros(1, 4)}), (torch.full((3, 96, 64), 2.0), {"boxes": torch.zeros(2, 4)})]
+    batch = [
+        (torch.ones(3, 64, 96), {"boxes": torch.zeros(1, 4)}),
+        (torch.full((3, 96, 64), 2.0), {"boxes": torch.zeros(2, 4)}),
+    ]
     images, targets = collate_fn(batch)
     assert images.shape == (2, 3, 96, 96) and isinstance(targets, list) and len(targets) == 2
     assert images[0, :, :64, :96].eq(1).all() and images[0, :, 64:].eq(0).all()
@@ -168,7 +205,9 @@ def test_collate_pads_to_largest():
 
 
 def test_dataloader_batches(synth):
-    loader = torch.utils.data.DataLoader(VOCDataset(synth, "train", train=True, resize_size=(180, 320)), batch_size=2, collate_fn=collate_fn)
+    loader = torch.utils.data.DataLoader(
+        VOCDataset(synth, "train", train=True, resize_size=(180, 320)), batch_size=2, collate_fn=collate_fn
+    )
     images, targets = next(iter(loader))
     assert images.shape == (2, 3, 192, 320) and targets[0]["boxes"].dtype == torch.float32
     assert targets[0]["labels"].dtype == torch.int64
@@ -194,7 +233,9 @@ def test_flip_is_exact(synth):
     flipped.augmentation.transforms[0].p = 1.0
     (image, target), (fimage, ftarget) = ds[2], flipped[2]
     w = 320
-    expected = torch.stack([w - target["boxes"][:, 2], target["boxes"][:, 1], w - target["boxes"][:, 0], target["boxes"][:, 3]], 1)
+    expected = torch.stack(
+        [w - target["boxes"][:, 2], target["boxes"][:, 1], w - target["boxes"][:, 0], target["boxes"][:, 3]], 1
+    )
     assert torch.equal(ftarget["boxes"], expected)
     assert torch.equal(fimage[:, :180, :w], image[:, :180, :w].flip(-1))
     assert torch.equal(ftarget["labels"], target["labels"])
@@ -208,9 +249,13 @@ def test_rotated_box_holds_rotated_object():
     pipeline.transforms[0].p = 1.0
     pipeline.transforms[0].transforms[0].degrees = [angle, angle]
     box = torch.tensor([[120.0, 30.0, 170.0, 50.0]])
-    target = {"boxes": tv_tensors.BoundingBoxes(box, format="XYXY", canvas_size=(h, w)), "labels": torch.tensor([1]), "difficult": torch.tensor([False])}
+    target = {
+        "boxes": tv_tensors.BoundingBoxes(box, format="XYXY", canvas_size=(h, w)),
+        "labels": torch.tensor([1]),
+        "difficult": torch.tensor([False]),
+    }
     out, out_target = pipeline(Image.fromarray(rgb), target)
-    (x1, y1, x2, y2), = out_target["boxes"].tolist()
+    ((x1, y1, x2, y2),) = out_target["boxes"].tolist()
     # corners rotated counter-clockwise (as shown) about the picture centre
     a = math.radians(angle)
     for x, y in [(120, 30), (170, 30), (120, 50), (170, 50)]:
@@ -228,7 +273,11 @@ def test_rotation_clips_and_drops_boxes():
     pipeline.transforms[0].p = 1.0
     pipeline.transforms[0].transforms[0].degrees = [10.0, 10.0]
     boxes = torch.tensor([[0.0, 0.0, 20.0, 20.0], [97.0, 0.0, 99.5, 0.8], [40.0, 40.0, 60.0, 60.0]])
-    target = {"boxes": tv_tensors.BoundingBoxes(boxes, format="XYXY", canvas_size=(h, w)), "labels": torch.tensor([1, 2, 3]), "difficult": torch.zeros(3, dtype=torch.bool)}
+    target = {
+        "boxes": tv_tensors.BoundingBoxes(boxes, format="XYXY", canvas_size=(h, w)),
+        "labels": torch.tensor([1, 2, 3]),
+        "difficult": torch.zeros(3, dtype=torch.bool),
+    }
     _, out = pipeline(Image.fromarray(np.zeros((h, w, 3), np.uint8)), target)
     assert out["labels"].tolist() == [1, 3]  # the sliver in the corner leaves the picture
     assert out["boxes"].min() >= 0 and out["boxes"].max() <= 100
@@ -298,14 +347,20 @@ def test_crop_window_centred_on_large_object_and_small_picture():
 
 def test_crop_dataset_offsets_map_back(synth):
     torch.manual_seed(0)
-    ds = VOCDataset(synth, "train", train=True, augment=(), keep_difficult=True, crop_size=(96, 128), resize_size=(360, 640))
+    ds = VOCDataset(
+        synth, "train", train=True, augment=(), keep_difficult=True, crop_size=(96, 128), resize_size=(360, 640)
+    )
     for i in range(len(ds)):
         image, target = ds[i]
         assert image.shape == (3, 96, 128)
-        original = xml_to_pixels(torch.from_numpy(parse_annotation(synth / "Annotations" / f"{ds.ids[i]}.xml", FOD_CLASSES)["boxes"]))
+        original = xml_to_pixels(
+            torch.from_numpy(parse_annotation(synth / "Annotations" / f"{ds.ids[i]}.xml", FOD_CLASSES)["boxes"])
+        )
         back = boxes_to_original(target["boxes"], target)
         x0, y0 = target["offset"].tolist()
-        inside = (original[:, 0] >= x0) & (original[:, 1] >= y0) & (original[:, 2] <= x0 + 128) & (original[:, 3] <= y0 + 96)
+        inside = (
+            (original[:, 0] >= x0) & (original[:, 1] >= y0) & (original[:, 2] <= x0 + 128) & (original[:, 3] <= y0 + 96)
+        )
         assert inside.any()  # the object the crop was taken around
         for box in original[inside]:  # every object wholly inside comes back unchanged
             assert (back - box).abs().sum(1).min() < 1e-3
@@ -356,7 +411,18 @@ def bad_set(root: Path, problem: str) -> tuple[Path, str]:
     return xml, "ymax > ymin"
 
 
-@pytest.mark.parametrize("problem", ["missing image", "missing xml", "unreadable image", "malformed xml", "unknown class", "xmax <= xmin", "ymax <= ymin"])
+@pytest.mark.parametrize(
+    "problem",
+    [
+        "missing image",
+        "missing xml",
+        "unreadable image",
+        "malformed xml",
+        "unknown class",
+        "xmax <= xmin",
+        "ymax <= ymin",
+    ],
+)
 def test_bad_input_names_the_file(tmp_path, problem):
     path, words = bad_set(tmp_path, problem)
     error = FileNotFoundError if problem.startswith("missing") else ValueError

@@ -1,5 +1,6 @@
 """detect.py: boxes back in original pixels, pictures at their original size, a JSON that eval_voc.py scores,
 unreadable files skipped with a non-zero exit, and the default checkpoint and inputs."""
+
 import json
 import os
 import re
@@ -45,8 +46,15 @@ def checkpoint(tmp_path_factory) -> Path:
     torch.manual_seed(0)
     config = FCOSConfig(backbone="resnet18", fpn_channels=32, head_convs=1, gn_groups=8, resize_size=RESIZE)
     path = tmp_path_factory.mktemp("ckpt") / "model_1.pth"
-    torch.save({"model": FCOSDetector(config).state_dict(), "config": config.to_dict(),
-                "classes": list(config.classes), "epoch": 1}, path)
+    torch.save(
+        {
+            "model": FCOSDetector(config).state_dict(),
+            "config": config.to_dict(),
+            "classes": list(config.classes),
+            "epoch": 1,
+        },
+        path,
+    )
     return path
 
 
@@ -89,8 +97,22 @@ def test_boxes_come_back_in_original_pixels(tmp_path, checkpoint, monkeypatch):
         write_picture(tmp_path / "in" / name, w, h, mode, seed=k)
     output = {"boxes": BOXES, "scores": torch.tensor([0.9, 0.8]), "labels": torch.tensor(LABELS)}
     fix_outputs(monkeypatch, [output] * len(PICTURES))
-    result = run(["--checkpoint", str(checkpoint), "--input", str(tmp_path / "in"), "--output-dir",
-                  str(tmp_path / "out"), "--device", "cpu", "--workers", "0", "--batch-size", "4"])
+    result = run(
+        [
+            "--checkpoint",
+            str(checkpoint),
+            "--input",
+            str(tmp_path / "in"),
+            "--output-dir",
+            str(tmp_path / "out"),
+            "--device",
+            "cpu",
+            "--workers",
+            "0",
+            "--batch-size",
+            "4",
+        ]
+    )
     assert result["failures"] == []
     saved = json.loads((tmp_path / "out" / "detections.json").read_text())
     assert saved == result["detections"] and len(saved) == 2 * len(PICTURES)
@@ -111,7 +133,8 @@ def test_boxes_come_back_in_original_pixels(tmp_path, checkpoint, monkeypatch):
     sx, sy = exact_scale(*PICTURES["alpha.png"][:2])
     assert tuple(drawn[round(45 / sy), round(4 / sx)]) == class_colour(LABELS[0])
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(
-        ["detections.json", "landscape.jpg", "portrait.jpg", "small.jpg", "alpha.png", "gray.png", "upper.jpg"])
+        ["detections.json", "landscape.jpg", "portrait.jpg", "small.jpg", "alpha.png", "gray.png", "upper.jpg"]
+    )
 
 
 # scale 1.32 (upscaled), 0.66 (full decode, shrunk), 0.4 and 0.23 (decoded at 1/2 and 1/4, then resized)
@@ -133,18 +156,40 @@ def test_detections_json_scores_map_1_in_eval_voc(tmp_path, checkpoint, monkeypa
     classes = FCOSConfig().classes
     ground_truth = load_ground_truth(root, "val", classes)
     scale = torch.tensor(exact_scale(260, 150)).repeat(2)
-    perfect = [{"boxes": xml_to_pixels(torch.as_tensor(ground_truth[i]["boxes"])) * scale,
-                "scores": torch.full((len(ground_truth[i]["labels"]),), 0.9),
-                "labels": torch.as_tensor(ground_truth[i]["labels"])} for i in ids]
+    perfect = [
+        {
+            "boxes": xml_to_pixels(torch.as_tensor(ground_truth[i]["boxes"])) * scale,
+            "scores": torch.full((len(ground_truth[i]["labels"]),), 0.9),
+            "labels": torch.as_tensor(ground_truth[i]["labels"]),
+        }
+        for i in ids
+    ]
     fix_outputs(monkeypatch, perfect)
     out = tmp_path / "out"
-    result = run(["--checkpoint", str(checkpoint), "--input", str(root / "JPEGImages"), "--output-dir", str(out),
-                  "--device", "cpu", "--workers", "0", "--batch-size", "2"])
+    result = run(
+        [
+            "--checkpoint",
+            str(checkpoint),
+            "--input",
+            str(root / "JPEGImages"),
+            "--output-dir",
+            str(out),
+            "--device",
+            "cpu",
+            "--workers",
+            "0",
+            "--batch-size",
+            "2",
+        ]
+    )
     for i in ids:
         boxes = [d["bbox"] for d in result["detections"] if d["image_id"] == i]
         np.testing.assert_allclose(boxes, ground_truth[i]["boxes"], atol=1e-3)
-    scored = eval_main(eval_args_parser().parse_args(
-        ["--detections", str(out / "detections.json"), "--data-root", str(root), "--split", "val"]))
+    scored = eval_main(
+        eval_args_parser().parse_args(
+            ["--detections", str(out / "detections.json"), "--data-root", str(root), "--split", "val"]
+        )
+    )
     assert scored["map"] == pytest.approx(1.0)
     assert "mAP=====>1.000" in capsys.readouterr().out
 
@@ -202,11 +247,14 @@ def test_find_pictures(tmp_path):
             find_pictures(spec)
 
 
-@pytest.mark.parametrize("names, output_dir, error, message", [
-    (["a.jpg", "a.png"], "out", ValueError, "share the image id 'a'"),
-    (["a.jpg"], ".", ValueError, "would overwrite the input"),
-    ([], ".", FileNotFoundError, "no pictures"),
-])
+@pytest.mark.parametrize(
+    "names, output_dir, error, message",
+    [
+        (["a.jpg", "a.png"], "out", ValueError, "share the image id 'a'"),
+        (["a.jpg"], ".", ValueError, "would overwrite the input"),
+        ([], ".", FileNotFoundError, "no pictures"),
+    ],
+)
 def test_clear_errors(tmp_path, checkpoint, monkeypatch, capsys, names, output_dir, error, message):
     for name in names:
         write_picture(tmp_path / name, 32, 32)

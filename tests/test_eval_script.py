@@ -1,4 +1,5 @@
 """eval_voc.py: scoring a detections file, clear errors, COCO and plots, checkpoint mode and predict()."""
+
 import json
 import subprocess
 import sys
@@ -18,8 +19,11 @@ REPO = Path(__file__).resolve().parents[1]
 
 # x1: nail, clip_B, L_stick; x2: nail and a difficult L_stick. No clip_Y anywhere.
 OBJECTS = {
-    "x1": [("nail", [10, 10, 50, 50], False), ("clip_B", [60, 10, 90, 40], False),
-           ("L_stick", [120, 60, 160, 95], False)],
+    "x1": [
+        ("nail", [10, 10, 50, 50], False),
+        ("clip_B", [60, 10, 90, 40], False),
+        ("L_stick", [120, 60, 160, 95], False),
+    ],
     "x2": [("nail", [5, 5, 30, 30], False), ("L_stick", [100, 50, 150, 90], True)],
 }
 # nail: two TPs -> AP 1. clip_B: a FP (IoU 0) then the TP -> precision 0, 1/2 at recall 0, 1 -> AP 1/2 (both
@@ -32,8 +36,15 @@ DETECTIONS = [
     {"image_id": "x1", "category": "clip_B", "score": 0.6, "bbox": [60, 10, 90, 40]},
     {"image_id": "x2", "category": "L_stick", "score": 0.95, "bbox": [100, 50, 150, 90]},
 ]
-EXPECTED = ["all classes AP=====>", "", "ap for nail is 1.0", "ap for clip_B is 0.5", "ap for clip_Y is nan",
-            "ap for L_stick is 0.0", "mAP=====>0.500"]
+EXPECTED = [
+    "all classes AP=====>",
+    "",
+    "ap for nail is 1.0",
+    "ap for clip_B is 0.5",
+    "ap for clip_Y is nan",
+    "ap for L_stick is 0.0",
+    "mAP=====>0.500",
+]
 
 
 def write_voc_set(root, objects, size=(200, 100), images=False, split="val"):
@@ -43,12 +54,15 @@ def write_voc_set(root, objects, size=(200, 100), images=False, split="val"):
     width, height = size
     rng = np.random.default_rng(0)
     for image_id, objs in objects.items():
-        parts = [f"<object><name>{name}</name><difficult>{int(diff)}</difficult><bndbox><xmin>{b[0]}</xmin>"
-                 f"<ymin>{b[1]}</ymin><xmax>{b[2]}</xmax><ymax>{b[3]}</ymax></bndbox></object>"
-                 for name, b, diff in objs]
+        parts = [
+            f"<object><name>{name}</name><difficult>{int(diff)}</difficult><bndbox><xmin>{b[0]}</xmin>"
+            f"<ymin>{b[1]}</ymin><xmax>{b[2]}</xmax><ymax>{b[3]}</ymax></bndbox></object>"
+            for name, b, diff in objs
+        ]
         (root / "Annotations" / f"{image_id}.xml").write_text(
             f"<annotation><filename>{image_id}.jpg</filename><size><width>{width}</width><height>{height}</height>"
-            f"<depth>3</depth></size>{''.join(parts)}</annotation>")
+            f"<depth>3</depth></size>{''.join(parts)}</annotation>"
+        )
         if images:
             pixels = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
             Image.fromarray(pixels).save(root / "JPEGImages" / f"{image_id}.jpg")
@@ -94,17 +108,21 @@ def test_coco_and_plot(voc, capsys, tmp_path):
     assert "COCO AP@[.5:.95]=====>" in out and "COCO AP@.5=====>" in out
     assert 0 < result["coco"]["AP@[.5:.95]"] <= result["coco"]["AP@.5"] <= 1
     assert sorted(p.name for p in (tmp_path / "pr").iterdir()) == sorted(
-        f"pr_{c}.png" for c in ("nail", "clip_B", "clip_Y", "L_stick"))
+        f"pr_{c}.png" for c in ("nail", "clip_B", "clip_Y", "L_stick")
+    )
 
 
-@pytest.mark.parametrize("content, message", [
-    ("[{\"image_id\": ", "not valid JSON"),
-    (json.dumps({"x1": []}), "expected a JSON list"),
-    (json.dumps([{"image_id": "x1", "category": "nail", "bbox": [1, 1, 5, 5]}]), "detection 0: missing score"),
-    (json.dumps([{"image_id": "x1", "category": "nail", "score": 0.5, "bbox": [1, 1, 5]}]), "bbox must be 4"),
-    (json.dumps(DETECTIONS + [dict(DETECTIONS[0], image_id="x9")]), "detection 5: image 'x9' is not in the split"),
-    (json.dumps([dict(DETECTIONS[0], category="bolt")]), "category 'bolt' is not one of"),
-])
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ('[{"image_id": ', "not valid JSON"),
+        (json.dumps({"x1": []}), "expected a JSON list"),
+        (json.dumps([{"image_id": "x1", "category": "nail", "bbox": [1, 1, 5, 5]}]), "detection 0: missing score"),
+        (json.dumps([{"image_id": "x1", "category": "nail", "score": 0.5, "bbox": [1, 1, 5]}]), "bbox must be 4"),
+        (json.dumps(DETECTIONS + [dict(DETECTIONS[0], image_id="x9")]), "detection 5: image 'x9' is not in the split"),
+        (json.dumps([dict(DETECTIONS[0], category="bolt")]), "category 'bolt' is not one of"),
+    ],
+)
 def test_clear_errors(voc, content, message):
     root, dets = voc
     dets.write_text(content)
@@ -119,8 +137,11 @@ def test_missing_files_and_flag_misuse(voc, tmp_path):
     for argv, error, message in [
         (["--detections", str(tmp_path / "nope.json"), "--data-root", str(root)], FileNotFoundError, "nope.json"),
         (["--detections", str(dets), "--data-root", str(root), "--split", "test"], FileNotFoundError, "test.txt"),
-        (["--detections", str(dets), "--data-root", str(root), "--save-detections", "x.json"], ValueError,
-         "--save-detections"),
+        (
+            ["--detections", str(dets), "--data-root", str(root), "--save-detections", "x.json"],
+            ValueError,
+            "--save-detections",
+        ),
         (["--checkpoint", str(tmp_path / "none.pth"), "--data-root", str(root)], FileNotFoundError, "none.pth"),
         (["--checkpoint", "c.pth", "--data-root", str(root), "--classes", "a,b"], ValueError, "--classes"),
     ]:
@@ -132,8 +153,13 @@ def test_missing_files_and_flag_misuse(voc, tmp_path):
 def test_command_line_error_has_no_traceback(voc):
     root, dets = voc
     dets.write_text(json.dumps([dict(DETECTIONS[0], image_id="x9")]))
-    proc = subprocess.run([sys.executable, "eval_voc.py", "--detections", str(dets), "--data-root", str(root)],
-                          cwd=REPO, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "eval_voc.py", "--detections", str(dets), "--data-root", str(root)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 2
     assert proc.stderr.startswith("eval_voc.py: error: ") and len(proc.stderr.strip().splitlines()) == 1
     assert "image 'x9' is not in the split" in proc.stderr and "Traceback" not in proc.stderr
@@ -143,7 +169,9 @@ class FixedBoxModel(nn.Module):
     """Selects one box [10, 20, 50, 60] (input pixels), label 1, score 0.9, for every image."""
 
     def dense(self, images):
-        return torch.zeros(len(images), 1, 1, device=images.device), torch.zeros(len(images), 1, 4, device=images.device)
+        return torch.zeros(len(images), 1, 1, device=images.device), torch.zeros(
+            len(images), 1, 4, device=images.device
+        )
 
     def select(self, scores, boxes, image_size, score_threshold=None):
         box = torch.tensor([[10.0, 20.0, 50.0, 60.0]], device=scores.device)
@@ -154,8 +182,9 @@ def test_predict_maps_boxes_to_the_xml_frame(tmp_path):
     # 200x100 pictures at resize (50, 400): scale 0.5, so the box is [20, 40, 100, 120] in the original's
     # continuous pixels, clipped to y <= 100, then [xmin, ymin, xmax, ymax] = [x1 + 1, y1 + 1, x2, y2] in the XML frame.
     root = write_voc_set(tmp_path / "voc", {"a": [], "b": []}, images=True)
-    loader = eval_loader(VOCDataset(root, "val", ["nail"], resize_size=(50, 400)), batch_size=2, workers=0,
-                         device="cpu")
+    loader = eval_loader(
+        VOCDataset(root, "val", ["nail"], resize_size=(50, 400)), batch_size=2, workers=0, device="cpu"
+    )
     detections = predict(FixedBoxModel(), loader, "cpu", ["nail"], progress=False)
     expected = {"category": "nail", "score": pytest.approx(0.9), "bbox": [21.0, 41.0, 100.0, 100.0]}
     assert detections == [{"image_id": i, **expected} for i in ("a", "b")]
@@ -168,18 +197,40 @@ def test_checkpoint_mode(tmp_path, capsys):
     config = FCOSConfig(backbone="resnet18", fpn_channels=32, head_convs=1, resize_size=(128, 224))
     model = FCOSDetector(config)
     checkpoint = tmp_path / "model.pth"
-    torch.save({"model": model.state_dict(), "config": config.to_dict(), "classes": list(config.classes),
-                "epoch": 0}, checkpoint)
-    root = write_voc_set(tmp_path / "voc", {"p1": [("nail", [20, 30, 80, 90], False)],
-                                            "p2": [("clip_Y", [100, 10, 150, 60], False)]},
-                         size=(240, 140), images=True)
+    torch.save(
+        {"model": model.state_dict(), "config": config.to_dict(), "classes": list(config.classes), "epoch": 0},
+        checkpoint,
+    )
+    root = write_voc_set(
+        tmp_path / "voc",
+        {"p1": [("nail", [20, 30, 80, 90], False)], "p2": [("clip_Y", [100, 10, 150, 60], False)]},
+        size=(240, 140),
+        images=True,
+    )
     saved = tmp_path / "out" / "dets.json"
-    result = run(["--checkpoint", str(checkpoint), "--data-root", str(root), "--split", "val", "--device", "cpu",
-                  "--workers", "0", "--batch-size", "2", "--save-detections", str(saved)])
+    result = run(
+        [
+            "--checkpoint",
+            str(checkpoint),
+            "--data-root",
+            str(root),
+            "--split",
+            "val",
+            "--device",
+            "cpu",
+            "--workers",
+            "0",
+            "--batch-size",
+            "2",
+            "--save-detections",
+            str(saved),
+        ]
+    )
     lines = capsys.readouterr().out.splitlines()
     start = lines.index("all classes AP=====>")
-    assert [line.split(" is ")[0] for line in lines[start + 2:start + 6]] == [
-        f"ap for {c}" for c in ("nail", "clip_B", "clip_Y", "L_stick")]
+    assert [line.split(" is ")[0] for line in lines[start + 2 : start + 6]] == [
+        f"ap for {c}" for c in ("nail", "clip_B", "clip_Y", "L_stick")
+    ]
     assert lines[start + 6].startswith("mAP=====>")
     detections = json.loads(saved.read_text())
     assert {d["image_id"] for d in detections} <= {"p1", "p2"}

@@ -1,4 +1,5 @@
 """ONNX export: dynamic sizes, the same detections as PyTorch, self-describing metadata, clear errors."""
+
 import json
 from pathlib import Path
 
@@ -16,8 +17,10 @@ from engine.export import FORMAT, load_onnx_detector
 from model import FCOSConfig, FCOSDetector
 
 REPO = Path(__file__).resolve().parents[1]
-THRESHOLDS = {name: {"best_f1": {"threshold": t, "precision": 1.0, "recall": 1.0, "f1": 1.0}}
-              for name, t in zip(("nail", "clip_B", "clip_Y", "L_stick"), (0.2, 0.25, 0.3, 0.35))}
+THRESHOLDS = {
+    name: {"best_f1": {"threshold": t, "precision": 1.0, "recall": 1.0, "f1": 1.0}}
+    for name, t in zip(("nail", "clip_B", "clip_Y", "L_stick"), (0.2, 0.25, 0.3, 0.35))
+}
 
 
 @pytest.fixture(scope="module")
@@ -26,8 +29,16 @@ def exported(tmp_path_factory):
     wrong GroupNorm export or a mixed-up level shows), its checkpoint and its export."""
     root = tmp_path_factory.mktemp("export")
     torch.manual_seed(0)
-    model = FCOSDetector(FCOSConfig(backbone="resnet18", fpn_channels=32, head_convs=2, gn_groups=8,
-                                    resize_size=(128, 224), score_threshold=0.02)).eval()
+    model = FCOSDetector(
+        FCOSConfig(
+            backbone="resnet18",
+            fpn_channels=32,
+            head_convs=2,
+            gn_groups=8,
+            resize_size=(128, 224),
+            score_threshold=0.02,
+        )
+    ).eval()
     with torch.no_grad():
         for module in model.head.modules():
             if isinstance(module, torch.nn.GroupNorm):
@@ -36,16 +47,24 @@ def exported(tmp_path_factory):
         for k, scale in enumerate(model.head.scales):
             scale.scale.fill_(0.5 + k)
         model.head.cls_logits.bias.fill_(-1.0)  # many detections above the threshold
-    checkpoint = {"model": model.state_dict(), "config": model.config.to_dict(), "classes": list(model.config.classes),
-                  "epoch": 1, "thresholds": THRESHOLDS}
+    checkpoint = {
+        "model": model.state_dict(),
+        "config": model.config.to_dict(),
+        "classes": list(model.config.classes),
+        "epoch": 1,
+        "thresholds": THRESHOLDS,
+    }
     save_checkpoint(checkpoint, root / "model.pth")
     pictures = root / "pictures"
     pictures.mkdir()
     rng = np.random.default_rng(0)
     for name, (w, h) in {"wide.jpg": (300, 200), "tall.png": (150, 260), "odd.jpg": (333, 97)}.items():
         Image.fromarray(rng.integers(0, 255, (h, w, 3), dtype=np.uint8)).save(pictures / name)
-    export_onnx.main(export_onnx.get_args_parser().parse_args(
-        ["--checkpoint", str(root / "model.pth"), "--output", str(root / "model.onnx"), "--check", str(pictures)]))
+    export_onnx.main(
+        export_onnx.get_args_parser().parse_args(
+            ["--checkpoint", str(root / "model.pth"), "--output", str(root / "model.onnx"), "--check", str(pictures)]
+        )
+    )
     return model, root
 
 
@@ -92,10 +111,16 @@ def test_a_batch_of_different_pictures_gives_the_same_detections(exported):
 def test_detect_writes_the_same_json_through_onnxruntime(exported, tmp_path):
     _, root = exported
     common = ["--input", str(root / "pictures"), "--workers", "0", "--score-threshold", "auto"]
-    torch_run = detect.main(detect.get_args_parser().parse_args(
-        ["--checkpoint", str(root / "model.pth"), "--output-dir", str(tmp_path / "pt"), *common]))
-    onnx_run = detect.main(detect.get_args_parser().parse_args(
-        ["--onnx", str(root / "model.onnx"), "--output-dir", str(tmp_path / "onnx"), *common]))
+    torch_run = detect.main(
+        detect.get_args_parser().parse_args(
+            ["--checkpoint", str(root / "model.pth"), "--output-dir", str(tmp_path / "pt"), *common]
+        )
+    )
+    onnx_run = detect.main(
+        detect.get_args_parser().parse_args(
+            ["--onnx", str(root / "model.onnx"), "--output-dir", str(tmp_path / "onnx"), *common]
+        )
+    )
     assert onnx_run["threshold"] == torch_run["threshold"] == [0.2, 0.25, 0.3, 0.35]
     a = json.loads((tmp_path / "pt" / "detections.json").read_text())
     b = json.loads((tmp_path / "onnx" / "detections.json").read_text())
@@ -120,8 +145,14 @@ def test_bad_onnx_files_are_named(tmp_path):
 def test_export_needs_a_writable_place_and_a_checkpoint(tmp_path):
     (tmp_path / "file").write_text("x")
     with pytest.raises(NotADirectoryError, match="is a file"):
-        export_onnx.main(export_onnx.get_args_parser().parse_args(
-            ["--checkpoint", "x.pth", "--output", str(tmp_path / "file" / "m.onnx")]))
+        export_onnx.main(
+            export_onnx.get_args_parser().parse_args(
+                ["--checkpoint", "x.pth", "--output", str(tmp_path / "file" / "m.onnx")]
+            )
+        )
     with pytest.raises(FileNotFoundError, match="x.pth: checkpoint not found"):
-        export_onnx.main(export_onnx.get_args_parser().parse_args(
-            ["--checkpoint", str(tmp_path / "x.pth"), "--output", str(tmp_path / "m.onnx")]))
+        export_onnx.main(
+            export_onnx.get_args_parser().parse_args(
+                ["--checkpoint", str(tmp_path / "x.pth"), "--output", str(tmp_path / "m.onnx")]
+            )
+        )

@@ -1,5 +1,6 @@
 """Bad input and faults: crafted or broken checkpoints, full disks, broken files. One line naming the file, or a
 skip with a word; never a traceback, never code run from a file, never a silent wrong result."""
+
 import subprocess
 import sys
 from pathlib import Path
@@ -67,24 +68,45 @@ def test_a_crafted_checkpoint_runs_no_code_anywhere(data, tmp_path):
     files = crafted_checkpoints(tmp_path / "ckpt", data)
     with pytest.raises(CheckpointError, match="crafted.pth: refused"):
         load_checkpoint(files["crafted"])
-    commands = [["eval_voc.py", "--checkpoint", str(files["crafted"]), "--data-root", str(data / "data")],
-                ["detect.py", "--checkpoint", str(files["crafted"]), "--output-dir", str(tmp_path / "out")],
-                ["export_onnx.py", "--checkpoint", str(files["crafted"]), "--output", str(tmp_path / "m.onnx")],
-                ["train_voc.py", "--data-root", str(data / "data"), "--resume", str(files["crafted"]),
-                 "--output-dir", str(tmp_path / "t"), "--backbone", "resnet18", "--resize", "96x160", "--workers", "0"]]
+    commands = [
+        ["eval_voc.py", "--checkpoint", str(files["crafted"]), "--data-root", str(data / "data")],
+        ["detect.py", "--checkpoint", str(files["crafted"]), "--output-dir", str(tmp_path / "out")],
+        ["export_onnx.py", "--checkpoint", str(files["crafted"]), "--output", str(tmp_path / "m.onnx")],
+        [
+            "train_voc.py",
+            "--data-root",
+            str(data / "data"),
+            "--resume",
+            str(files["crafted"]),
+            "--output-dir",
+            str(tmp_path / "t"),
+            "--backbone",
+            "resnet18",
+            "--resize",
+            "96x160",
+            "--workers",
+            "0",
+        ],
+    ]
     for argv in commands:
         status, err = script(*argv)
         assert status == 2 and "crafted.pth: refused" in err and "Traceback" not in err, (argv[0], err)
     assert not (tmp_path / "ckpt" / "pwned").exists()
 
 
-@pytest.mark.parametrize("kind, message", [
-    ("text", "text.pth: not a readable checkpoint (truncated, or not written by torch.save)"),
-    ("truncated", "truncated.pth: not a readable checkpoint"),
-    ("plain", "plain.pth: not an FCOS checkpoint"),
-    ("other", "other.pth: the weights do not fit the checkpoint's model settings (fpn_channels: 32 in the weights, "
-              "64 in the config)"),
-])
+@pytest.mark.parametrize(
+    "kind, message",
+    [
+        ("text", "text.pth: not a readable checkpoint (truncated, or not written by torch.save)"),
+        ("truncated", "truncated.pth: not a readable checkpoint"),
+        ("plain", "plain.pth: not an FCOS checkpoint"),
+        (
+            "other",
+            "other.pth: the weights do not fit the checkpoint's model settings (fpn_channels: 32 in the weights, "
+            "64 in the config)",
+        ),
+    ],
+)
 def test_broken_checkpoints_give_one_line_naming_the_file(data, tmp_path, kind, message):
     path = crafted_checkpoints(tmp_path, data)[kind]
     with pytest.raises(CheckpointError) as err:
@@ -100,9 +122,24 @@ def test_a_missing_checkpoint_and_a_weights_only_one_are_clear(data, tmp_path):
     status, printed = script("detect.py", "--checkpoint", str(tmp_path / "none.pth"))
     assert status == 2 and printed == f"detect.py: error: {tmp_path / 'none.pth'}: checkpoint not found"
     with pytest.raises(CheckpointError, match="holds weights only"):
-        train_voc.main(train_voc.parse_args(["--data-root", str(data / "data"), "--resume", str(data / "good.pth"),
-                                             "--output-dir", str(tmp_path), "--backbone", "resnet18", "--workers", "0",
-                                             "--resize", "96x160"]))
+        train_voc.main(
+            train_voc.parse_args(
+                [
+                    "--data-root",
+                    str(data / "data"),
+                    "--resume",
+                    str(data / "good.pth"),
+                    "--output-dir",
+                    str(tmp_path),
+                    "--backbone",
+                    "resnet18",
+                    "--workers",
+                    "0",
+                    "--resize",
+                    "96x160",
+                ]
+            )
+        )
 
 
 def test_a_full_disk_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
@@ -114,8 +151,11 @@ def test_a_full_disk_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
         raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 64 vs 0; file write failed")
 
     monkeypatch.setattr(torch, "save", disk_full)
-    with pytest.raises(CheckpointError, match=r"last.pth: cannot write the checkpoint \(the file could not be written "
-                                              r"\(is the disk full\?\)\); the previous last.pth is intact"):
+    with pytest.raises(
+        CheckpointError,
+        match=r"last.pth: cannot write the checkpoint \(the file could not be written "
+        r"\(is the disk full\?\)\); the previous last.pth is intact",
+    ):
         save_checkpoint({"model": {"w": torch.zeros(2)}, "config": {}}, path)
     monkeypatch.undo()
     assert torch.equal(load_checkpoint(path)["model"]["w"], torch.ones(2))
@@ -124,18 +164,29 @@ def test_a_full_disk_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
 
 def test_an_unwritable_output_is_found_before_the_work(data, tmp_path):
     (tmp_path / "file").write_text("x")
-    for argv in (["detect.py", "--checkpoint", str(data / "good.pth"), "--output-dir", str(tmp_path / "file")],
-                 ["eval_voc.py", "--checkpoint", str(data / "good.pth"), "--data-root", str(data / "data"),
-                  "--analysis", str(tmp_path / "file")],
-                 ["train_voc.py", "--data-root", str(data / "data"), "--output-dir", str(tmp_path / "file")]):
+    for argv in (
+        ["detect.py", "--checkpoint", str(data / "good.pth"), "--output-dir", str(tmp_path / "file")],
+        [
+            "eval_voc.py",
+            "--checkpoint",
+            str(data / "good.pth"),
+            "--data-root",
+            str(data / "data"),
+            "--analysis",
+            str(tmp_path / "file"),
+        ],
+        ["train_voc.py", "--data-root", str(data / "data"), "--output-dir", str(tmp_path / "file")],
+    ):
         status, printed = script(*argv)
         assert status == 2 and "file" in printed and "is a file" in printed and len(printed.splitlines()) == 1, printed
 
 
 def test_detections_that_are_a_folder_or_binary_are_named(data, tmp_path):
     (tmp_path / "binary.json").write_bytes(bytes(range(256)) * 4)
-    for path, message in ((tmp_path, "is a folder, not a detections JSON file"),
-                          (tmp_path / "binary.json", "not a JSON text file (binary content)")):
+    for path, message in (
+        (tmp_path, "is a folder, not a detections JSON file"),
+        (tmp_path / "binary.json", "not a JSON text file (binary content)"),
+    ):
         status, printed = script("eval_voc.py", "--detections", str(path), "--data-root", str(data / "data"))
         assert status == 2 and printed == f"eval_voc.py: error: {path}: {message}"
 
@@ -147,17 +198,35 @@ def test_an_unreadable_picture_is_one_line_in_eval_and_train(data, tmp_path):
     jpeg.write_bytes(jpeg.read_bytes()[:20] + b"\0" * 200)  # a JPEG header, then nothing decodable
     status, printed = script("eval_voc.py", "--checkpoint", str(data / "good.pth"), "--data-root", str(broken))
     assert status == 2 and "val_00001.jpg" in printed and len(printed.splitlines()) == 1, printed
-    status, printed = script("train_voc.py", "--data-root", str(broken), "--train-split", "val", "--val-split", "",
-                             "--output-dir", str(tmp_path / "out"), "--backbone", "resnet18", "--resize", "96x160",
-                             "--batch-size", "1", "--cache")
+    status, printed = script(
+        "train_voc.py",
+        "--data-root",
+        str(broken),
+        "--train-split",
+        "val",
+        "--val-split",
+        "",
+        "--output-dir",
+        str(tmp_path / "out"),
+        "--backbone",
+        "resnet18",
+        "--resize",
+        "96x160",
+        "--batch-size",
+        "1",
+        "--cache",
+    )
     assert status == 2 and "val_00001.jpg" in printed and len(printed.splitlines()) == 1, printed
 
 
-@pytest.mark.parametrize("edit, message", [
-    (lambda xml: xml.replace("<xmax>", "<xmax>x"), "is missing or not a number"),
-    (lambda xml: xml[: len(xml) // 2], "malformed XML"),
-    (lambda xml: xml.replace("<name>", "<name>bolt_", 1), "class 'bolt_"),
-])
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (lambda xml: xml.replace("<xmax>", "<xmax>x"), "is missing or not a number"),
+        (lambda xml: xml[: len(xml) // 2], "malformed XML"),
+        (lambda xml: xml.replace("<name>", "<name>bolt_", 1), "class 'bolt_"),
+    ],
+)
 def test_annotation_errors_are_one_line_from_train(tmp_path, edit, message):
     root = tmp_path / "data"
     generate(root, {"train": 2, "val": 1}, seed=4, size=(96, 160))
@@ -180,8 +249,17 @@ def test_boxes_outside_the_picture_are_clipped_with_a_warning_or_refused(tmp_pat
 
 def test_a_one_pixel_high_picture_is_detected_on(data, tmp_path):
     cv2.imwrite(str(tmp_path / "line.png"), np.full((1, 4000, 3), 128, np.uint8))
-    status, printed = script("detect.py", "--checkpoint", str(data / "good.pth"), "--input", str(tmp_path / "line.png"),
-                             "--output-dir", str(tmp_path / "out"), "--workers", "0")
+    status, printed = script(
+        "detect.py",
+        "--checkpoint",
+        str(data / "good.pth"),
+        "--input",
+        str(tmp_path / "line.png"),
+        "--output-dir",
+        str(tmp_path / "out"),
+        "--workers",
+        "0",
+    )
     assert status == 0 and (tmp_path / "out" / "line.png").is_file(), printed
 
 

@@ -1,4 +1,5 @@
 """Loss values against independent formulas and torchvision.ops; no inf or NaN, ever."""
+
 import torch
 import torch.nn.functional as F
 from torchvision.ops import generalized_box_iou_loss, sigmoid_focal_loss
@@ -11,7 +12,7 @@ def focal_reference(logits, targets, alpha=0.25, gamma=2.0):
     """Focal loss from its definition, with log-sigmoid for stability."""
     p = torch.sigmoid(logits)
     pos = -alpha * (1 - p) ** gamma * F.logsigmoid(logits)
-    neg = -(1 - alpha) * p ** gamma * F.logsigmoid(-logits)
+    neg = -(1 - alpha) * p**gamma * F.logsigmoid(-logits)
     return (targets * pos + (1 - targets) * neg).sum()
 
 
@@ -30,7 +31,9 @@ def random_batch(generator, points=500, classes=4):
     cls_logits = torch.randn(points, classes, generator=generator) * 3
     box_regression = torch.rand(points, 4, generator=generator) * 50 + 0.5
     ctr_logits = torch.randn(points, generator=generator)
-    labels = torch.randint(0, classes + 1, (points,), generator=generator) * (torch.rand(points, generator=generator) < 0.1)
+    labels = torch.randint(0, classes + 1, (points,), generator=generator) * (
+        torch.rand(points, generator=generator) < 0.1
+    )
     reg_targets = torch.rand(points, 4, generator=generator) * 50 + 0.5
     ctr_targets = torch.rand(points, generator=generator)
     return cls_logits, box_regression, ctr_logits, labels, reg_targets, ctr_targets
@@ -48,8 +51,15 @@ def test_losses_match_references():
     torch.testing.assert_close(losses["cls_loss"], sigmoid_focal_loss(cls_logits, one_hot, reduction="sum") / num_pos)
     pred_boxes, target_boxes = ltrb_to_boxes(box_regression[positive]), ltrb_to_boxes(reg_targets[positive])
     torch.testing.assert_close(losses["reg_loss"].double(), giou_reference(pred_boxes, target_boxes).sum() / num_pos)
-    torch.testing.assert_close(losses["reg_loss"], generalized_box_iou_loss(pred_boxes, target_boxes, reduction="sum") / num_pos)
-    expected_cnt = F.binary_cross_entropy(torch.sigmoid(ctr_logits[positive]).double(), ctr_targets[positive].double(), reduction="sum") / num_pos
+    torch.testing.assert_close(
+        losses["reg_loss"], generalized_box_iou_loss(pred_boxes, target_boxes, reduction="sum") / num_pos
+    )
+    expected_cnt = (
+        F.binary_cross_entropy(
+            torch.sigmoid(ctr_logits[positive]).double(), ctr_targets[positive].double(), reduction="sum"
+        )
+        / num_pos
+    )
     torch.testing.assert_close(losses["cnt_loss"].double(), expected_cnt)
     torch.testing.assert_close(losses["total_loss"], losses["cls_loss"] + losses["cnt_loss"] + losses["reg_loss"])
 
@@ -73,8 +83,10 @@ def tiny_detector():
 def test_saturated_head_stays_finite():
     """Final biases at +-80 saturate every sigmoid; the original's log(sigmoid) went to inf there."""
     images = torch.randn(2, 3, 128, 160)
-    targets = [{"boxes": torch.tensor([[10.0, 12.0, 50.0, 60.0], [60.0, 20.0, 150.0, 120.0]]), "labels": torch.tensor([1, 4])},
-               {"boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.int64)}]
+    targets = [
+        {"boxes": torch.tensor([[10.0, 12.0, 50.0, 60.0], [60.0, 20.0, 150.0, 120.0]]), "labels": torch.tensor([1, 4])},
+        {"boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.int64)},
+    ]
     for bias in (80.0, -80.0):
         model = tiny_detector().train()
         for conv in (model.head.cls_logits, model.head.bbox_pred, model.head.centerness):
@@ -89,7 +101,9 @@ def test_saturated_head_stays_finite():
 
 def test_image_without_boxes_trains():
     model = tiny_detector().train()
-    losses = model(torch.randn(1, 3, 96, 128), [{"boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.int64)}])
+    losses = model(
+        torch.randn(1, 3, 96, 128), [{"boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.int64)}]
+    )
     assert losses["reg_loss"].item() == 0.0 and losses["cnt_loss"].item() == 0.0
     assert torch.isfinite(losses["cls_loss"]) and losses["cls_loss"].item() > 0
     losses["total_loss"].backward()

@@ -1,4 +1,5 @@
 """FCOSDetector construction, pretrained loading, shapes and checkpoints."""
+
 import urllib.error
 
 import pytest
@@ -18,7 +19,12 @@ def test_defaults_are_the_original_run():
     assert config.backbone == "resnet50" and config.head_convs == 4 and config.fpn_channels == 256
     assert config.strides == (8, 16, 32, 64, 128) and config.center_sampling_radius == 1.5
     assert config.size_ranges[0] == (-1.0, 64.0) and config.size_ranges[-1] == (512.0, float("inf"))
-    assert (config.score_threshold, config.nms_iou, config.pre_nms_top_k, config.max_detections) == (0.05, 0.6, 1000, 100)
+    assert (config.score_threshold, config.nms_iou, config.pre_nms_top_k, config.max_detections) == (
+        0.05,
+        0.6,
+        1000,
+        100,
+    )
     assert FCOSConfig(num_classes=20).classes[-1] == "class_20"
     with pytest.raises(ValueError, match="num_classes=3"):
         FCOSConfig(num_classes=3, classes=("a", "b"))
@@ -69,7 +75,12 @@ def test_eval_output_format_and_checkpoint_round_trip():
         assert d["boxes"].shape[1] == 4 and d["scores"].shape == d["labels"].shape == d["boxes"].shape[:1]
         assert ((d["labels"] >= 1) & (d["labels"] <= 4)).all()
         assert (d["boxes"][:, 2] <= 160).all() and (d["boxes"][:, 3] <= 96).all() and (d["boxes"] >= 0).all()
-    checkpoint = {"model": model.state_dict(), "config": model.config.to_dict(), "classes": list(model.config.classes), "epoch": 0}
+    checkpoint = {
+        "model": model.state_dict(),
+        "config": model.config.to_dict(),
+        "classes": list(model.config.classes),
+        "epoch": 0,
+    }
     restored = FCOSDetector.from_checkpoint(checkpoint)
     with torch.no_grad():
         again = restored(images)

@@ -1,4 +1,5 @@
 """A small detector memorises a few simple pictures: the whole pipeline can learn."""
+
 import torch
 
 from engine.metrics import evaluate_detections
@@ -39,11 +40,18 @@ def test_overfits_four_pictures():
     model.eval()
     with torch.no_grad():
         outputs = model(images)
-    detections = [{"image_id": str(i), "category": CLASSES[label - 1], "score": score, "bbox": box}
-                  for i, out in enumerate(outputs)
-                  for box, score, label in zip(out["boxes"].tolist(), out["scores"].tolist(), out["labels"].tolist())]
-    ground_truth = {str(i): {"boxes": t["boxes"].numpy(), "labels": t["labels"].numpy(),
-                             "difficult": torch.zeros(len(t["labels"]), dtype=torch.bool).numpy()}
-                    for i, t in enumerate(targets)}
+    detections = [
+        {"image_id": str(i), "category": CLASSES[label - 1], "score": score, "bbox": box}
+        for i, out in enumerate(outputs)
+        for box, score, label in zip(out["boxes"].tolist(), out["scores"].tolist(), out["labels"].tolist())
+    ]
+    ground_truth = {
+        str(i): {
+            "boxes": t["boxes"].numpy(),
+            "labels": t["labels"].numpy(),
+            "difficult": torch.zeros(len(t["labels"]), dtype=torch.bool).numpy(),
+        }
+        for i, t in enumerate(targets)
+    }
     result = evaluate_detections(detections, ground_truth, CLASSES, iou_threshold=0.5)
     assert result["map"] >= 0.9, result["ap"]

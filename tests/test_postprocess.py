@@ -1,4 +1,5 @@
 """Post-processing: known head outputs in, known detections out."""
+
 import math
 
 import torch
@@ -25,9 +26,17 @@ def scene():
     """
     points = torch.tensor([[20.0, 20.0], [22.0, 20.0], [50.0, 50.0], [21.0, 21.0]])
     cls = torch.full((1, 4, 2), logit(0.0001))
-    cls[0, 0, 0], cls[0, 1, 0], cls[0, 2, 1], cls[0, 3, 1], cls[0, 3, 0] = logit(0.64), logit(0.49), logit(0.81), logit(0.36), logit(0.01)
+    cls[0, 0, 0], cls[0, 1, 0], cls[0, 2, 1], cls[0, 3, 1], cls[0, 3, 0] = (
+        logit(0.64),
+        logit(0.49),
+        logit(0.81),
+        logit(0.36),
+        logit(0.01),
+    )
     ctr = torch.tensor([[logit(0.25), logit(0.16), logit(0.64), logit(0.81)]])
-    reg = torch.tensor([[[10.0, 10.0, 20.0, 20.0], [10.0, 10.0, 20.0, 20.0], [60.0, 20.0, 20.0, 10.0], [10.0, 10.0, 20.0, 20.0]]])
+    reg = torch.tensor(
+        [[[10.0, 10.0, 20.0, 20.0], [10.0, 10.0, 20.0, 20.0], [60.0, 20.0, 20.0, 10.0], [10.0, 10.0, 20.0, 20.0]]]
+    )
     return cls, reg, ctr, points
 
 
@@ -36,7 +45,9 @@ def test_known_detections():
     (dets,) = postprocess(cls, reg, ctr, points, [3, 1], (48, 64), score_threshold=0.1, nms_iou=0.6)
     torch.testing.assert_close(dets["scores"], torch.tensor([0.72, 0.54, 0.4]))
     assert dets["labels"].tolist() == [2, 2, 1]
-    torch.testing.assert_close(dets["boxes"], torch.tensor([[0.0, 30.0, 64.0, 48.0], [11.0, 11.0, 41.0, 41.0], [10.0, 10.0, 40.0, 40.0]]))
+    torch.testing.assert_close(
+        dets["boxes"], torch.tensor([[0.0, 30.0, 64.0, 48.0], [11.0, 11.0, 41.0, 41.0], [10.0, 10.0, 40.0, 40.0]])
+    )
 
 
 def test_nms_is_per_class_and_threshold_applies_to_sqrt_score():

@@ -8,8 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dataset import FOD_CLASSES, VOCDataset, parse_annotation, read_split
-from dataset import synthetic
+from dataset import FOD_CLASSES, VOCDataset, parse_annotation, read_split, synthetic
 from dataset.synthetic import generate, is_generated, picture_rng, render
 
 
@@ -47,12 +46,16 @@ def test_same_seed_same_bytes_and_other_seed_differs(synth, tmp_path):
     match, mismatch, errors = filecmp.cmpfiles(synth, tmp_path / "b", [str(n) for n in names], shallow=False)
     assert not mismatch and not errors
     generate(tmp_path / "c", {"train": 1}, seed=8)
-    assert (tmp_path / "c" / "JPEGImages" / "train_00000.jpg").read_bytes() != (synth / "JPEGImages" / "train_00000.jpg").read_bytes()
+    assert (tmp_path / "c" / "JPEGImages" / "train_00000.jpg").read_bytes() != (
+        synth / "JPEGImages" / "train_00000.jpg"
+    ).read_bytes()
 
 
 def test_picture_does_not_depend_on_counts(synth, tmp_path):
     generate(tmp_path, {"val": 1}, seed=7)
-    assert (tmp_path / "JPEGImages" / "val_00000.jpg").read_bytes() == (synth / "JPEGImages" / "val_00000.jpg").read_bytes()
+    assert (tmp_path / "JPEGImages" / "val_00000.jpg").read_bytes() == (
+        synth / "JPEGImages" / "val_00000.jpg"
+    ).read_bytes()
 
 
 def test_objects_sized_and_separate():
@@ -79,14 +82,18 @@ def test_tight_box_around_drawn_pixels(name):
     for _ in range(5):
         img = np.zeros((80, 80, 3), np.float32)  # black: the object is whatever becomes non-zero
         parts = synthetic.SHAPES[name](rng)
-        x1, y1, x2, y2 = synthetic._draw_object(img, parts, rng.uniform(16, 32), rng.uniform(0, 6.3), np.float32([40, 40]), np.float32([2, 1]))
+        x1, y1, x2, y2 = synthetic._draw_object(
+            img, parts, rng.uniform(16, 32), rng.uniform(0, 6.3), np.float32([40, 40]), np.float32([2, 1])
+        )
         ys, xs = np.nonzero(img.max(2) > 0)
         assert x1 - 1 <= xs.min() <= x1 and x2 <= xs.max() <= x2 + 1  # only faint antialiasing outside
         assert y1 - 1 <= ys.min() <= y1 and y2 <= ys.max() <= y2 + 1
 
 
 def test_cli(tmp_path, capsys):
-    args = synthetic.get_args_parser().parse_args(["--out", str(tmp_path), "--train", "2", "--val", "1", "--test", "0", "--seed", "1", "--size", "96x160"])
+    args = synthetic.get_args_parser().parse_args(
+        ["--out", str(tmp_path), "--train", "2", "--val", "1", "--test", "0", "--seed", "1", "--size", "96x160"]
+    )
     synthetic.main(args)
     assert "pictures/s" in capsys.readouterr().out
     assert len(read_split(tmp_path, "trainval")) == 3
@@ -99,7 +106,9 @@ def test_marker_guards_other_folders(tmp_path):
     counts, size = {"train": 1}, (96, 160)
     generate(tmp_path / "s", counts, seed=1, size=size)
     assert is_generated(tmp_path / "s", counts, seed=1, size=size)
-    assert not is_generated(tmp_path / "s", counts, seed=2, size=size) and not is_generated(tmp_path / "s", {"train": 2}, 1, size)
+    assert not is_generated(tmp_path / "s", counts, seed=2, size=size) and not is_generated(
+        tmp_path / "s", {"train": 2}, 1, size
+    )
     generate(tmp_path / "s", counts, seed=1, size=size)  # its own folder: rewritten
     (tmp_path / "user").mkdir()
     (tmp_path / "user" / "notes.txt").write_text("mine")

@@ -1,4 +1,5 @@
 """assign_targets against a plain nested-loop reference."""
+
 import math
 
 import pytest
@@ -43,7 +44,9 @@ def reference_assign(points, strides, ranges, boxes, labels, radius):
 def random_scene(generator, height, width, num_boxes):
     """Overlapping boxes from tiny to huge, some partly outside the image."""
     sizes = torch.exp(torch.empty(num_boxes, 2).uniform_(math.log(4), math.log(900), generator=generator))
-    centers = torch.rand(num_boxes, 2, generator=generator) * torch.tensor([width * 1.2, height * 1.2]) - 0.1 * torch.tensor([width, height])
+    centers = torch.rand(num_boxes, 2, generator=generator) * torch.tensor(
+        [width * 1.2, height * 1.2]
+    ) - 0.1 * torch.tensor([width, height])
     boxes = torch.cat([centers - sizes / 2, centers + sizes / 2], dim=1).round()
     labels = torch.randint(1, 5, (num_boxes,), generator=generator)
     return boxes, labels
@@ -61,8 +64,9 @@ def test_assign_targets_matches_reference(seed):
         boxes = torch.cat([boxes, boxes[:1]])
         labels = torch.cat([labels, labels[:1] % 4 + 1])
     got_labels, got_reg, got_ctr = assign_targets(points, strides, ranges, boxes, labels, radius=1.5)
-    ref_labels, ref_reg, ref_ctr = reference_assign(points.tolist(), strides.tolist(), ranges.tolist(),
-                                                    boxes.tolist(), labels.tolist(), 1.5)
+    ref_labels, ref_reg, ref_ctr = reference_assign(
+        points.tolist(), strides.tolist(), ranges.tolist(), boxes.tolist(), labels.tolist(), 1.5
+    )
     assert got_labels.tolist() == ref_labels
     positive = got_labels > 0
     if seed > 0:
@@ -73,8 +77,9 @@ def test_assign_targets_matches_reference(seed):
 
 def test_no_boxes_is_all_background():
     config = FCOSConfig()
-    points, strides, ranges = make_points([(8, 8), (4, 4), (2, 2), (1, 1), (1, 1)], config.strides,
-                                          config.size_ranges, torch.device("cpu"))
+    points, strides, ranges = make_points(
+        [(8, 8), (4, 4), (2, 2), (1, 1), (1, 1)], config.strides, config.size_ranges, torch.device("cpu")
+    )
     labels, reg, ctr = assign_targets(points, strides, ranges, torch.zeros(0, 4), torch.zeros(0, dtype=torch.int64))
     assert labels.shape == (points.shape[0],) and not labels.any()
     assert reg.shape == (points.shape[0], 4) and ctr.shape == (points.shape[0],)
@@ -83,12 +88,15 @@ def test_no_boxes_is_all_background():
 def test_known_assignment():
     """A 40x40 box centred on a stride-8 point: positives are the 3x3 points around its centre on P3."""
     config = FCOSConfig()
-    points, strides, ranges = make_points([(8, 8), (4, 4), (2, 2), (1, 1), (1, 1)], config.strides,
-                                          config.size_ranges, torch.device("cpu"))
+    points, strides, ranges = make_points(
+        [(8, 8), (4, 4), (2, 2), (1, 1), (1, 1)], config.strides, config.size_ranges, torch.device("cpu")
+    )
     box = torch.tensor([[16.0, 16.0, 56.0, 56.0]])  # centre (36, 36): a P3 point; radius 12 px
     labels, reg, ctr = assign_targets(points, strides, ranges, box, torch.tensor([2]))
     positive = torch.nonzero(labels).squeeze(1)
-    assert set(map(tuple, points[positive].tolist())) == {(x, y) for x in (28.0, 36.0, 44.0) for y in (28.0, 36.0, 44.0)}
+    assert set(map(tuple, points[positive].tolist())) == {
+        (x, y) for x in (28.0, 36.0, 44.0) for y in (28.0, 36.0, 44.0)
+    }
     assert (labels[positive] == 2).all()
     centre = positive[(points[positive] == torch.tensor([36.0, 36.0])).all(dim=1)]
     assert reg[centre].tolist() == [[20.0, 20.0, 20.0, 20.0]] and ctr[centre].item() == 1.0

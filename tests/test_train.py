@@ -1,4 +1,5 @@
 """train_voc.py and engine/: steps, exact resume, the non-finite guard, schedules and budgets, DataParallel and DDP."""
+
 import math
 import os
 import socket
@@ -14,8 +15,8 @@ from engine import train as engine_train
 from engine.data import make_train_loader, start_epoch
 from engine.schedule import TimeBudget, learning_rate, plan_schedule, resize_schedule
 from engine.state import TrainState
-from model.loss import normalise_losses
 from engine.train import NonFiniteLossError, Trainer, TrainStep, make_ema, pad_targets, reduce_losses
+from model.loss import normalise_losses
 
 FOD = ("nail", "clip_B", "clip_Y", "L_stick")
 
@@ -28,10 +29,34 @@ def data_root(tmp_path_factory):
 
 
 def tiny_args(data_root, output_dir, *extra):
-    return train_voc.parse_args([
-        "--data-root", str(data_root), "--output-dir", str(output_dir), "--backbone", "resnet18",
-        "--fpn-channels", "32", "--head-convs", "1", "--resize", "128x224", "--batch-size", "2", "--epochs", "1",
-        "--lr", "0.01", "--warmup-steps", "2", "--workers", "0", "--no-final-eval", *extra])
+    return train_voc.parse_args(
+        [
+            "--data-root",
+            str(data_root),
+            "--output-dir",
+            str(output_dir),
+            "--backbone",
+            "resnet18",
+            "--fpn-channels",
+            "32",
+            "--head-convs",
+            "1",
+            "--resize",
+            "128x224",
+            "--batch-size",
+            "2",
+            "--epochs",
+            "1",
+            "--lr",
+            "0.01",
+            "--warmup-steps",
+            "2",
+            "--workers",
+            "0",
+            "--no-final-eval",
+            *extra,
+        ]
+    )
 
 
 def load(path):
@@ -47,8 +72,10 @@ def tiny_model(data_root):
 
 
 def batch():
-    targets = [{"boxes": torch.tensor([[10.0, 10.0, 40.0, 50.0]]), "labels": torch.tensor([2])},
-               {"boxes": torch.tensor([[5.0, 5.0, 20.0, 20.0], [50.0, 60.0, 90.0, 100.0]]), "labels": torch.tensor([1, 4])}]
+    targets = [
+        {"boxes": torch.tensor([[10.0, 10.0, 40.0, 50.0]]), "labels": torch.tensor([2])},
+        {"boxes": torch.tensor([[5.0, 5.0, 20.0, 20.0], [50.0, 60.0, 90.0, 100.0]]), "labels": torch.tensor([1, 4])},
+    ]
     torch.manual_seed(0)
     return torch.randn(2, 3, 192, 192), targets  # P7 2x2: GroupNorm trains on a single picture too
 
@@ -137,7 +164,13 @@ def test_epoch_cut_off_before_its_first_step_is_not_saved(data_root, tmp_path, m
 
 def test_presets_fill_unset_flags_and_flags_win(capsys):
     args = train_voc.parse_args(["--preset", "fod", "--lr", "0.005"])
-    assert (args.backbone, args.resize, args.batch_size, args.epochs, args.lr) == ("resnet50", (922, 1640), 2, 100, 0.005)
+    assert (args.backbone, args.resize, args.batch_size, args.epochs, args.lr) == (
+        "resnet50",
+        (922, 1640),
+        2,
+        100,
+        0.005,
+    )
     assert args.augment == "flip,color,rotate" and args.pretrained == "imagenet" and args.momentum == 0.9
     assert args.output_dir == "checkpoint/fod"
     assert train_voc.parse_args(["--preset", "fod-288"]).resize == (288, 512)
@@ -154,11 +187,39 @@ def test_presets_fill_unset_flags_and_flags_win(capsys):
 
 def test_voc_preset_scales_the_learning_rate_with_the_batch(data_root, tmp_path, capsys):
     """0.01 is the official rate for 16 pictures a step; 2 pictures get 0.01 x 2 / 16."""
-    args = train_voc.parse_args(["--preset", "voc", "--data-root", str(data_root), "--output-dir", str(tmp_path),
-                                 "--classes", "fod", "--train-split", "train", "--val-split", "val",
-                                 "--pretrained", "none", "--backbone", "resnet18", "--fpn-channels", "32",
-                                 "--head-convs", "1", "--resize", "128x224", "--steps", "1", "--workers", "0",
-                                 "--augment", "flip", "--no-final-eval"])
+    args = train_voc.parse_args(
+        [
+            "--preset",
+            "voc",
+            "--data-root",
+            str(data_root),
+            "--output-dir",
+            str(tmp_path),
+            "--classes",
+            "fod",
+            "--train-split",
+            "train",
+            "--val-split",
+            "val",
+            "--pretrained",
+            "none",
+            "--backbone",
+            "resnet18",
+            "--fpn-channels",
+            "32",
+            "--head-convs",
+            "1",
+            "--resize",
+            "128x224",
+            "--steps",
+            "1",
+            "--workers",
+            "0",
+            "--augment",
+            "flip",
+            "--no-final-eval",
+        ]
+    )
     train_voc.main(args)
     assert "lr 0.00125 (0.01 x 2/16, the linear rule)" in capsys.readouterr().out
 
@@ -191,14 +252,26 @@ def test_resume_is_exact(data_root, tmp_path, extra):
     train_voc.main(tiny_args(data_root, tmp_path / "straight", "--epochs", "2", *common))
     train_voc.main(tiny_args(data_root, tmp_path / "resumed", "--epochs", "1", *common))
     torch.manual_seed(12345)  # whatever happened in between must not matter
-    train_voc.main(tiny_args(data_root, tmp_path / "resumed", "--epochs", "2", "--resume",
-                             str(tmp_path / "resumed" / "last.pth"), *common))
+    train_voc.main(
+        tiny_args(
+            data_root,
+            tmp_path / "resumed",
+            "--epochs",
+            "2",
+            "--resume",
+            str(tmp_path / "resumed" / "last.pth"),
+            *common,
+        )
+    )
     a, b = load(tmp_path / "straight" / "last.pth"), load(tmp_path / "resumed" / "last.pth")
     for key in ("model", "ema") if extra else ("model",):
         assert a[key].keys() == b[key].keys() and all(torch.equal(a[key][k], b[key][k]) for k in a[key])
-    assert not torch.equal(a["model"]["head.cls_logits.weight"],
-                           weights(tmp_path / "resumed" / "model_1.pth")["head.cls_logits.weight"])
-    assert (tmp_path / "straight" / "log.csv").read_text().count("\n") == (tmp_path / "resumed" / "log.csv").read_text().count("\n")
+    assert not torch.equal(
+        a["model"]["head.cls_logits.weight"], weights(tmp_path / "resumed" / "model_1.pth")["head.cls_logits.weight"]
+    )
+    assert (tmp_path / "straight" / "log.csv").read_text().count("\n") == (
+        tmp_path / "resumed" / "log.csv"
+    ).read_text().count("\n")
 
 
 def test_resume_after_a_crash_drops_the_log_rows_after_the_checkpoint(data_root, tmp_path):
@@ -214,8 +287,9 @@ def test_resume_after_a_crash_drops_the_log_rows_after_the_checkpoint(data_root,
 
 def test_resume_with_other_classes_is_refused(data_root, tmp_path):
     train_voc.main(tiny_args(data_root, tmp_path))
-    args = tiny_args(data_root, tmp_path, "--classes", "nail,clip_B,clip_Y,L_stick,foreign", "--resume",
-                     str(tmp_path / "last.pth"))
+    args = tiny_args(
+        data_root, tmp_path, "--classes", "nail,clip_B,clip_Y,L_stick,foreign", "--resume", str(tmp_path / "last.pth")
+    )
     with pytest.raises(ValueError, match="trained on classes"):
         train_voc.main(args)
 
@@ -225,7 +299,8 @@ def test_resuming_a_finished_run_says_so_and_how_to_go_on(data_root, tmp_path, c
     summary = train_voc.main(tiny_args(data_root, tmp_path, "--epochs", "1", "--resume", str(tmp_path / "last.pth")))
     assert summary["state"].step == 4
     assert "nothing left to do" in capsys.readouterr().out and "--epochs above 1" in " ".join(
-        train_voc.nothing_left(tiny_args(data_root, tmp_path, "--resume", "x"), summary["state"]).split())
+        train_voc.nothing_left(tiny_args(data_root, tmp_path, "--resume", "x"), summary["state"]).split()
+    )
     summary = train_voc.main(tiny_args(data_root, tmp_path, "--epochs", "2", "--resume", str(tmp_path / "last.pth")))
     assert summary["state"].step == 8
 
@@ -233,12 +308,25 @@ def test_resuming_a_finished_run_says_so_and_how_to_go_on(data_root, tmp_path, c
 def test_resuming_a_finished_budgeted_run_continues_with_more_minutes(data_root, tmp_path, capsys):
     first = train_voc.main(tiny_args(data_root, tmp_path, "--epochs", "50", "--time-budget", "0.05"))
     spent = first["state"].train_seconds / 60
-    again = train_voc.main(tiny_args(data_root, tmp_path, "--epochs", "50", "--time-budget", "0.05",
-                                     "--resume", str(tmp_path / "last.pth")))
+    again = train_voc.main(
+        tiny_args(
+            data_root, tmp_path, "--epochs", "50", "--time-budget", "0.05", "--resume", str(tmp_path / "last.pth")
+        )
+    )
     assert again["state"].step == first["state"].step
     assert "pass a larger --time-budget" in " ".join(capsys.readouterr().out.split())
-    more = train_voc.main(tiny_args(data_root, tmp_path, "--epochs", "50", "--time-budget", f"{spent + 0.1:.3f}",
-                                    "--resume", str(tmp_path / "last.pth")))
+    more = train_voc.main(
+        tiny_args(
+            data_root,
+            tmp_path,
+            "--epochs",
+            "50",
+            "--time-budget",
+            f"{spent + 0.1:.3f}",
+            "--resume",
+            str(tmp_path / "last.pth"),
+        )
+    )
     assert more["state"].step > first["state"].step
 
 
@@ -272,8 +360,9 @@ def test_the_demo_never_writes_into_a_users_folder(tmp_path):
     (users / "train_00000.jpg").write_bytes(b"precious")
     (users / "ImageSets" / "Main" / "val.txt").write_text("a\n")
     with pytest.raises(FileExistsError, match="not a synthetic data set"):
-        train_voc.main(train_voc.parse_args(["--preset", "demo", "--data-root", str(users),
-                                             "--output-dir", str(tmp_path / "out")]))
+        train_voc.main(
+            train_voc.parse_args(["--preset", "demo", "--data-root", str(users), "--output-dir", str(tmp_path / "out")])
+        )
     assert (users / "train_00000.jpg").read_bytes() == b"precious"
     assert sorted(p.name for p in users.rglob("*")) == ["ImageSets", "Main", "train_00000.jpg", "val.txt"]
 
@@ -322,8 +411,9 @@ def test_non_finite_loss_leaves_weights_and_batchnorm_untouched(data_root):
     trainer = Trainer(TrainStep(model), optimizer, torch.amp.GradScaler("cpu", enabled=False), 0.1, 1, "cosine")
     before = {k: v.clone() for k, v in model.state_dict().items()}
     images = torch.full((2, 3, 128, 128), float("nan"))
-    losses, applied = trainer.step(images, torch.tensor([[[4.0, 4.0, 30.0, 30.0]], [[8.0, 8.0, 60.0, 40.0]]]),
-                                   torch.tensor([[1], [2]]))
+    losses, applied = trainer.step(
+        images, torch.tensor([[[4.0, 4.0, 30.0, 30.0]], [[8.0, 8.0, 60.0, 40.0]]]), torch.tensor([[1], [2]])
+    )
     assert not applied and not math.isfinite(losses["total_loss"])
     after = model.state_dict()
     assert any(k.endswith("running_mean") for k in before)
@@ -336,8 +426,11 @@ def test_repeated_non_finite_losses_stop_training_and_keep_the_good_checkpoint(d
     good = weights(tmp_path / "last.pth")
     monkeypatch.setattr(TrainStep, "forward", inf_on_call(set(range(100))))
     with pytest.raises(NonFiniteLossError, match="2 non-finite losses in a row"):
-        train_voc.main(tiny_args(data_root, tmp_path, "--epochs", "2", "--max-bad-steps", "2",
-                                 "--resume", str(tmp_path / "last.pth")))
+        train_voc.main(
+            tiny_args(
+                data_root, tmp_path, "--epochs", "2", "--max-bad-steps", "2", "--resume", str(tmp_path / "last.pth")
+            )
+        )
     kept = weights(tmp_path / "last.pth")
     assert all(torch.equal(good[k], kept[k]) for k in good)
 
@@ -363,7 +456,7 @@ def test_positives_are_counted_over_the_whole_batch_not_per_replica(data_root):
     images, targets = batch()
     targets[1] = {"boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.int64)}
     step = TrainStep(model)
-    parts = [step(images[i:i + 1], *pad_targets(targets[i:i + 1])) for i in range(2)]
+    parts = [step(images[i : i + 1], *pad_targets(targets[i : i + 1])) for i in range(2)]
     gathered = {k: torch.cat([p[k] for p in parts]) for k in parts[0]}  # what DataParallel's gather does
     assert gathered["num_positive"][1] == 0 and gathered["num_positive"][0] > 1
     sums = model.loss_sums(images, targets)
@@ -401,8 +494,9 @@ def test_ddp_ranks_draw_their_own_augmentation(data_root):
     """Shuffling is shared by the processes (each takes its share); the augmentation each draws is its own."""
     from dataset.voc import VOCDataset
 
-    dataset = VOCDataset(data_root, "train", FOD, train=True, resize_size=(128, 224), crop_size=(64, 64),
-                         augment=("flip", "photo"))
+    dataset = VOCDataset(
+        data_root, "train", FOD, train=True, resize_size=(128, 224), crop_size=(64, 64), augment=("flip", "photo")
+    )
     draws = {}
     for rank in (0, 1):
         loader = make_train_loader(dataset, 2, 1, seed=0, rank=rank, world_size=2)
@@ -421,14 +515,21 @@ def _free_port():
 
 
 def _ddp_worker(rank, world_size, port, data_root, output_dir):
-    os.environ.update(RANK=str(rank), WORLD_SIZE=str(world_size), LOCAL_RANK=str(rank),
-                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    os.environ.update(
+        RANK=str(rank), WORLD_SIZE=str(world_size), LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port)
+    )
     torch.set_num_threads(1)
     summary = train_voc.main(tiny_args(data_root, output_dir, "--batch-size", "2"))
-    sums = {"cls_loss": torch.tensor([3.0 * (rank + 1)]), "cnt_loss": torch.tensor([1.0]),
-            "reg_loss": torch.tensor([2.0]), "num_positive": torch.tensor([4.0 if rank == 0 else 0.0])}
-    torch.save({"params": dict(summary["model"].named_parameters()), "losses": reduce_losses(sums)},
-               os.path.join(output_dir, f"rank{rank}.pt"))
+    sums = {
+        "cls_loss": torch.tensor([3.0 * (rank + 1)]),
+        "cnt_loss": torch.tensor([1.0]),
+        "reg_loss": torch.tensor([2.0]),
+        "num_positive": torch.tensor([4.0 if rank == 0 else 0.0]),
+    }
+    torch.save(
+        {"params": dict(summary["model"].named_parameters()), "losses": reduce_losses(sums)},
+        os.path.join(output_dir, f"rank{rank}.pt"),
+    )
     torch.distributed.destroy_process_group()
 
 
@@ -442,7 +543,9 @@ def test_ddp_two_processes_end_with_equal_weights(data_root, tmp_path):
     assert checkpoint["step"] == 2  # 8 pictures, 2 processes x 2 a step
     assert all(torch.equal(a["params"][k], checkpoint["model"][k]) for k in a["params"])
     # 4 positives in all, 2 a process: DDP's mean of the gradients is then the sum over processes / 4
-    assert a["losses"]["cls_loss"].item() == pytest.approx(3.0 / 2) and b["losses"]["cls_loss"].item() == pytest.approx(6.0 / 2)
+    assert a["losses"]["cls_loss"].item() == pytest.approx(3.0 / 2) and b["losses"]["cls_loss"].item() == pytest.approx(
+        6.0 / 2
+    )
 
 
 # ---------------------------------------------------------------------------------------------- evaluation

@@ -1,4 +1,5 @@
 """VOC AP: hand-computed cases, agreement with a loop-by-loop py-faster-rcnn voc_eval, COCO AP, report."""
+
 import math
 import random
 
@@ -233,12 +234,15 @@ def write_voc_set(root, images, split="val"):
     (root / "Annotations").mkdir(parents=True)
     (root / "ImageSets" / "Main").mkdir(parents=True)
     for image_id, objects in images.items():
-        parts = [f"<object><name>{name}</name><difficult>{int(diff)}</difficult><bndbox><xmin>{b[0]}</xmin>"
-                 f"<ymin>{b[1]}</ymin><xmax>{b[2]}</xmax><ymax>{b[3]}</ymax></bndbox></object>"
-                 for name, b, diff in objects]
+        parts = [
+            f"<object><name>{name}</name><difficult>{int(diff)}</difficult><bndbox><xmin>{b[0]}</xmin>"
+            f"<ymin>{b[1]}</ymin><xmax>{b[2]}</xmax><ymax>{b[3]}</ymax></bndbox></object>"
+            for name, b, diff in objects
+        ]
         (root / "Annotations" / f"{image_id}.xml").write_text(
             f"<annotation><filename>{image_id}.jpg</filename><size><width>200</width><height>100</height>"
-            f"<depth>3</depth></size>{''.join(parts)}</annotation>")
+            f"<depth>3</depth></size>{''.join(parts)}</annotation>"
+        )
     (root / "ImageSets" / "Main" / f"{split}.txt").write_text("\n".join(images) + "\n")
 
 
@@ -252,20 +256,25 @@ def test_load_ground_truth(tmp_path):
     assert gt["x2"]["boxes"].shape == (0, 4)
 
 
-@pytest.mark.parametrize("detections, message", [
-    ({"image_id": "A"}, "list"),
-    ([["A", "a", 0.5, [0, 0, 1, 1]]], "detection 0"),
-    ([{"image_id": "A", "category": "a", "bbox": [0, 0, 1, 1]}], "missing score"),
-    ([det("A", "a", 0.5, [0, 0, 1])], "4 finite numbers"),
-    ([det("A", "a", 0.5, [0, 0, 1, "2"])], "4 finite numbers"),
-    ([det("A", "a", 0.5, [0, 0, 1, math.inf])], "4 finite numbers"),
-    ([det("A", "a", 0.5, [5, 0, 1, 1])], "x2 < x1"),
-    ([det("A", "a", math.nan, [0, 0, 1, 1])], "finite number"),
-    ([det("A", "a", "high", [0, 0, 1, 1])], "finite number"),
-    ([det("A", "a", 0.5, [0, 0, 1, 1]), det("Z", "a", 0.5, [0, 0, 1, 1])],
-     "detection 1: image 'Z' is not in the split"),
-    ([det("A", "q", 0.5, [0, 0, 1, 1])], "category 'q' is not one of a, b"),
-])
+@pytest.mark.parametrize(
+    "detections, message",
+    [
+        ({"image_id": "A"}, "list"),
+        ([["A", "a", 0.5, [0, 0, 1, 1]]], "detection 0"),
+        ([{"image_id": "A", "category": "a", "bbox": [0, 0, 1, 1]}], "missing score"),
+        ([det("A", "a", 0.5, [0, 0, 1])], "4 finite numbers"),
+        ([det("A", "a", 0.5, [0, 0, 1, "2"])], "4 finite numbers"),
+        ([det("A", "a", 0.5, [0, 0, 1, math.inf])], "4 finite numbers"),
+        ([det("A", "a", 0.5, [5, 0, 1, 1])], "x2 < x1"),
+        ([det("A", "a", math.nan, [0, 0, 1, 1])], "finite number"),
+        ([det("A", "a", "high", [0, 0, 1, 1])], "finite number"),
+        (
+            [det("A", "a", 0.5, [0, 0, 1, 1]), det("Z", "a", 0.5, [0, 0, 1, 1])],
+            "detection 1: image 'Z' is not in the split",
+        ),
+        ([det("A", "q", 0.5, [0, 0, 1, 1])], "category 'q' is not one of a, b"),
+    ],
+)
 def test_validate_detections_errors(detections, message):
     with pytest.raises(ValueError, match="^dets.json: ") as err:
         validate_detections(detections, ["A", "B"], ["a", "b"], source="dets.json")
@@ -277,11 +286,16 @@ def test_validate_detections_accepts_contract():
 
 
 def test_coco_metrics():
-    gt = {"A": gt_entry([[0, 0, 10, 10], [20, 20, 40, 40], [50, 50, 60, 60]], [1, 2, 1], [False, False, True]),
-          "B": gt_entry([[5, 5, 25, 25]], [2])}
-    perfect = [det("A", "a", 0.9, [0, 0, 10, 10]), det("A", "b", 0.8, [20, 20, 40, 40]),
-               det("B", "b", 0.7, [5, 5, 25, 25]),
-               det("A", "a", 0.95, [50, 50, 60, 60])]  # on the difficult object: ignored
+    gt = {
+        "A": gt_entry([[0, 0, 10, 10], [20, 20, 40, 40], [50, 50, 60, 60]], [1, 2, 1], [False, False, True]),
+        "B": gt_entry([[5, 5, 25, 25]], [2]),
+    }
+    perfect = [
+        det("A", "a", 0.9, [0, 0, 10, 10]),
+        det("A", "b", 0.8, [20, 20, 40, 40]),
+        det("B", "b", 0.7, [5, 5, 25, 25]),
+        det("A", "a", 0.95, [50, 50, 60, 60]),
+    ]  # on the difficult object: ignored
     assert coco_metrics(perfect, gt, ["a", "b"]) == pytest.approx({"AP@[.5:.95]": 1.0, "AP@.5": 1.0})
     assert coco_metrics([], gt, ["a", "b"]) == {"AP@[.5:.95]": 0.0, "AP@.5": 0.0}
     # Boxes count inclusive pixels, as in the VOC rule. Shifted by 2 pixels: "a" (11x11 pixels) reaches IoU
