@@ -1,6 +1,7 @@
-"""CPU speed of this detector next to torchvision's FCOS, and of its data, target and scoring code.
+"""CPU speed: this detector next to torchvision's FCOS, the CPU recipe's step and loop, deployment, and the code.
 
-    python -m benchmarks.bench [--quick] [--threads N] [--repeats N] [--data-root ../shared/foreign_object_dataset]
+    python -m benchmarks.bench [--quick] [--only r50,recipe,loop,deploy,code] [--threads N] [--repeats N]
+        [--data-root ../shared/foreign_object_dataset] [--checkpoint checkpoint/fod-cpu/last.pth]
 
 Prints a Markdown table (what, ours, reference, ratio) and the machine it ran on. Every timing is
 the median of ``--repeats`` runs after a warm-up run. The ResNet-50 rows run our model and
@@ -319,18 +320,186 @@ def bench_data_loading(data_root: Path, num_batches: int, batch: int = 2, worker
     return Row(what, rate, unit="images/s", note=f"{num_batches} batches")
 
 
+# ----------------------------------------------------------------------------- the CPU recipe
+
+RECIPE = dict(backbone="resnet18", fpn_channels=128, head_convs=2)  # fod-cpu's detector
+RECIPE_CROP, RECIPE_BATCH, RECIPE_PICTURE = (320, 320), 8, (720, 1280)
+
+
+def torchvision_recipe_model(num_classes: int = 4) -> nn.Module:
+    """torchvision's FCOS with the fod-cpu architecture: ResNet18, FPN 128 with P6/P7 from P5, a 2-conv head."""
+    from torchvision.models.detection import FCOS
+    from torchvision.models.detection.backbone_utils import BackboneWithFPN
+    from torchvision.models.detection.fcos import FCOSHead
+    from torchvision.ops.feature_pyramid_network import LastLevelP6P7
+
+    trunk = torchvision.models.resnet18(weights=None)
+    backbone = BackboneWithFPN(
+        trunk, {"layer2": "0", "layer3": "1", "layer4": "2"}, [128, 256, 512], 128, extra_blocks=LastLevelP6P7(128, 128)
+    )
+    head = FCOSHead(128, 1, num_classes + 1, num_convs=2)
+    return FCOS(backbone, num_classes + 1, min_size=RECIPE_CROP[0], max_size=RECIPE_CROP[1], head=head)
+
+
+def bench_recipe_step(repeats: int, compile_too: bool = True) -> list[Row]:
+    """One fod-cpu training step (batch 8 of 320x320): eager and compiled, float32 and bfloat16, against
+    torchvision's FCOS of the same architecture on the same input (float32, as it comes)."""
+    from engine.amp import autocast
+
+    torch.manual_seed(0)
+    pictures = random_pictures(RECIPE_BATCH, RECIPE_CROP)
+    targets = benchmark_targets(RECIPE_BATCH, RECIPE_CROP)
+    images = normalise(pictures)
+    models = {"eager": FCOSDetector(FCOSConfig(**RECIPE)).train()}
+    theirs = torchvision_recipe_model().train()
+    runs = [("theirs", sgd_step(theirs, lambda: sum(theirs(list(pictures), targets).values())))]
+    compile_seconds = {}
+    if compile_too:
+        models["compiled"] = copy.deepcopy(models["eager"])
+        models["compiled"].compile()
+    for name, model in models.items():
+        for amp in ("off", "bf16"):
+
+            def forward(model=model, amp=amp) -> Tensor:
+                with autocast("cpu", amp):
+                    return model(images, targets)["total_loss"]
+
+            step = sgd_step(model, forward)
+            if name == "compiled":
+                tic = time.perf_counter()
+                step()  # compiles
+                compile_seconds[amp] = time.perf_counter() - tic
+            runs.append((f"{name} {amp}", step))
+    ms = alternate(runs, repeats)
+    what = f"fod-cpu step, R18 FPN128, batch {RECIPE_BATCH}, {RECIPE_CROP[0]}x{RECIPE_CROP[1]}"
+    rows = []
+    for name in models:
+        for amp in ("off", "bf16"):
+            note = f"compiling took {compile_seconds[amp]:.0f} s" if name == "compiled" else ""
+            rows.append(
+                Row(
+                    f"{what}, {name}, {'float32' if amp == 'off' else 'bfloat16'}",
+                    ms[f"{name} {amp}"],
+                    ms["theirs"],
+                    note=note,
+                )
+            )
+    return rows
+
+
+def bench_loop(data_root: Path, repeats: int, workers_options: Sequence[int] = (0, 1, 2)) -> list[Row]:
+    """The fod-cpu training loop end to end (cached pictures, crops, flips, the DataLoader, one epoch each)
+    against its step alone (the same batch again and again): pictures/s, the ratio is loop / step."""
+    from engine.data import cache_pictures, make_train_loader, start_epoch
+    from engine.schedule import plan_schedule
+    from engine.state import TrainState
+    from engine.train import Trainer, TrainStep, pad_targets
+
+    what = f"fod-cpu training loop, batch {RECIPE_BATCH} of {RECIPE_CROP[0]}x{RECIPE_CROP[1]} crops"
+    if not data_root.is_dir():
+        return [Row(what, None, unit="pictures/s", note=f"skipped: {data_root} not found")]
+    dataset = VOCDataset(
+        data_root, "train", train=True, resize_size=RECIPE_PICTURE, crop_size=RECIPE_CROP, cache=True, augment=("flip",)
+    )
+    cache_pictures(dataset, show_progress=False)
+    torch.manual_seed(0)
+    model = FCOSDetector(FCOSConfig(**RECIPE))
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    trainer = Trainer(TrainStep(model), optimizer, torch.amp.GradScaler("cpu", enabled=False), 0.01, 0, "cosine")
+    images, targets = next(iter(make_train_loader(dataset, RECIPE_BATCH, 0, 0)))
+    boxes, labels = pad_targets(targets)
+    step_rate = RECIPE_BATCH / (median_ms(lambda: trainer.step(images, boxes, labels), repeats) / 1000)
+    rows = []
+    for workers in workers_options:
+        loader = make_train_loader(dataset, RECIPE_BATCH, workers, seed=0)
+        state = TrainState()
+        plan_schedule(state, 10**6, (), 0.01, 0)
+        start_epoch(loader, 0, 1)
+        tic = time.perf_counter()
+        trainer.train_one_epoch(loader, state, 1, torch.device("cpu"), desc="loop")
+        rate = state.images_seen / (time.perf_counter() - tic)
+        rows.append(
+            Row(
+                f"{what}, {workers} loader workers (vs its step alone)",
+                rate,
+                step_rate,
+                unit="pictures/s",
+                note=f"{state.step} steps",
+            )
+        )
+    return rows
+
+
+def bench_deploy(repeats: int, checkpoint: Path | None = None, data_root: Path | None = None) -> list[Row]:
+    """fod-cpu inference at 720x1280, batch 1, selection included: PyTorch eager (the reference), compiled, and
+    onnxruntime at each graph optimisation level, with 1 or 2 threads, and int8 dynamically quantised. With a
+    checkpoint and the data, also val mAP of the float32 and int8 ONNX models."""
+    import tempfile
+
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    from engine.checkpoint import load_detector
+    from engine.export import export_onnx, load_onnx_detector
+    from engine.inference import detect_batch, evaluate
+
+    if checkpoint is not None:
+        model, _ = load_detector(checkpoint)
+    else:
+        torch.manual_seed(0)
+        model = FCOSDetector(FCOSConfig(**RECIPE, resize_size=RECIPE_PICTURE)).eval()
+    image = normalise(random_pictures(1, (736, 1280)))
+    detectors: dict[str, object] = {"PyTorch eager": model}
+    rows, notes = [], {}
+    with tempfile.TemporaryDirectory() as tmp:
+        path = export_onnx(model, Path(tmp) / "fod.onnx")
+        quantize_dynamic(str(path), str(Path(tmp) / "fod_int8.onnx"), weight_type=QuantType.QInt8)
+        compiled = copy.deepcopy(model)
+        compiled.compile(dynamic=False)
+        tic = time.perf_counter()
+        detect_batch(compiled, image)
+        notes["PyTorch compiled"] = f"compiling took {time.perf_counter() - tic:.0f} s"
+        detectors["PyTorch compiled"] = compiled
+        for level in ("all", "extended", "basic"):
+            detectors[f"onnxruntime, optimisation {level}"] = load_onnx_detector(path, optimization=level)
+        detectors["onnxruntime, 1 thread"] = load_onnx_detector(path, threads=1)
+        detectors["onnxruntime int8 (dynamic quantisation)"] = load_onnx_detector(Path(tmp) / "fod_int8.onnx")
+        ms = alternate([(name, lambda d=d: detect_batch(d, image)) for name, d in detectors.items()], repeats)
+        what = f"fod-cpu inference, {RECIPE_PICTURE[0]}x{RECIPE_PICTURE[1]}, batch 1"
+        for name in detectors:
+            if name != "PyTorch eager":
+                rows.append(Row(f"{what}, {name}", ms[name], ms["PyTorch eager"], note=notes.get(name, "")))
+        if checkpoint is not None and data_root is not None and data_root.is_dir():
+            dataset = VOCDataset(data_root, "val", model.config.classes, resize_size=model.config.resize_size)
+            for name in ("onnxruntime, optimisation all", "onnxruntime int8 (dynamic quantisation)"):
+                result, _ = evaluate(detectors[name], dataset, "cpu", batch_size=1, workers=0, progress=False)
+                rows.append(Row(f"val mAP through {name}", 100 * result["map"], unit="%", note=f"{checkpoint.name}"))
+    return rows
+
+
 # ----------------------------------------------------------------------------- report
 
 
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return "unknown CPU"
+
+
 def machine() -> str:
+    from engine.amp import cpu_has_amx
+
     return (
-        f"CPUs: {os.cpu_count()}, torch {torch.__version__}, torchvision {torchvision.__version__}, "
-        f"threads: {torch.get_num_threads()}"
+        f"{cpu_name()} ({'with' if cpu_has_amx() else 'without'} AMX), {os.cpu_count()} CPUs, "
+        f"torch {torch.__version__}, torchvision {torchvision.__version__}, threads: {torch.get_num_threads()}"
     )
 
 
 def markdown_table(rows: Sequence[Row]) -> str:
-    lines = ["| what | ours | reference (torchvision) | ratio (ours / ref.) |", "|---|---:|---:|---:|"]
+    lines = ["| what | ours | reference | ratio (ours / ref.) |", "|---|---:|---:|---:|"]
     lines += ["| " + " | ".join(row.cells()) + " |" for row in rows]
     return "\n".join(lines)
 
@@ -344,9 +513,14 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
         "--data-root",
         type=Path,
         default=Path("../shared/foreign_object_dataset"),
-        help="VOC-layout data for the loading row (skipped when absent)",
+        help="VOC-layout data for the loading, loop and accuracy rows (skipped when absent)",
     )
+    parser.add_argument("--only", help=f"comma list of sections: {', '.join(SECTIONS)} (default: all)")
+    parser.add_argument("--checkpoint", type=Path, help="a fod-cpu checkpoint for the deploy rows (val mAP of ONNX)")
     return parser
+
+
+SECTIONS = ("r50", "recipe", "loop", "deploy", "code")
 
 
 def main(args: argparse.Namespace) -> list[Row]:
@@ -354,14 +528,23 @@ def main(args: argparse.Namespace) -> list[Row]:
         torch.set_num_threads(args.threads)
     repeats = args.repeats or (2 if args.quick else 5)
     loader_batches = 5 if args.quick else 30
-    rows = [
-        *bench_training_step(repeats),
-        *bench_inference(repeats),
-        bench_assignment(repeats),
-        bench_postprocess(repeats),
-        bench_voc_scoring(repeats),
-        bench_data_loading(args.data_root, loader_batches),
-    ]
+    sections = args.only.split(",") if args.only else SECTIONS
+    rows: list[Row] = []
+    if "r50" in sections:
+        rows += [*bench_training_step(repeats), *bench_inference(repeats)]
+    if "recipe" in sections:
+        rows += bench_recipe_step(repeats)
+    if "loop" in sections:
+        rows += bench_loop(args.data_root, repeats)
+    if "deploy" in sections:
+        rows += bench_deploy(repeats, args.checkpoint, args.data_root)
+    if "code" in sections:
+        rows += [
+            bench_assignment(repeats),
+            bench_postprocess(repeats),
+            bench_voc_scoring(repeats),
+            bench_data_loading(args.data_root, loader_batches),
+        ]
     print(markdown_table(rows))
     print()
     print(f"{machine()}; median of {repeats} runs after a warm-up")

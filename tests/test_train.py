@@ -590,3 +590,26 @@ def test_ema_averages_with_a_ramped_decay(data_root):
     name = "head.cls_logits.weight"
     expected = first[name] + (1 - 2 / 11)
     torch.testing.assert_close(ema.module.state_dict()[name], expected)
+
+
+def test_amp_auto_on_a_cpu_follows_amx_or_a_timed_probe(monkeypatch):
+    from engine import amp
+
+    monkeypatch.setattr(amp, "cpu_has_amx", lambda: True)
+    assert amp.resolve_amp("auto", "cpu") == ("bf16", "the CPU has AMX tiles, which compute bfloat16 natively")
+    monkeypatch.setattr(amp, "cpu_has_amx", lambda: False)
+    monkeypatch.setattr(amp, "cpu_bf16_speedup", lambda: 1.8)
+    assert amp.resolve_amp("auto", "cpu")[0] == "bf16" and "1.80x as fast" in amp.resolve_amp("auto", "cpu")[1]
+    monkeypatch.setattr(amp, "cpu_bf16_speedup", lambda: 0.81)  # a Xeon without AMX: bfloat16 is slower
+    assert amp.resolve_amp("auto", "cpu")[0] == "off"
+    assert amp.resolve_amp("fp16", "cpu") == ("fp16", "as asked")
+    with pytest.raises(ValueError, match="--amp must be one of"):
+        amp.resolve_amp("half", "cpu")
+
+
+def test_the_bf16_probe_times_both_precisions():
+    from engine import amp
+
+    amp.cpu_bf16_speedup.cache_clear()
+    speedup = amp.cpu_bf16_speedup()
+    assert 0.05 < speedup < 20 and amp.cpu_bf16_speedup() == speedup  # measured once a process
