@@ -22,6 +22,7 @@ from engine.amp import AMP_CHOICES, resolve_amp
 from engine.analysis import analyse
 from engine.annotate import check_writable, write_json_atomically
 from engine.checkpoint import load_detector
+from engine.compiling import compile_detector
 from engine.inference import evaluate
 from engine.metrics import METRICS, coco_metrics, evaluate_detections, format_results, load_detections
 from engine.plots import plot_pr_curves
@@ -77,6 +78,7 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     parser.add_argument("--batch-size", type=int, default=2, help="pictures a batch")
     parser.add_argument("--workers", type=int, default=2, help="data loading processes")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="cpu, cuda or cuda:N")
+    parser.add_argument("--compile", action="store_true", help="torch.compile the network (helps GPUs more than CPUs)")
     parser.add_argument(
         "--amp",
         nargs="?",
@@ -103,6 +105,8 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
         )
         device = torch.device(args.device)
         amp, _ = resolve_amp(args.amp, device)
+        if args.compile:
+            print(f"network: {compile_detector(detector)}")
         result, detections = evaluate(
             detector.to(device), dataset, device, args.batch_size, args.workers, amp, args.tta, args.iou, args.metric
         )

@@ -34,6 +34,7 @@ from engine.checkpoint import (
     remove_partial_checkpoints,
     save_checkpoint,
 )
+from engine.compiling import compile_detector
 from engine.data import cache_pictures, make_train_loader, seed_everything, start_epoch
 from engine.distributed import barrier, init_distributed, is_main_process
 from engine.inference import evaluate
@@ -228,7 +229,7 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
     ema = make_ema(model, args.ema_decay) if args.ema else None
     step_model = parallelise(TrainStep(model, amp), device, local_rank, world_size, num_gpus, args.sync_bn)
     if args.compile:
-        model.compile()
+        say(f"network: {compile_detector(model)}")
     total_batch = batch_size * world_size
     lr = args.lr * total_batch / args.lr_batch if args.lr_batch else args.lr
     optimizer = torch.optim.SGD(

@@ -110,3 +110,33 @@ def test_pretrained_checkpoint_restores_without_the_weights_file(tmp_path, monke
     assert not any(p.requires_grad for p in restored.backbone.layer1.parameters())
     state = restored.state_dict()
     assert all(torch.equal(v, state[k]) for k, v in model.state_dict().items())
+
+
+def test_compiling_keeps_outputs_and_the_state_dict():
+    """torch.compile (traced here with the eager backend, which compiles no code) wraps the network only: the
+    same losses and detections, the same state dict keys, at two picture sizes."""
+    torch.manual_seed(0)
+    model = FCOSDetector(small_config()).eval()
+    compiled = FCOSDetector(small_config()).eval()
+    compiled.load_state_dict(model.state_dict())
+    compiled.compile(backend="eager")
+    assert compiled.state_dict().keys() == model.state_dict().keys()
+    for size in ((96, 160), (128, 96)):
+        images = torch.randn(2, 3, *size)
+        with torch.no_grad():
+            for a, b in zip(model(images), compiled(images)):
+                assert torch.equal(a["boxes"], b["boxes"]) and torch.equal(a["scores"], b["scores"])
+    targets = [{"boxes": torch.tensor([[10.0, 10.0, 40.0, 50.0]]), "labels": torch.tensor([2])}] * 2
+    images = torch.randn(2, 3, 96, 160)
+    torch.testing.assert_close(compiled.train()(images, targets), model.train()(images, targets))
+
+
+def test_compile_falls_back_to_eager_with_the_reason(monkeypatch):
+    from engine import compiling
+
+    compiling.compile_unavailable.cache_clear()
+    monkeypatch.setattr(torch, "compile", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("no C++ compiler found")))
+    model = FCOSDetector(small_config())
+    assert compiling.compile_detector(model) == "eager: torch.compile is unavailable here (no C++ compiler found)"
+    assert model.network == model._network
+    compiling.compile_unavailable.cache_clear()
