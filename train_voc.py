@@ -12,6 +12,7 @@ Writes ``model_<epoch>.pth``, ``last.pth`` (and ``best.pth`` with ``--val-every`
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import time
@@ -188,35 +189,18 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
     rank, world_size, local_rank = init_distributed()
     device = torch.device(f"cuda:{local_rank}" if args.device == "cuda" and world_size > 1 else args.device)
     amp, why = resolve_amp(args.amp, device)
-    augment = check_augment([a for a in args.augment.split(",") if a])
     classes = resolve_classes(args.classes)
     output_dir = prepare_output_dir(Path(args.output_dir))
     if args.synthetic and is_main_process():
         prepare_synthetic(Path(args.data_root), args.synthetic)
     barrier()
 
-    # Every split is read and checked now, not after hours of training.
-    train_set = VOCDataset(
-        args.data_root,
-        args.train_split,
-        classes,
-        train=True,
-        resize_size=args.resize,
-        crop_size=args.crop,
-        cache=args.cache,
-        augment=augment,
-        scale_jitter=args.scale_jitter,
-        background_crops=args.background_crops,
-    )
-    val_set = VOCDataset(args.data_root, args.val_split, classes, resize_size=args.resize) if args.val_split else None
-    cache_pictures(train_set, is_main_process())
+    train_set, val_set = load_data(args, classes)  # every split read and checked now, not after hours of training
     num_gpus = (
         torch.cuda.device_count() if device.type == "cuda" and world_size == 1 and not args.no_data_parallel else 1
     )
-    batch_size = args.batch_size * max(num_gpus, 1)
-    loader = make_train_loader(
-        train_set, batch_size, args.workers, args.seed, rank, world_size, pin_memory=device.type == "cuda"
-    )
+    batch_size = args.batch_size * num_gpus
+    loader = make_train_loader(train_set, batch_size, args.workers, args.seed, rank, world_size, device.type == "cuda")
     if len(loader) == 0:
         raise ValueError(
             f"{len(train_set) // world_size} pictures of split {args.train_split!r} per process make no "
@@ -230,16 +214,81 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
     step_model = parallelise(TrainStep(model, amp), device, local_rank, world_size, num_gpus, args.sync_bn)
     if args.compile:
         say(f"network: {compile_detector(model)}")
-    total_batch = batch_size * world_size
-    lr = args.lr * total_batch / args.lr_batch if args.lr_batch else args.lr
-    optimizer = torch.optim.SGD(
-        [p for p in model.parameters() if p.requires_grad],
-        lr=lr,
-        momentum=args.momentum,
-        weight_decay=args.weight_decay,
+    trainer = build_trainer(args, model, step_model, ema, amp, batch_size * world_size)
+    state = restore(checkpoint, trainer, ema) if checkpoint else TrainState()
+    planned = args.steps or args.epochs * len(loader)
+    budget = plan(args, state, trainer, planned, len(loader), resumed=checkpoint is not None)
+    summary: dict[str, Any] = {"output_dir": str(output_dir), "model": model, "state": state}
+    if state.finished:
+        say(nothing_left(args, state))
+        return summary
+
+    say(
+        f"training {args.backbone} FCOS on {len(train_set)} pictures of {args.data_root}/{args.train_split} "
+        f"({', '.join(classes)}): {len(loader)} steps/epoch of {batch_size * world_size} pictures, "
+        f"{describe_lr(args, trainer.base_lr, batch_size * world_size)}, {device}"
+        f"{f' x{num_gpus} DataParallel' if num_gpus > 1 else ''}{f' x{world_size} DDP' if world_size > 1 else ''}, "
+        f"amp {amp} ({why}); output {output_dir}"
     )
-    scaler = torch.amp.GradScaler(device.type, enabled=amp == "fp16")
-    trainer = Trainer(
+    log = StepLog(output_dir / "log.csv", state.step if checkpoint else None) if is_main_process() else None
+    state.history = list(log.rows) if log else []
+    with log or contextlib.nullcontext():
+        while not state.finished and state.epoch < (math.inf if args.steps else args.epochs):
+            if budget and world_size == 1 and budget.expired():
+                break
+            first_step, first_skipped, started = state.step, state.skipped_steps, state.train_seconds
+            start_epoch(loader, args.seed, state.epoch + 1, rank)
+            trainer.train_one_epoch(loader, state, state.epoch + 1, device, log=log, budget=budget, max_steps=planned)
+            if (state.step, state.skipped_steps) == (first_step, first_skipped):
+                break  # out of time before the epoch's first step: nothing to log or save
+            state.epoch += 1
+            saving = time.perf_counter()
+            end_of_epoch(args, state, model, ema, trainer, val_set, device, amp, output_dir, log)
+            state.train_seconds += time.perf_counter() - saving
+            if budget and state.step > first_step:
+                seconds_per_step = (state.train_seconds - started) / (state.step - first_step)
+                trainer.resize(state, min(planned, state.step + budget.steps_that_fit(seconds_per_step)))
+
+    say(
+        f"trained {state.step} steps ({state.epoch} epochs) in {state.train_seconds / 60:.1f} min, "
+        f"{state.images_seen / max(state.step_seconds, 1e-9):.1f} pictures/s; {state.skipped_steps} steps skipped; "
+        f"checkpoints in {output_dir}"
+    )
+    if is_main_process() and val_set is not None and not args.no_final_eval:
+        summary.update(final_evaluation(args, model, ema, trainer, state, val_set, device, amp, output_dir))
+    if is_main_process() and args.preset == "demo":
+        demo_epilogue(output_dir, device)
+    return summary
+
+
+def load_data(args: argparse.Namespace, classes: tuple[str, ...]) -> tuple[VOCDataset, VOCDataset | None]:
+    """The training split with its crops and augmentation (cached if asked) and the validation split."""
+    train_set = VOCDataset(
+        args.data_root,
+        args.train_split,
+        classes,
+        train=True,
+        resize_size=args.resize,
+        crop_size=args.crop,
+        cache=args.cache,
+        augment=check_augment(args.augment.split(",")),
+        scale_jitter=args.scale_jitter,
+        background_crops=args.background_crops,
+    )
+    val_set = VOCDataset(args.data_root, args.val_split, classes, resize_size=args.resize) if args.val_split else None
+    cache_pictures(train_set, is_main_process())
+    return train_set, val_set
+
+
+def build_trainer(
+    args: argparse.Namespace, model: FCOSDetector, step_model: torch.nn.Module, ema: Any, amp: str, total_batch: int
+) -> Trainer:
+    """SGD on the trainable parameters at the LR the linear rule gives for ``total_batch``, and the guards."""
+    lr = args.lr * total_batch / args.lr_batch if args.lr_batch else args.lr
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.SGD(params, lr=lr, momentum=args.momentum, weight_decay=args.weight_decay)
+    scaler = torch.amp.GradScaler(next(model.parameters()).device.type, enabled=amp == "fp16")
+    return Trainer(
         step_model,
         optimizer,
         scaler,
@@ -250,61 +299,35 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
         args.max_bad_steps,
         ema,
     )
-    state = restore(checkpoint, optimizer, scaler, ema) if checkpoint else TrainState()
-    planned = args.steps or args.epochs * len(loader)
-    budget = plan(args, state, trainer, planned, len(loader), resumed=checkpoint is not None)
-    summary: dict[str, Any] = {"output_dir": str(output_dir), "model": model, "state": state}
-    if state.finished:
-        say(nothing_left(args, state))
-        return summary
 
-    say(
-        f"training {args.backbone} FCOS on {len(train_set)} pictures of {args.data_root}/{args.train_split} "
-        f"({', '.join(classes)}): {len(loader)} steps/epoch of {total_batch} pictures, lr {lr:g}"
-        f"{f' ({args.lr:g} x {total_batch}/{args.lr_batch}, the linear rule)' if args.lr_batch else ''}, "
-        f"{device}{f' x{num_gpus} DataParallel' if num_gpus > 1 else ''}"
-        f"{f' x{world_size} DDP' if world_size > 1 else ''}"
-        f", amp {amp} ({why}); output {output_dir}"
-    )
-    log = StepLog(output_dir / "log.csv", state.step if checkpoint else None) if is_main_process() else None
-    state.history = list(log.rows) if log else []
-    try:
-        last_epoch = math.inf if args.steps else args.epochs
-        while not state.finished and state.epoch < last_epoch and not (budget and world_size == 1 and budget.expired()):
-            epoch, first_step, first_skipped = state.epoch + 1, state.step, state.skipped_steps
-            epoch_seconds = state.train_seconds
-            start_epoch(loader, args.seed, epoch, rank)
-            trainer.train_one_epoch(loader, state, epoch, device, log=log, budget=budget, max_steps=planned)
-            if (state.step, state.skipped_steps) == (first_step, first_skipped):
-                break  # out of time before the epoch's first step: nothing to log or save
-            state.epoch = epoch
-            saving = time.perf_counter()
-            end_of_epoch(args, state, model, ema, trainer, val_set, device, amp, output_dir, log)
-            state.train_seconds += time.perf_counter() - saving
-            if budget and state.step > first_step:
-                seconds_per_step = (state.train_seconds - epoch_seconds) / (state.step - first_step)
-                trainer.resize(state, min(planned, state.step + budget.steps_that_fit(seconds_per_step)))
-    finally:
-        if log:
-            log.close()
 
-    say(
-        f"trained {state.step} steps ({state.epoch} epochs) in {state.train_seconds / 60:.1f} min, "
-        f"{state.images_seen / max(state.step_seconds, 1e-9):.1f} pictures/s; {state.skipped_steps} steps skipped; "
-        f"checkpoints in {output_dir}"
+def describe_lr(args: argparse.Namespace, lr: float, total_batch: int) -> str:
+    if not args.lr_batch:
+        return f"lr {lr:g}"
+    return f"lr {lr:g} ({args.lr:g} x {total_batch}/{args.lr_batch}, the linear rule)"
+
+
+def final_evaluation(
+    args: argparse.Namespace,
+    model: FCOSDetector,
+    ema: Any,
+    trainer: Trainer,
+    state: TrainState,
+    val_set: VOCDataset,
+    device: torch.device,
+    amp: str,
+    output_dir: Path,
+) -> dict[str, Any]:
+    """Score --val-split, keep its operating points in last.pth (for ``detect.py --score-threshold auto``) and
+    write results.json."""
+    result, _ = evaluate(
+        ema.module if ema else model, val_set, device, args.batch_size, args.workers, amp, flip=args.tta
     )
-    if is_main_process() and val_set is not None and not args.no_final_eval:
-        result, _ = evaluate(
-            ema.module if ema else model, val_set, device, args.batch_size, args.workers, amp, flip=args.tta
-        )
-        print(f"{args.val_split} split of {args.data_root}:\n{format_results(result)}")
-        thresholds = operating_points(result)
-        save_checkpoint(checkpoint_dict(model, trainer, state, args, ema, thresholds), output_dir / "last.pth")
-        summary.update(result=result, thresholds=thresholds)
-        write_results(output_dir / "results.json", args, state, result)
-    if is_main_process() and args.preset == "demo":
-        demo_epilogue(output_dir, device)
-    return summary
+    print(f"{args.val_split} split of {args.data_root}:\n{format_results(result)}")
+    thresholds = operating_points(result)
+    save_checkpoint(checkpoint_dict(model, trainer, state, args, ema, thresholds), output_dir / "last.pth")
+    write_results(output_dir / "results.json", args, state, result)
+    return {"result": result, "thresholds": thresholds}
 
 
 def say(text: str) -> None:
@@ -372,12 +395,10 @@ def parallelise(
     return nn.DataParallel(step_model) if num_gpus > 1 else step_model
 
 
-def restore(
-    checkpoint: dict[str, Any], optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler, ema: Any
-) -> TrainState:
+def restore(checkpoint: dict[str, Any], trainer: Trainer, ema: Any) -> TrainState:
     """Optimizer, scaler and weight average as they were; the training state to continue from."""
-    optimizer.load_state_dict(checkpoint["optimizer"])
-    scaler.load_state_dict(checkpoint["scaler"])
+    trainer.optimizer.load_state_dict(checkpoint["optimizer"])
+    trainer.scaler.load_state_dict(checkpoint["scaler"])
     if ema is not None and "ema" in checkpoint:
         ema.module.load_state_dict(checkpoint["ema"])
         ema.n_averaged.fill_(checkpoint["ema_updates"])

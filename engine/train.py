@@ -252,3 +252,9 @@ class StepLog:
 
     def close(self) -> None:
         self.file.close()
+
+    def __enter__(self) -> StepLog:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
