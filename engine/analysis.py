@@ -20,7 +20,7 @@ from torchvision.ops import box_iou
 
 from dataset.voc import GroundTruth, xml_to_pixels
 
-from .drawing import FONT, class_colour, label_box
+from .drawing import class_colour, label_box
 from .metrics import Detection, match_detections
 from .plots import new_figure, save_figure
 from .thresholds import PRECISION_TARGETS, curve, deploy_thresholds, operating_points
@@ -281,15 +281,14 @@ def draw_errors(
                 0.4 * line,
                 max(1, line // 2),
             )
-        cv2.putText(
+        label_box(
             picture,
             "dashed white: ground truth   solid: detections   MISS / FP: errors",
-            (8, 8 + 16 * line),
-            FONT,
+            (0, 0),
+            (40, 40, 40),
             0.5 * line,
-            (255, 255, 255),
             max(1, line // 2),
-            cv2.LINE_AA,
+            below=True,
         )
         path = out_dir / f"{image_id}.jpg"
         cv2.imwrite(str(path), picture, [cv2.IMWRITE_JPEG_QUALITY, 90])
