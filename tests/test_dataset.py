@@ -241,6 +241,25 @@ def test_flip_is_exact(synth):
     assert torch.equal(ftarget["labels"], target["labels"])
 
 
+def test_a_flipped_box_covers_exactly_the_mirrored_pixels_and_flipping_twice_is_the_identity(tmp_path):
+    """An object on pixels x 10..39, y 5..24 (XML 11..40, 6..25) of a 96-wide picture: mirrored it lies on pixels
+    56..85, and its box must say exactly that. (Shifting every coordinate by 1, as VOC loaders often do, put the
+    flipped box one pixel off.)"""
+    rgb = np.zeros((32, 96, 3), np.uint8)
+    rgb[5:25, 10:40] = 255
+    root = make_set(tmp_path, {"o": (rgb, [[11, 6, 40, 25]], ["nail"])})
+    flipped = VOCDataset(root, train=True, augment=("flip",), resize_size=(32, 96))
+    flipped.augmentation.transforms[0].p = 1.0
+    image, target = flipped[0]
+    columns = torch.nonzero(image[0].amax(0) > 0).flatten()
+    assert (columns.min().item(), columns.max().item()) == (56, 85)
+    assert target["boxes"].tolist() == [[56.0, 5.0, 86.0, 25.0]]  # continuous edges: pixels 56 .. 85
+    flip = flipped.augmentation.transforms[0]
+    back = flip(tv_tensors.BoundingBoxes(target["boxes"], format="XYXY", canvas_size=(32, 96)))
+    assert back.tolist() == [[10.0, 5.0, 40.0, 25.0]] and pixels_to_xml(back).tolist() == [[11, 6, 40, 25]]
+    assert torch.equal(flip(back).as_subclass(torch.Tensor), target["boxes"])
+
+
 def test_rotated_box_holds_rotated_object():
     h, w, angle = 120, 200, 8.0
     rgb = np.zeros((h, w, 3), np.uint8)

@@ -1,6 +1,8 @@
 """Bad input and faults: crafted or broken checkpoints, full disks, broken files. One line naming the file, or a
 skip with a word; never a traceback, never code run from a file, never a silent wrong result."""
 
+import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -271,3 +273,61 @@ def test_no_pickle_loading_without_weights_only_anywhere():
             if "torch.load(" in line:
                 assert "weights_only=True" in line, f"{source}: {line.strip()}"
         assert "pickle.load" not in text, source
+
+
+def test_an_empty_split_or_one_without_objects_is_an_error_not_a_nan(data, tmp_path):
+    root = tmp_path / "data"
+    generate(root, {"val": 2}, seed=1, size=(96, 160))
+    (root / "ImageSets" / "Main" / "empty.txt").write_text("\n")
+    status, printed = script(
+        "eval_voc.py", "--checkpoint", str(data / "good.pth"), "--data-root", str(root), "--split", "empty"
+    )
+    assert status == 2 and printed.endswith("empty.txt: split 'empty' lists no pictures"), printed
+    for xml in (root / "Annotations").glob("*.xml"):  # no objects left in the split
+        text = xml.read_text()
+        xml.write_text(text[: text.index("<object>")] + "</annotation>\n")
+    (tmp_path / "none.json").write_text("[]")
+    status, printed = script("eval_voc.py", "--detections", str(tmp_path / "none.json"), "--data-root", str(root))
+    assert status == 2 and printed.endswith(
+        "has no objects of the classes nail, clip_B, clip_Y, L_stick; nothing to score"
+    )
+
+
+def test_the_data_tools_answer_in_one_line(tmp_path):
+    status, printed = script("-m", "dataset.voc", "--data-root", str(tmp_path / "absent"))
+    assert status == 2 and printed == f"python -m dataset.voc: error: {tmp_path / 'absent'}: data set folder not found"
+    (tmp_path / "a.csv").write_text("a.jpg,1,2,x,4,nail\n")
+    status, printed = script("-m", "dataset.convert", "--csv", str(tmp_path / "a.csv"), "--out", str(tmp_path / "o"))
+    assert status == 2 and printed.startswith("python -m dataset.convert: error: ") and "row 1" in printed
+    status, printed = script("-m", "dataset.synthetic", "--out", str(REPO / "README.md"), "--train", "1")
+    assert status == 2 and "not a synthetic data set made by this project" in printed
+
+
+def test_sub_pixel_boxes_are_not_written():
+    from engine.inference import to_detections
+
+    output = {
+        "boxes": torch.tensor([[10.0, 10.0, 30.0, 30.0], [50.0, 50.0, 50.4, 70.0], [-9.0, 5.0, 0.3, 9.0]]),
+        "scores": torch.tensor([0.9, 0.8, 0.7]),
+        "labels": torch.tensor([1, 2, 3]),
+    }
+    target = {"image_id": "x", "orig_size": (100, 200), "scale": torch.tensor([1.0, 1.0]), "offset": torch.zeros(2)}
+    found = to_detections(output, target, FOD)
+    assert [d["bbox"] for d in found] == [[11.0, 11.0, 30.0, 30.0]]  # the others cover no whole pixel across
+
+
+def test_the_detections_file_is_written_atomically(tmp_path, monkeypatch):
+    from engine import annotate
+
+    path = tmp_path / "detections.json"
+    annotate.write_json_atomically([{"a": 1}], path)
+    real_replace = os.replace
+
+    def full_disk(src, dst):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(annotate.os, "replace", full_disk)
+    with pytest.raises(OSError):
+        annotate.write_json_atomically([{"b": 2}], path)
+    monkeypatch.setattr(annotate.os, "replace", real_replace)
+    assert json.loads(path.read_text()) == [{"a": 1}] and sorted(p.name for p in tmp_path.iterdir()) == [path.name]
