@@ -103,24 +103,42 @@ def run_variant(name: str, seed: int, args: argparse.Namespace) -> dict | None:
     return json.loads(results.read_text()) if finished and results.is_file() else None
 
 
+def load_runs(out: Path, name: str) -> dict[str, dict]:
+    """seed folder name -> results.json of the variant's finished runs."""
+    return {p.parent.name: json.loads(p.read_text()) for p in sorted((out / name).glob("seed*/results.json"))}
+
+
 def table(out: Path, names: list[str]) -> str:
-    """Markdown: per variant the mean mAP, spread (max - min) over seeds, per-class mean AP, steps and minutes."""
+    """Markdown: per variant the mean mAP over seeds, its spread (max - min), the mean difference to ``baseline``
+    run with the same seeds (same initialisation and picture order), per-class mean AP, steps and minutes."""
+    runs = {
+        name: {p.parent.name: json.loads(p.read_text()) for p in sorted((out / name).glob("seed*/results.json"))}
+        for name in names
+    }
+    base = runs.get("baseline") or {
+        seed: r
+        for seed, r in (
+            (p.parent.name, json.loads(p.read_text())) for p in sorted((out / "baseline").glob("seed*/results.json"))
+        )
+    }
     rows = [
-        "| variant | runs | mAP mean | spread | nail | clip_B | clip_Y | L_stick | steps | minutes | s/step |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| variant | runs | mAP mean | spread | vs baseline, same seeds | nail | clip_B | clip_Y | L_stick | steps "
+        "| minutes | s/step |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for name in names:
-        found = [json.loads(p.read_text()) for p in sorted((out / name).glob("seed*/results.json"))]
+    for name, found in runs.items():
         if not found:
             continue
-        maps = [r["map"] for r in found]
-        per_class = {c: statistics.fmean(r["ap"][c] for r in found) for c in found[0]["ap"]}
+        maps = [r["map"] for r in found.values()]
+        paired = [r["map"] - base[seed]["map"] for seed, r in found.items() if seed in base]
+        per_class = {c: statistics.fmean(r["ap"][c] for r in found.values()) for c in next(iter(found.values()))["ap"]}
         rows.append(
             f"| {name} | {len(found)} | {statistics.fmean(maps):.3f} | {max(maps) - min(maps):.3f} | "
+            f"{statistics.fmean(paired):+.3f} | "
             + " | ".join(f"{v:.3f}" for v in per_class.values())
-            + f" | {statistics.fmean(r['steps'] for r in found):.0f}"
-            f" | {statistics.fmean(r['train_minutes'] for r in found):.1f}"
-            f" | {statistics.fmean(r['seconds_per_step'] for r in found):.2f} |"
+            + f" | {statistics.fmean(r['steps'] for r in found.values()):.0f}"
+            f" | {statistics.fmean(r['train_minutes'] for r in found.values()):.1f}"
+            f" | {statistics.fmean(r['seconds_per_step'] for r in found.values()):.2f} |"
         )
     return "\n".join(rows)
 
@@ -152,4 +170,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    main()    runs = {name: load_runs(out, name) for name in names}
+    base = load_runs(out, "baseline")
+
