@@ -111,16 +111,8 @@ def load_runs(out: Path, name: str) -> dict[str, dict]:
 def table(out: Path, names: list[str]) -> str:
     """Markdown: per variant the mean mAP over seeds, its spread (max - min), the mean difference to ``baseline``
     run with the same seeds (same initialisation and picture order), per-class mean AP, steps and minutes."""
-    runs = {
-        name: {p.parent.name: json.loads(p.read_text()) for p in sorted((out / name).glob("seed*/results.json"))}
-        for name in names
-    }
-    base = runs.get("baseline") or {
-        seed: r
-        for seed, r in (
-            (p.parent.name, json.loads(p.read_text())) for p in sorted((out / "baseline").glob("seed*/results.json"))
-        )
-    }
+    runs = {name: load_runs(out, name) for name in names}
+    base = load_runs(out, "baseline")
     rows = [
         "| variant | runs | mAP mean | spread | vs baseline, same seeds | nail | clip_B | clip_Y | L_stick | steps "
         "| minutes | s/step |",
@@ -170,6 +162,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()    runs = {name: load_runs(out, name) for name in names}
-    base = load_runs(out, "baseline")
-
+    main()
