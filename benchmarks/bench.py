@@ -430,16 +430,25 @@ def bench_loop(data_root: Path, repeats: int, workers_options: Sequence[int] = (
     return rows
 
 
+def calibration_pictures(data_root: Path | None, count: int = 16) -> list[Tensor]:
+    """Normalised ``[1,3,H,W]`` pictures for int8 calibration: every 17th training picture at 720x1280, or
+    random ones without the data (fine for timing, meaningless for accuracy)."""
+    if data_root is None or not data_root.is_dir():
+        return [normalise(random_pictures(1, (736, 1280), seed=k)) for k in range(count)]
+    dataset = VOCDataset(data_root, "train", resize_size=RECIPE_PICTURE)
+    return [dataset[i][0][None] for i in range(0, len(dataset), 17)][:count]
+
+
 def bench_deploy(repeats: int, checkpoint: Path | None = None, data_root: Path | None = None) -> list[Row]:
-    """fod-cpu inference at 720x1280, batch 1, selection included: PyTorch eager (the reference), compiled, and
-    onnxruntime at each graph optimisation level, with 1 or 2 threads, and int8 dynamically quantised. With a
-    checkpoint and the data, also val mAP of the float32 and int8 ONNX models."""
+    """fod-cpu inference at 720x1280, batch 1, selection included, against PyTorch eager float32: PyTorch in
+    bfloat16 and compiled, onnxruntime at each graph optimisation level, with 1 or 2 threads, and int8 (dynamic
+    and static quantisation). With a checkpoint and the data, also the val mAP each way gives."""
     import tempfile
 
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     from engine.checkpoint import load_detector
-    from engine.export import export_onnx, load_onnx_detector
+    from engine.export import export_onnx, load_onnx_detector, quantize_int8
     from engine.inference import detect_batch, evaluate
 
     if checkpoint is not None:
@@ -448,31 +457,47 @@ def bench_deploy(repeats: int, checkpoint: Path | None = None, data_root: Path |
         torch.manual_seed(0)
         model = FCOSDetector(FCOSConfig(**RECIPE, resize_size=RECIPE_PICTURE)).eval()
     image = normalise(random_pictures(1, (736, 1280)))
-    detectors: dict[str, object] = {"PyTorch eager": model}
     rows, notes = [], {}
     with tempfile.TemporaryDirectory() as tmp:
         path = export_onnx(model, Path(tmp) / "fod.onnx")
-        quantize_dynamic(str(path), str(Path(tmp) / "fod_int8.onnx"), weight_type=QuantType.QInt8)
+        quantize_dynamic(str(path), str(Path(tmp) / "dynamic.onnx"), weight_type=QuantType.QInt8)
+        quantize_int8(path, Path(tmp) / "static.onnx", calibration_pictures(data_root))
         compiled = copy.deepcopy(model)
         compiled.compile(dynamic=False)
         tic = time.perf_counter()
         detect_batch(compiled, image)
         notes["PyTorch compiled"] = f"compiling took {time.perf_counter() - tic:.0f} s"
-        detectors["PyTorch compiled"] = compiled
-        for level in ("all", "extended", "basic"):
-            detectors[f"onnxruntime, optimisation {level}"] = load_onnx_detector(path, optimization=level)
-        detectors["onnxruntime, 1 thread"] = load_onnx_detector(path, threads=1)
-        detectors["onnxruntime int8 (dynamic quantisation)"] = load_onnx_detector(Path(tmp) / "fod_int8.onnx")
-        ms = alternate([(name, lambda d=d: detect_batch(d, image)) for name, d in detectors.items()], repeats)
+        ways: dict[str, tuple[object, str]] = {
+            "PyTorch eager": (model, "off"),
+            "PyTorch eager, bfloat16": (model, "bf16"),
+            "PyTorch compiled": (compiled, "off"),
+            **{
+                f"onnxruntime, optimisation {level}": (load_onnx_detector(path, optimization=level), "off")
+                for level in ("all", "extended", "basic")
+            },
+            "onnxruntime, 1 thread": (load_onnx_detector(path, threads=1), "off"),
+            "onnxruntime int8, dynamic quantisation": (load_onnx_detector(Path(tmp) / "dynamic.onnx"), "off"),
+            "onnxruntime int8, static quantisation": (load_onnx_detector(Path(tmp) / "static.onnx"), "off"),
+        }
+        ms = alternate([(name, lambda d=d, a=a: detect_batch(d, image, a)) for name, (d, a) in ways.items()], repeats)
         what = f"fod-cpu inference, {RECIPE_PICTURE[0]}x{RECIPE_PICTURE[1]}, batch 1"
-        for name in detectors:
-            if name != "PyTorch eager":
-                rows.append(Row(f"{what}, {name}", ms[name], ms["PyTorch eager"], note=notes.get(name, "")))
+        rows += [
+            Row(f"{what}, {name}", ms[name], ms["PyTorch eager"], note=notes.get(name, ""))
+            for name in ways
+            if name != "PyTorch eager"
+        ]
         if checkpoint is not None and data_root is not None and data_root.is_dir():
             dataset = VOCDataset(data_root, "val", model.config.classes, resize_size=model.config.resize_size)
-            for name in ("onnxruntime, optimisation all", "onnxruntime int8 (dynamic quantisation)"):
-                result, _ = evaluate(detectors[name], dataset, "cpu", batch_size=1, workers=0, progress=False)
-                rows.append(Row(f"val mAP through {name}", 100 * result["map"], unit="%", note=f"{checkpoint.name}"))
+            for name in (
+                "PyTorch eager",
+                "PyTorch eager, bfloat16",
+                "onnxruntime, optimisation all",
+                "onnxruntime int8, dynamic quantisation",
+                "onnxruntime int8, static quantisation",
+            ):
+                detector, amp = ways[name]
+                result, _ = evaluate(detector, dataset, "cpu", batch_size=1, workers=0, amp=amp, progress=False)
+                rows.append(Row(f"val mAP, {name}", 100 * result["map"], unit="%", note=checkpoint.name))
     return rows
 
 

@@ -132,6 +132,41 @@ class OnnxDetector:
         return self
 
 
+def quantize_int8(path: str | Path, output: str | Path, calibration: list[Tensor]) -> Path:
+    """Static int8 quantisation (QDQ; per-channel int8 weights, uint8 activations whose ranges come from running
+    ``calibration``, a few normalised pictures ``[1,3,H,W]`` like those the model will see). The metadata is kept."""
+    import onnx
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    class Pictures(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.pending = iter(calibration)
+
+        def get_next(self) -> dict | None:
+            image = next(self.pending, None)
+            return None if image is None else {INPUT: image.float().numpy()}
+
+    path, output = Path(path), Path(output)
+    prepared = output.with_name(output.stem + ".prepared.onnx")
+    quant_pre_process(str(path), str(prepared), skip_symbolic_shape=True)
+    quantize_static(
+        str(prepared),
+        str(output),
+        Pictures(),
+        quant_format=QuantFormat.QDQ,
+        activation_type=QuantType.QUInt8,
+        weight_type=QuantType.QInt8,
+        per_channel=True,
+    )
+    prepared.unlink()
+    graph, source = onnx.load(str(output)), onnx.load(str(path), load_external_data=False)
+    del graph.metadata_props[:]
+    graph.metadata_props.extend(source.metadata_props)
+    onnx.save(graph, str(output))
+    return output
+
+
 def load_onnx_detector(path: str | Path, threads: int | None = None, optimization: str = "all") -> OnnxDetector:
     """An :class:`OnnxDetector`; ``FileNotFoundError`` or ``ValueError`` naming the file when it is not one."""
     path = Path(path)
