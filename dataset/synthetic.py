@@ -3,7 +3,7 @@
 Each picture: textured asphalt (noise at three scales plus gravel specks), worn lane paint with
 cracks, distractors that are not objects (stones, leaves, paper scraps, stains), one to six
 objects of the four classes drawn with their own shape and colour (nail, clip_B, clip_Y,
-L_stick), rotated, about 1/40..1/20 of the picture width long and not overlapping, each with a
+L_stick), rotated, about 1/28..1/14 of the picture width long and not overlapping, each with a
 soft cast shadow; then uneven light, large shadows, slight blur, sensor noise and sometimes a
 CCTV time stamp. Boxes are the tight bounding boxes of the drawn shapes.
 
@@ -31,7 +31,7 @@ from dataset.voc import FOD_CLASSES, write_annotation, write_split
 JPEG_QUALITY = 85
 MARKER = "synthetic.json"  # written by generate(): the folder is this project's to rewrite
 # relative length of each class (real clip_Y boxes are smaller than the others)
-CLASS_LENGTH = {"nail": 1.0, "clip_B": 0.95, "clip_Y": 0.75, "L_stick": 1.2}
+CLASS_LENGTH = {"nail": 1.1, "clip_B": 0.95, "clip_Y": 0.75, "L_stick": 1.2}
 ALPHA_VISIBLE = 0.25  # a pixel belongs to an object's box when its coverage is at least this
 
 # A part: ("poly", points [K, 2] in object units, colour RGB) or ("line", points, colour, thickness
@@ -44,19 +44,24 @@ def _rect(x0: float, x1: float, y0: float, y1: float) -> np.ndarray:
 
 
 def _metal(rng: np.random.Generator) -> np.ndarray:
-    """Silver, brass or dark steel."""
-    g = rng.uniform(110, 200)
-    tint = [(0, 2, 8), (22, 8, -40), (-50, -50, -48)][rng.choice(3, p=[0.5, 0.3, 0.2])]
+    """Bright silver or brass."""
+    g = rng.uniform(150, 215)
+    tint = [(0, 2, 8), (22, 8, -40)][rng.choice(2, p=[0.65, 0.35])]
     return np.array([g + t for t in tint], dtype=np.float32)
+
+
+def _disc(x: float, radius: float, sides: int = 12) -> np.ndarray:
+    angles = np.linspace(0, 2 * np.pi, sides, endpoint=False)
+    return np.stack([x + radius * np.cos(angles), radius * np.sin(angles)], 1).astype(np.float32)
 
 
 def _nail(rng: np.random.Generator) -> list[Part]:
     """Screw seen from above: head, threaded shaft, pointed tip, a highlight along the shaft."""
     col = _metal(rng)
-    hw, head = rng.uniform(0.05, 0.08), rng.uniform(0.11, 0.15)
+    hw, head = rng.uniform(0.08, 0.11), rng.uniform(0.17, 0.22)
     dark, light = col * 0.6, np.minimum(col * 1.35 + 20, 255)
     parts: list[Part] = [
-        ("poly", _rect(-0.5, -0.42, -head, head), col * 0.9),
+        ("poly", _disc(-0.4, head), col * 0.9),
         ("poly", _rect(-0.43, 0.38, -hw, hw), col),
         ("poly", np.array([[0.38, -hw], [0.5, 0.0], [0.38, hw]], np.float32), col),
     ]
@@ -114,8 +119,8 @@ def _clip_y(rng: np.random.Generator) -> list[Part]:
 
 def _l_stick(rng: np.random.Generator) -> list[Part]:
     """Hex key: long arm with a short arm bent at a right angle, silver or black."""
-    col = _metal(rng) if rng.random() < 0.6 else np.full(3, rng.uniform(25, 55), np.float32)
-    t, s = rng.uniform(0.025, 0.04), rng.uniform(0.18, 0.33) * (1 if rng.random() < 0.5 else -1)
+    col = _metal(rng) * 0.8 if rng.random() < 0.15 else np.full(3, rng.uniform(25, 55), np.float32)
+    t, s = rng.uniform(0.045, 0.065), rng.uniform(0.35, 0.5) * (1 if rng.random() < 0.5 else -1)
     light = np.minimum(col * 1.3 + 30, 255)
     return [
         ("poly", _rect(-0.5, 0.5, -t, t), col),
@@ -284,7 +289,7 @@ def render(rng: np.random.Generator, size: tuple[int, int] = (360, 640)) -> tupl
     shadow = rng.uniform(1.0, 2.5) * np.array([np.cos(a := rng.uniform(0, 2 * np.pi)), np.sin(a)])
     for _ in range(rng.integers(1, 7)):
         name = FOD_CLASSES[rng.integers(len(FOD_CLASSES))]
-        length = w * rng.uniform(1 / 40, 1 / 20) * CLASS_LENGTH[name]
+        length = w * rng.uniform(1 / 28, 1 / 14) * CLASS_LENGTH[name]
         radius = 0.65 * length + 3
         for _attempt in range(30):
             centre = rng.uniform((radius, radius), (w - radius, h - radius))
