@@ -13,7 +13,7 @@ import detect
 import export_onnx
 from dataset.pictures import PictureDataset, collate_pictures
 from engine.checkpoint import save_checkpoint
-from engine.export import FORMAT, load_onnx_detector
+from engine.export import FORMAT, load_onnx_detector, quantize_int8
 from model import FCOSConfig, FCOSDetector
 
 REPO = Path(__file__).resolve().parents[1]
@@ -156,3 +156,21 @@ def test_export_needs_a_writable_place_and_a_checkpoint(tmp_path):
                 ["--checkpoint", str(tmp_path / "x.pth"), "--output", str(tmp_path / "m.onnx")]
             )
         )
+
+
+def test_static_int8_keeps_the_metadata_and_roughly_the_scores(exported, tmp_path):
+    """Quantised on the very pictures it is then run on, the int8 model's scores stay near float32's."""
+    model, root = exported
+    pictures = [torch.randn(1, 3, 128, 224, generator=torch.Generator().manual_seed(k)) for k in range(4)]
+    quantize_int8(root / "model.onnx", tmp_path / "int8.onnx", pictures)
+    ops = {node.op_type for node in onnx.load(str(tmp_path / "int8.onnx")).graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear"} <= ops
+    assert not (tmp_path / "int8.prepared.onnx").exists()
+    detector = load_onnx_detector(tmp_path / "int8.onnx")
+    assert detector.config == model.config and detector.thresholds == THRESHOLDS
+    images = torch.cat(pictures)
+    with torch.inference_mode():
+        scores, _ = model.dense(images)
+    int8_scores, _ = detector.dense(images)
+    assert int8_scores.shape == scores.shape
+    assert (int8_scores - scores).abs().mean() < 0.005 and not torch.equal(int8_scores, scores)
