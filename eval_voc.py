@@ -74,7 +74,12 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
         metavar="SHORTxLONG",
         help="picture size to evaluate at (default: the checkpoint's)",
     )
-    parser.add_argument("--tta", action="store_true", help="test-time horizontal flip (with --checkpoint)")
+    parser.add_argument(
+        "--tta",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="with --checkpoint: detect on the picture and its horizontal flip",
+    )
     parser.add_argument("--batch-size", type=int, default=2, help="pictures a batch")
     parser.add_argument("--workers", type=int, default=2, help="data loading processes")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="cpu, cuda or cuda:N")

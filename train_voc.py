@@ -169,7 +169,9 @@ def get_args_parser(add_help: bool = True, preset: str | None = None) -> argpars
         "--save-every", type=int, default=1, help="write model_<epoch>.pth every N epochs; 0: only last.pth"
     )
     out.add_argument("--val-every", type=int, default=0, help="score --val-split every N epochs and keep best.pth")
-    out.add_argument("--tta", action="store_true", help="evaluate with test-time horizontal flip")
+    out.add_argument(
+        "--tta", action=argparse.BooleanOptionalAction, default=False, help="evaluate with a horizontal flip too"
+    )
     out.add_argument("--no-final-eval", action="store_true", help="skip scoring --val-split after training")
     parser.set_defaults(synthetic=None)
     if preset:

@@ -7,7 +7,7 @@
 Every run is ``train_voc.py --preset <preset> --steps N --seed S`` plus the variant's flags, into
 ``<out>/<variant>/seed<S>/`` (its ``results.json`` holds mAP, per-class AP, steps and minutes). A run whose
 results exist is not run again, so an interrupted sweep continues where it stopped. Variants that only
-change the evaluation (test-time flip) score the ``baseline`` checkpoints again instead of training.
+change the evaluation (no test-time flip) score the ``baseline`` checkpoints again instead of training.
 Steps, not minutes, fix each run's length: every variant gets the same number of updates whatever the
 machine's speed, and the minutes column says what they cost.
 """
@@ -35,7 +35,7 @@ VARIANTS: dict[str, tuple[list[str], list[str]]] = {
     "crop-448": (["--crop", "448x448"], []),
     "background": (["--background-crops", "0.2"], []),
     "ema": (["--ema"], []),
-    "tta": ([], ["--tta"]),
+    "no-tta": ([], ["--no-tta"]),
     "resnet34": (["--backbone", "resnet34"], []),
     "fpn-64": (["--fpn-channels", "64"], []),
     "fpn-256": (["--fpn-channels", "256"], []),

@@ -176,6 +176,8 @@ def test_presets_fill_unset_flags_and_flags_win(capsys):
     assert train_voc.parse_args(["--preset", "fod-288"]).resize == (288, 512)
     assert train_voc.parse_args(["--preset", "demo", "--save-every", "5"]).save_every == 5
     assert train_voc.parse_args(["--preset", "fod-cpu", "--crop", "256x256"]).crop == (256, 256)
+    assert train_voc.parse_args(["--preset", "fod-cpu"]).tta and not train_voc.parse_args(["--preset", "demo"]).tta
+    assert not train_voc.parse_args(["--preset", "fod-cpu", "--no-tta"]).tta  # a preset's switch can be turned off
     with pytest.raises(SystemExit):
         train_voc.parse_args(["--preset", "fod-cpu", "--help"])
     shown = " ".join(capsys.readouterr().out.split())
