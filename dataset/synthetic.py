@@ -51,6 +51,7 @@ def _metal(rng: np.random.Generator) -> np.ndarray:
 
 
 def _disc(x: float, radius: float, sides: int = 12) -> np.ndarray:
+    """A round head: a ``sides``-gon of ``radius`` centred at (x, 0)."""
     angles = np.linspace(0, 2 * np.pi, sides, endpoint=False)
     return np.stack([x + radius * np.cos(angles), radius * np.sin(angles)], 1).astype(np.float32)
 
@@ -118,7 +119,7 @@ def _clip_y(rng: np.random.Generator) -> list[Part]:
 
 
 def _l_stick(rng: np.random.Generator) -> list[Part]:
-    """Hex key: long arm with a short arm bent at a right angle, silver or black."""
+    """Hex key: long arm with a short arm bent at a right angle, mostly black, sometimes dull silver."""
     col = _metal(rng) * 0.8 if rng.random() < 0.15 else np.full(3, rng.uniform(25, 55), np.float32)
     t, s = rng.uniform(0.045, 0.065), rng.uniform(0.35, 0.5) * (1 if rng.random() < 0.5 else -1)
     light = np.minimum(col * 1.3 + 30, 255)
