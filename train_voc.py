@@ -44,7 +44,7 @@ from engine.plots import plot_losses
 from engine.recipes import PRESETS
 from engine.schedule import TimeBudget, plan_schedule
 from engine.state import TrainState
-from engine.thresholds import operating_points
+from engine.thresholds import deploy_thresholds, operating_points
 from engine.train import StepLog, Trainer, TrainStep, make_ema
 from model import FCOSConfig, FCOSDetector
 
@@ -545,13 +545,15 @@ def write_results(path: Path, args: argparse.Namespace, state: TrainState, resul
 
 
 def demo_epilogue(output_dir: Path, device: torch.device) -> None:
-    """The demo model on the sample pictures, and where to look next."""
-    model, _ = load_detector(output_dir / "last.pth")
+    """The demo model on the sample pictures, at each class's best-F1 threshold, and where to look next."""
+    model, checkpoint = load_detector(output_dir / "last.pth")
+    points = checkpoint.get("thresholds") or {}
     report = detect_files(
         model.to(device),
         sorted(Path("test_images").glob("*.jpg")),
         output_dir / "detections",
         device=device,
+        score_threshold=deploy_thresholds(points, model.config.classes, model.config.score_threshold),
         progress=False,
     )
     print(

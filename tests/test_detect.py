@@ -267,3 +267,19 @@ def test_clear_errors(tmp_path, checkpoint, monkeypatch, capsys, names, output_d
     printed = capsys.readouterr().err.strip()
     assert err.value.code == 2 and printed.startswith("detect.py: error: ") and message in printed
     assert "\n" not in printed and "Traceback" not in printed
+
+
+def test_the_demo_draws_at_the_thresholds_of_its_final_evaluation(tmp_path, checkpoint, monkeypatch):
+    import train_voc
+
+    state = torch.load(checkpoint, weights_only=True)
+    state["model"]["head.cls_logits.bias"].zero_()  # every class scores about 0.5 everywhere
+    state["thresholds"] = {name: {"best_f1": {"threshold": 1.1}} for name in state["classes"]}
+    state["thresholds"]["clip_Y"]["best_f1"]["threshold"] = 0.0
+    (tmp_path / "out").mkdir()
+    torch.save(state, tmp_path / "out" / "last.pth")
+    write_picture(tmp_path / "test_images" / "road.jpg", 160, 90)
+    monkeypatch.chdir(tmp_path)
+    train_voc.demo_epilogue(Path("out"), torch.device("cpu"))
+    found = json.loads((tmp_path / "out" / "detections" / "detections.json").read_text())
+    assert found and {d["category"] for d in found} == {"clip_Y"}
