@@ -1,6 +1,7 @@
-"""Evaluate an FCOS checkpoint, or a detections file, on a VOC-layout split with the VOC AP metric.
+"""Evaluate an FCOS checkpoint, an exported ONNX model or a detections file on a VOC-layout split (VOC AP).
 
     python eval_voc.py --checkpoint checkpoint/fod-cpu/last.pth --data-root DIR --split val
+    python eval_voc.py --onnx fcos_int8.onnx --data-root DIR --split val
     python eval_voc.py --detections dets.json --data-root DIR --split val [--classes a,b,c]
     python eval_voc.py --checkpoint CKPT --data-root DIR --split val --analysis outputs/analysis
 
@@ -23,6 +24,7 @@ from engine.analysis import analyse
 from engine.annotate import check_writable, write_json_atomically
 from engine.checkpoint import load_detector
 from engine.compiling import compile_detector
+from engine.export import load_onnx_detector
 from engine.inference import evaluate
 from engine.metrics import METRICS, coco_metrics, evaluate_detections, format_results, load_detections
 from engine.plots import plot_pr_curves
@@ -39,12 +41,13 @@ def threshold_spec(text: str) -> float | str:
 
 def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        description="VOC AP of an FCOS checkpoint or of a detections file",
+        description="VOC AP of an FCOS checkpoint, an ONNX export or a detections file",
         add_help=add_help,
         formatter_class=DefaultsFormatter,
     )
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--checkpoint", help="checkpoint written by train_voc.py (config and classes come from it)")
+    source.add_argument("--onnx", help="a model written by export_onnx.py, run through onnxruntime")
     source.add_argument("--detections", help="detections JSON to score: [{image_id, category, score, bbox}]")
     parser.add_argument(
         "--data-root", required=True, help="VOC-layout root (Annotations/, ImageSets/Main/, JPEGImages/)"
@@ -78,7 +81,7 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
         "--tta",
         action=argparse.BooleanOptionalAction,
         default=False,
-        help="with --checkpoint: detect on the picture and its horizontal flip",
+        help="with --checkpoint or --onnx: detect on the picture and its horizontal flip",
     )
     parser.add_argument("--batch-size", type=int, default=2, help="pictures a batch")
     parser.add_argument("--workers", type=int, default=2, help="data loading processes")
@@ -92,7 +95,7 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
         choices=AMP_CHOICES,
         help="mixed precision (as train_voc.py; --amp alone: auto)",
     )
-    parser.add_argument("--save-detections", metavar="FILE", help="with --checkpoint: write the detections JSON")
+    parser.add_argument("--save-detections", metavar="FILE", help="with a model: write the detections JSON")
     return parser
 
 
@@ -100,10 +103,12 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
     for folder in (args.plot, args.analysis, args.save_detections and Path(args.save_detections).parent):
         if folder:
             check_writable(Path(folder))  # before the work, not after it
-    if args.checkpoint:
+    if args.checkpoint or args.onnx:
         if args.classes is not None:
-            raise ValueError("--classes is only for --detections; a checkpoint carries its classes")
-        detector, _ = load_detector(args.checkpoint)
+            raise ValueError("--classes is only for --detections; a model carries its classes")
+        if args.onnx and args.compile:
+            raise ValueError("--compile is for --checkpoint; onnxruntime optimises the graph itself")
+        detector = load_detector(args.checkpoint)[0] if args.checkpoint else load_onnx_detector(args.onnx)
         classes = detector.config.classes
         dataset = VOCDataset(
             args.data_root, args.split, classes, resize_size=args.resize or detector.config.resize_size
@@ -121,7 +126,7 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
             print(f"detections written to {args.save_detections}")
     else:
         if args.save_detections or args.tta:
-            raise ValueError("--save-detections and --tta are only for --checkpoint")
+            raise ValueError("--save-detections and --tta need a model (--checkpoint or --onnx)")
         classes = resolve_classes(args.classes)
         ground_truth = load_ground_truth(args.data_root, args.split, classes)
         detections = load_detections(args.detections, list(ground_truth), classes)

@@ -6,7 +6,9 @@
 The graph holds the network and the decoding (``images [B,3,H,W]`` normalised and padded to multiples of 32
 -> ``scores [B,N,C]``, ``boxes [B,N,4]``); thresholding and NMS run in the same Python code as for PyTorch.
 The classes, the resize rule, the normalisation and the score thresholds are in the file's metadata.
-``--check`` compares the export with PyTorch on ``test_images/`` before writing it out.
+``--check`` compares the export with PyTorch on ``test_images/`` before writing it out. ``--int8 PICTURES``
+also writes ``<output>_int8.onnx``, its convolutions quantised to int8 with activation ranges measured on
+those pictures (a few dozen like the ones it will see); score it with ``eval_voc.py --onnx``.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from dataset.cli import DefaultsFormatter, run
 from dataset.pictures import PictureDataset, collate_pictures, find_pictures
 from engine.annotate import check_writable
 from engine.checkpoint import load_detector
-from engine.export import export_onnx, load_onnx_detector
+from engine.export import export_onnx, load_onnx_detector, quantize_int8
 
 
 def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
@@ -38,6 +40,11 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
         metavar="PICTURES",
         help="pictures to compare PyTorch and onnxruntime on ('' to skip)",
     )
+    parser.add_argument(
+        "--int8",
+        metavar="PICTURES",
+        help="also write <output>_int8.onnx, calibrated on these pictures (a folder, a file or a glob)",
+    )
     return parser
 
 
@@ -45,17 +52,31 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
     output = Path(args.output)
     check_writable(output.parent if str(output.parent) else Path("."))
     detector, checkpoint = load_detector(args.checkpoint)
+    calibration = find_pictures(args.int8) if args.int8 else []
     with tempfile.TemporaryDirectory(dir=output.parent if str(output.parent) else ".") as tmp:
         path = export_onnx(detector, Path(tmp) / output.name, args.opset, checkpoint.get("thresholds"))
         worst = compare(detector, path, find_pictures(args.check)) if args.check else None
+        int8 = None
+        if calibration:
+            quantized = quantize_int8(path, Path(tmp) / f"{output.stem}_int8.onnx", normalised(detector, calibration))
+            int8 = quantized.replace(output.with_name(quantized.name))
         path.replace(output)
     print(f"wrote {output} ({output.stat().st_size / 2**20:.1f} MiB, opset {args.opset}, dynamic batch, height, width)")
+    if int8 is not None:
+        print(f"wrote {int8} ({int8.stat().st_size / 2**20:.1f} MiB, int8 convolutions, {len(calibration)} pictures)")
     if worst is not None:
         print(
             f"onnxruntime against PyTorch on {args.check}: largest difference {worst['scores']:.2e} in scores, "
             f"{worst['boxes']:.2e} px in boxes"
         )
-    return {"output": output, "difference": worst}
+    return {"output": output, "int8": int8, "difference": worst}
+
+
+def normalised(detector: torch.nn.Module, pictures: list[Path]) -> list[torch.Tensor]:
+    """Each picture as the model sees it: ``[1, 3, H, W]``, resized, normalised and padded."""
+    dataset = PictureDataset(pictures, detector.config.resize_size)
+    images = [collate_pictures([dataset[i]])[0] for i in range(len(dataset))]
+    return [image for image in images if image is not None]
 
 
 def compare(detector: torch.nn.Module, path: Path, pictures: list[Path]) -> dict[str, float]:

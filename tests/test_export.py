@@ -1,6 +1,7 @@
 """ONNX export: dynamic sizes, the same detections as PyTorch, self-describing metadata, clear errors."""
 
 import json
+from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
@@ -10,10 +11,12 @@ import torch
 from PIL import Image
 
 import detect
+import eval_voc
 import export_onnx
 from dataset.pictures import PictureDataset, collate_pictures
+from dataset.synthetic import generate
 from engine.checkpoint import save_checkpoint
-from engine.export import FORMAT, load_onnx_detector, quantize_int8
+from engine.export import FORMAT, load_onnx_detector
 from model import FCOSConfig, FCOSDetector
 
 REPO = Path(__file__).resolve().parents[1]
@@ -158,19 +161,78 @@ def test_export_needs_a_writable_place_and_a_checkpoint(tmp_path):
         )
 
 
-def test_static_int8_keeps_the_metadata_and_roughly_the_scores(exported, tmp_path):
-    """Quantised on the very pictures it is then run on, the int8 model's scores stay near float32's."""
+def test_int8_export_quantises_the_convolutions_only_and_keeps_the_metadata(exported, tmp_path):
+    """``--int8``: every convolution in int8 but the head's last ones, so scores and box sides are not rounded to
+    8 bits; the scores stay near float32's."""
     model, root = exported
-    pictures = [torch.randn(1, 3, 128, 224, generator=torch.Generator().manual_seed(k)) for k in range(4)]
-    quantize_int8(root / "model.onnx", tmp_path / "int8.onnx", pictures)
-    ops = {node.op_type for node in onnx.load(str(tmp_path / "int8.onnx")).graph.node}
-    assert {"QuantizeLinear", "DequantizeLinear"} <= ops
-    assert not (tmp_path / "int8.prepared.onnx").exists()
-    detector = load_onnx_detector(tmp_path / "int8.onnx")
+    result = export_onnx.main(
+        export_onnx.get_args_parser().parse_args(
+            [
+                "--checkpoint",
+                str(root / "model.pth"),
+                "--output",
+                str(tmp_path / "m.onnx"),
+                "--check",
+                "",
+                "--int8",
+                str(root / "pictures"),
+            ]
+        )
+    )
+    assert result["int8"] == tmp_path / "m_int8.onnx" and sorted(p.name for p in tmp_path.iterdir()) == [
+        "m.onnx",
+        "m_int8.onnx",
+    ]
+    graph = onnx.load(str(tmp_path / "m_int8.onnx")).graph
+    consumers = defaultdict(set)
+    for node in graph.node:
+        for name in node.input:
+            consumers[name].add(node.op_type)
+    producers = {name: node.op_type for node in graph.node for name in node.output}
+    convs = [node for node in graph.node if node.op_type == "Conv"]
+    last = [node for node in convs if any(k in node.input[1] for k in ("cls_logits", "bbox_pred", "centerness"))]
+    assert sum(producers.get(node.input[1]) == "DequantizeLinear" for node in convs) == len(convs) - len(last) > 0
+    for node in last:  # scores and box sides stay float
+        assert producers.get(node.input[1]) != "DequantizeLinear" and "QuantizeLinear" not in consumers[node.output[0]]
+    detector = load_onnx_detector(tmp_path / "m_int8.onnx")
     assert detector.config == model.config and detector.thresholds == THRESHOLDS
-    images = torch.cat(pictures)
+    images = export_onnx.normalised(model, sorted((root / "pictures").iterdir()))[0]
     with torch.inference_mode():
-        scores, _ = model.dense(images)
-    int8_scores, _ = detector.dense(images)
-    assert int8_scores.shape == scores.shape
-    assert (int8_scores - scores).abs().mean() < 0.005 and not torch.equal(int8_scores, scores)
+        scores, boxes = model.dense(images)
+    int8_scores, int8_boxes = detector.dense(images)
+    assert int8_scores.shape == scores.shape and not torch.equal(int8_scores, scores)
+    assert (int8_scores - scores).abs().mean() < 0.005
+
+
+def test_eval_voc_scores_the_onnx_model_as_the_checkpoint(exported, tmp_path):
+    _, root = exported
+    generate(tmp_path / "voc", {"val": 3}, seed=0, size=(96, 160))
+    found = {}
+    for flag, path in (("--checkpoint", root / "model.pth"), ("--onnx", root / "model.onnx")):
+        saved = tmp_path / f"{flag[2:]}.json"
+        eval_voc.main(
+            eval_voc.get_args_parser().parse_args(
+                [
+                    flag,
+                    str(path),
+                    "--data-root",
+                    str(tmp_path / "voc"),
+                    "--workers",
+                    "0",
+                    "--save-detections",
+                    str(saved),
+                ]
+            )
+        )
+        found[flag] = json.loads(saved.read_text())
+    a, b = found["--checkpoint"], found["--onnx"]
+    assert len(a) == len(b) > 0
+    for x, y in zip(a, b):
+        assert (x["image_id"], x["category"]) == (y["image_id"], y["category"])
+        assert abs(x["score"] - y["score"]) <= 1e-3 and max(abs(p - q) for p, q in zip(x["bbox"], y["bbox"])) <= 0.5
+    with pytest.raises(ValueError, match="--compile is for --checkpoint"):
+        eval_voc.main(
+            eval_voc.get_args_parser().parse_args(
+                ["--onnx", str(root / "model.onnx"), "--data-root", str(tmp_path / "voc"), "--compile"]
+            )
+        )
