@@ -198,8 +198,8 @@ def test_int8_export_quantises_the_convolutions_only_and_keeps_the_metadata(expo
     assert detector.config == model.config and detector.thresholds == THRESHOLDS
     images = export_onnx.normalised(model, sorted((root / "pictures").iterdir()))[0]
     with torch.inference_mode():
-        scores, boxes = model.dense(images)
-    int8_scores, int8_boxes = detector.dense(images)
+        scores, _ = model.dense(images)
+    int8_scores, _ = detector.dense(images)
     assert int8_scores.shape == scores.shape and not torch.equal(int8_scores, scores)
     assert (int8_scores - scores).abs().mean() < 0.005
 
