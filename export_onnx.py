@@ -24,7 +24,7 @@ from dataset.cli import DefaultsFormatter, run
 from dataset.pictures import PictureDataset, collate_pictures, find_pictures
 from engine.annotate import check_writable
 from engine.checkpoint import load_detector
-from engine.export import export_onnx, load_onnx_detector, quantize_int8
+from engine.export import export_onnx, load_onnx_detector, model_inputs, quantize_int8
 
 
 def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
@@ -58,7 +58,8 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
         worst = compare(detector, path, find_pictures(args.check)) if args.check else None
         int8 = None
         if calibration:
-            quantized = quantize_int8(path, Path(tmp) / f"{output.stem}_int8.onnx", normalised(detector, calibration))
+            pictures = model_inputs(calibration, detector.config.resize_size)
+            quantized = quantize_int8(path, Path(tmp) / f"{output.stem}_int8.onnx", pictures)
             int8 = quantized.replace(output.with_name(quantized.name))
         path.replace(output)
     print(f"wrote {output} ({output.stat().st_size / 2**20:.1f} MiB, opset {args.opset}, dynamic batch, height, width)")
@@ -70,13 +71,6 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
             f"{worst['boxes']:.2e} px in boxes"
         )
     return {"output": output, "int8": int8, "difference": worst}
-
-
-def normalised(detector: torch.nn.Module, pictures: list[Path]) -> list[torch.Tensor]:
-    """Each picture as the model sees it: ``[1, 3, H, W]``, resized, normalised and padded."""
-    dataset = PictureDataset(pictures, detector.config.resize_size)
-    images = [collate_pictures([dataset[i]])[0] for i in range(len(dataset))]
-    return [image for image in images if image is not None]
 
 
 def compare(detector: torch.nn.Module, path: Path, pictures: list[Path]) -> dict[str, float]:

@@ -31,7 +31,7 @@ import torchvision
 from torch import Tensor, nn
 from torchvision.models.detection import fcos_resnet50_fpn
 
-from dataset.voc import FOD_CLASSES, IMAGENET_MEAN, IMAGENET_STD, VOCDataset, benchmark_loader
+from dataset.voc import FOD_CLASSES, IMAGENET_MEAN, IMAGENET_STD, VOCDataset, benchmark_loader, read_split
 from engine.metrics import evaluate_detections
 from model import FCOSConfig, FCOSDetector
 from model.postprocess import decode, select_detections
@@ -433,10 +433,12 @@ def bench_loop(data_root: Path, repeats: int, workers_options: Sequence[int] = (
 def calibration_pictures(data_root: Path | None, count: int = 16) -> list[Tensor]:
     """Normalised ``[1,3,H,W]`` pictures for int8 calibration: every 17th training picture at 720x1280, or
     random ones without the data (fine for timing, meaningless for accuracy)."""
+    from engine.export import model_inputs
+
     if data_root is None or not data_root.is_dir():
         return [normalise(random_pictures(1, (736, 1280), seed=k)) for k in range(count)]
-    dataset = VOCDataset(data_root, "train", resize_size=RECIPE_PICTURE)
-    return [dataset[i][0][None] for i in range(0, len(dataset), 17)][:count]
+    ids = read_split(data_root, "train")[::17][:count]
+    return model_inputs([data_root / "JPEGImages" / f"{i}.jpg" for i in ids], RECIPE_PICTURE)
 
 
 def bench_deploy(repeats: int, checkpoint: Path | None = None, data_root: Path | None = None) -> list[Row]:

@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from dataset.pictures import PictureDataset, collate_pictures
 from dataset.transforms import IMAGENET_MEAN, IMAGENET_STD
 from model import FCOSConfig, FCOSDetector
 from model.fcos import select_for_config
@@ -130,6 +131,14 @@ class OnnxDetector:
 
     def to(self, device: Any) -> OnnxDetector:
         return self
+
+
+def model_inputs(pictures: list[Path], resize_size: tuple[int, int]) -> list[Tensor]:
+    """Each readable picture as the model sees it, one at a time: ``[1, 3, H, W]``, resized, normalised and padded
+    to multiples of 32 (calibration pictures for :func:`quantize_int8`)."""
+    dataset = PictureDataset(pictures, resize_size)
+    images = (collate_pictures([dataset[i]])[0] for i in range(len(dataset)))
+    return [image for image in images if image is not None]
 
 
 def quantize_int8(path: str | Path, output: str | Path, calibration: list[Tensor]) -> Path:

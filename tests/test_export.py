@@ -16,7 +16,7 @@ import export_onnx
 from dataset.pictures import PictureDataset, collate_pictures
 from dataset.synthetic import generate
 from engine.checkpoint import save_checkpoint
-from engine.export import FORMAT, load_onnx_detector
+from engine.export import FORMAT, load_onnx_detector, model_inputs
 from model import FCOSConfig, FCOSDetector
 
 REPO = Path(__file__).resolve().parents[1]
@@ -196,7 +196,7 @@ def test_int8_export_quantises_the_convolutions_only_and_keeps_the_metadata(expo
         assert producers.get(node.input[1]) != "DequantizeLinear" and "QuantizeLinear" not in consumers[node.output[0]]
     detector = load_onnx_detector(tmp_path / "m_int8.onnx")
     assert detector.config == model.config and detector.thresholds == THRESHOLDS
-    images = export_onnx.normalised(model, sorted((root / "pictures").iterdir()))[0]
+    images = model_inputs(sorted((root / "pictures").iterdir()), model.config.resize_size)[0]
     with torch.inference_mode():
         scores, _ = model.dense(images)
     int8_scores, _ = detector.dense(images)
