@@ -110,7 +110,8 @@ def load_runs(out: Path, name: str) -> dict[str, dict]:
 
 def table(out: Path, names: list[str]) -> str:
     """Markdown: per variant the mean mAP over seeds, its spread (max - min), the mean difference to ``baseline``
-    run with the same seeds (same initialisation and picture order), per-class mean AP, steps and minutes."""
+    run with the same seeds (same initialisation and picture order, "-" without one), per-class mean AP, steps
+    and minutes. The pairing holds only for runs with the same loader workers: each worker draws its own crops."""
     runs = {name: load_runs(out, name) for name in names}
     base = load_runs(out, "baseline")
     rows = [
@@ -126,7 +127,7 @@ def table(out: Path, names: list[str]) -> str:
         per_class = {c: statistics.fmean(r["ap"][c] for r in found.values()) for c in next(iter(found.values()))["ap"]}
         rows.append(
             f"| {name} | {len(found)} | {statistics.fmean(maps):.3f} | {max(maps) - min(maps):.3f} | "
-            f"{statistics.fmean(paired):+.3f} | "
+            + (f"{statistics.fmean(paired):+.3f} | " if paired else "- | ")
             + " | ".join(f"{v:.3f}" for v in per_class.values())
             + f" | {statistics.fmean(r['steps'] for r in found.values()):.0f}"
             f" | {statistics.fmean(r['train_minutes'] for r in found.values()):.1f}"
