@@ -431,8 +431,8 @@ def bench_loop(data_root: Path, repeats: int, workers_options: Sequence[int] = (
 
 
 def calibration_pictures(data_root: Path | None, count: int = 16) -> list[Tensor]:
-    """Normalised ``[1,3,H,W]`` pictures for int8 calibration: every 17th training picture at 720x1280, or
-    random ones without the data (fine for timing, meaningless for accuracy)."""
+    """Normalised ``[1,3,H,W]`` pictures for int8 calibration: every 17th training picture at 720x1280 padded to
+    736x1280, as the model sees it, or random ones without the data (fine for timing, meaningless for accuracy)."""
     from engine.export import model_inputs
 
     if data_root is None or not data_root.is_dir():
