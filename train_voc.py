@@ -101,6 +101,15 @@ def get_args_parser(add_help: bool = True, preset: str | None = None) -> argpars
     net.add_argument("--pretrained", default="none", help="none, imagenet (torchvision's download) or a local file")
     net.add_argument("--fpn-channels", type=int, default=256, help="width of the FPN and the head")
     net.add_argument("--head-convs", type=int, default=4, help="3x3 convolutions in each head tower")
+    net.add_argument(
+        "--size-ranges",
+        type=float,
+        nargs=4,
+        default=[64.0, 128.0, 256.0, 512.0],
+        metavar="PX",
+        help="bounds on an object's largest distance to a location (input pixels) between P3|P4|P5|P6|P7; "
+        "doubled, they keep objects on their level at twice the input size",
+    )
     opt = parser.add_argument_group("optimisation")
     opt.add_argument("--epochs", type=int, default=100, help="passes over the training split")
     opt.add_argument("--steps", type=int, help="optimizer steps to train (instead of --epochs)")
@@ -378,6 +387,7 @@ def build_model(
         pretrained=pretrained,
         fpn_channels=args.fpn_channels,
         head_convs=args.head_convs,
+        size_ranges=tuple(zip([-1.0, *args.size_ranges], [*args.size_ranges, math.inf])),
         resize_size=args.resize,
         channels_last=args.channels_last,
     )

@@ -31,6 +31,8 @@ VARIANTS: dict[str, tuple[list[str], list[str]]] = {
     "scale-jitter": (["--scale-jitter", "1.25"], []),
     "resize-922": (["--resize", "922x1640"], []),
     "resize-1440": (["--resize", "1440x2560"], []),
+    # the full pictures with every size range doubled: objects stay on the levels they have at 720x1280
+    "resize-1440-ranges": (["--resize", "1440x2560", "--size-ranges", "128", "256", "512", "1024"], []),
     "crop-256": (["--crop", "256x256"], []),
     "crop-448": (["--crop", "448x448"], []),
     "background": (["--background-crops", "0.2"], []),

@@ -1,5 +1,6 @@
 """FCOSDetector construction, pretrained loading, shapes and checkpoints."""
 
+import math
 import urllib.error
 
 import pytest
@@ -28,6 +29,20 @@ def test_defaults_are_the_original_run():
     assert FCOSConfig(num_classes=20).classes[-1] == "class_20"
     with pytest.raises(ValueError, match="num_classes=3"):
         FCOSConfig(num_classes=3, classes=("a", "b"))
+
+
+@pytest.mark.parametrize(
+    "ranges, problem",
+    [
+        (((-1, 64), (64, 128), (128, 256), (256, 512)), "5 strides but 4 size ranges"),
+        (((-1, 64), (32, 128), (128, 256), (256, 512), (512, math.inf)), "meet end to end"),  # overlap
+        (((-1, 64), (96, 128), (128, 256), (256, 512), (512, math.inf)), "meet end to end"),  # a gap
+        (((-1, 64), (64, 64), (64, 256), (256, 512), (512, math.inf)), "increasing"),  # an empty level
+    ],
+)
+def test_size_ranges_that_would_leave_objects_unassigned_or_doubly_assigned_are_refused(ranges, problem):
+    with pytest.raises(ValueError, match=problem):
+        FCOSConfig(size_ranges=ranges)
 
 
 def test_from_scratch_uses_trainable_batchnorm():

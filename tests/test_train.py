@@ -16,6 +16,7 @@ from engine.data import make_train_loader, start_epoch
 from engine.schedule import TimeBudget, learning_rate, plan_schedule, resize_schedule
 from engine.state import TrainState
 from engine.train import NonFiniteLossError, Trainer, TrainStep, make_ema, pad_targets, reduce_losses
+from model import FCOSConfig
 from model.loss import normalise_losses
 
 FOD = ("nail", "clip_B", "clip_Y", "L_stick")
@@ -185,6 +186,21 @@ def test_presets_fill_unset_flags_and_flags_win(capsys):
     with pytest.raises(SystemExit):
         train_voc.parse_args(["--crop", "320,320"])  # one size syntax: AxB
     assert "720x1280" in capsys.readouterr().err
+
+
+def test_size_ranges_flag_sets_the_levels_and_reaches_the_checkpoint(data_root, tmp_path):
+    assert train_voc.build_model(tiny_args(data_root, "unused"), FOD).config.size_ranges == FCOSConfig().size_ranges
+    args = tiny_args(data_root, tmp_path, "--size-ranges", "128", "256", "512", "1024", "--steps", "1")
+    assert train_voc.build_model(args, FOD).config.size_ranges == (
+        (-1.0, 128.0),
+        (128.0, 256.0),
+        (256.0, 512.0),
+        (512.0, 1024.0),
+        (1024.0, math.inf),
+    )
+    train_voc.main(args)
+    saved = FCOSConfig.from_dict(load(tmp_path / "last.pth")["config"])
+    assert saved.size_ranges[0] == (-1.0, 128.0) and saved.size_ranges[-1] == (1024.0, math.inf)
 
 
 def test_voc_preset_scales_the_learning_rate_with_the_batch(data_root, tmp_path, capsys):
