@@ -105,7 +105,7 @@ def get_args_parser(add_help: bool = True, preset: str | None = None) -> argpars
         "--size-ranges",
         type=float,
         nargs=4,
-        default=[64.0, 128.0, 256.0, 512.0],
+        default=[hi for _, hi in FCOSConfig().size_ranges[:-1]],
         metavar="PX",
         help="bounds on an object's largest distance to a location (input pixels) between P3|P4|P5|P6|P7; "
         "doubled, they keep objects on their level at twice the input size",
