@@ -68,8 +68,8 @@ class FCOSConfig:
         self.resize_size = tuple(int(s) for s in self.resize_size)
         if len(self.size_ranges) != len(self.strides):
             raise ValueError(f"{len(self.strides)} strides but {len(self.size_ranges)} size ranges")
-        bounds = [bound for size_range in self.size_ranges for bound in size_range]
-        if any(lo >= hi for lo, hi in zip(bounds[::2], bounds[1::2])) or bounds[2::2] != bounds[1:-1:2]:
+        los, his = zip(*self.size_ranges)
+        if any(lo >= hi for lo, hi in self.size_ranges) or los[1:] != his[:-1]:
             raise ValueError(f"size_ranges must be increasing and meet end to end, got {self.size_ranges}")
         if self.fpn_channels % self.gn_groups:
             raise ValueError(f"fpn_channels={self.fpn_channels} is not divisible by gn_groups={self.gn_groups}")
