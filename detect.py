@@ -3,6 +3,7 @@
     python detect.py --checkpoint checkpoint/fod-cpu/last.pth --input test_images --output-dir outputs/detect
     python detect.py --input "photos/*.png" --score-threshold auto         # newest *.pth under checkpoint/
     python detect.py --onnx fcos.onnx --input test_images --output-dir outputs/detect_onnx
+    python detect.py --checkpoint CKPT --class-model clip_Y=FULL_SIZE_CKPT --input test_images
 
 Each input picture (jpg, jpeg, png, bmp; a file, a folder or a glob pattern) gives a picture of its original size
 in ``--output-dir`` (same stem; .png stays .png, anything else becomes .jpg) with every box drawn in its class's
@@ -29,6 +30,7 @@ from engine.annotate import detect_files
 from engine.checkpoint import load_detector, newest_checkpoint
 from engine.compiling import compile_detector
 from engine.export import load_onnx_detector
+from engine.specialists import class_model_spec, combine
 from engine.thresholds import deploy_thresholds, read_thresholds
 
 DEFAULT_THRESHOLD = 0.3
@@ -76,23 +78,45 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
         choices=AMP_CHOICES,
         help="mixed precision (as train_voc.py; --amp alone: auto)",
     )
+    parser.add_argument(
+        "--class-model",
+        action="append",
+        type=class_model_spec,
+        default=[],
+        metavar="CLASS[,CLASS]=CHECKPOINT",
+        help="with --checkpoint: detect these classes with another checkpoint of the same classes, at its own "
+        "picture size (repeatable); with --score-threshold auto each class takes its own model's thresholds",
+    )
     return parser
 
 
 def main(args: argparse.Namespace) -> dict[str, Any]:
     """Detect on every picture of ``args.input``; returns the report's fields, the checkpoint and the thresholds."""
     if args.onnx:
+        if args.class_model:
+            raise ValueError("--class-model goes with --checkpoint")
         detector, stored, source = load_onnx_detector(args.onnx), None, Path(args.onnx)
         device = torch.device("cpu")
     else:
         source = Path(args.checkpoint) if args.checkpoint else newest_checkpoint()
         detector, checkpoint = load_detector(source)
         stored, device = checkpoint.get("thresholds"), torch.device(args.device)
-        detector.to(device)
-        if args.compile:
-            print(f"network: {compile_detector(detector)}")
     classes = detector.config.classes
     threshold = choose_threshold(args, stored or getattr(detector, "thresholds", None), classes)
+    detector_threshold, class_models = threshold, []
+    if args.class_model:
+        loaded = [(*load_detector(path), names, path) for names, path in args.class_model]
+        members = combine(detector, str(source), [(model, names, path) for model, _, names, path in loaded])
+        threshold = per_class(threshold, classes)
+        for (model, checkpoint, _, _), member in zip(loaded, members):
+            own = per_class(choose_threshold(args, checkpoint.get("thresholds"), classes), classes)
+            class_models.append((model.to(device), member.thresholds(own)))
+            threshold = [mine if name in member.classes else t for name, mine, t in zip(classes, own, threshold)]
+        detector_threshold = members[-1].thresholds(threshold).tolist()
+    detector.to(device)
+    if args.compile:
+        for model in [detector, *(model for model, _ in class_models)]:
+            print(f"network: {compile_detector(model)}")
     amp, _ = resolve_amp(args.amp, device)
     report = detect_files(
         detector,
@@ -100,9 +124,10 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
         Path(args.output_dir),
         device,
         amp,
-        threshold,
+        detector_threshold,
         args.batch_size,
         args.workers,
+        class_models=class_models,
     )
 
     counts = Counter(det["category"] for det in report.detections)
@@ -120,6 +145,11 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
     )
     print(f"outputs: {len(report.outputs)} annotated pictures and detections.json in {args.output_dir}")
     return {**vars(report), "checkpoint": source, "threshold": threshold}
+
+
+def per_class(threshold: float | list[float], classes: tuple[str, ...]) -> list[float]:
+    """One threshold a class."""
+    return [threshold] * len(classes) if isinstance(threshold, float) else list(threshold)
 
 
 def choose_threshold(

@@ -4,6 +4,7 @@
     python eval_voc.py --onnx fcos_int8.onnx --data-root DIR --split val
     python eval_voc.py --detections dets.json --data-root DIR --split val [--classes a,b,c]
     python eval_voc.py --checkpoint CKPT --data-root DIR --split val --analysis outputs/analysis
+    python eval_voc.py --checkpoint CKPT --class-model clip_Y=FULL_SIZE_CKPT --data-root DIR --split val
 
 Prints ``ap for CLASS is X`` per class and ``mAP=====>X`` like the original, then a table.
 """
@@ -25,9 +26,10 @@ from engine.annotate import check_writable, write_json_atomically
 from engine.checkpoint import load_detector
 from engine.compiling import compile_detector
 from engine.export import load_onnx_detector
-from engine.inference import evaluate
+from engine.inference import eval_loader, predict
 from engine.metrics import METRICS, coco_metrics, evaluate_detections, format_results, load_detections
 from engine.plots import plot_pr_curves
+from engine.specialists import class_model_spec, combine, merge_detections
 
 
 def threshold_spec(text: str) -> float | str:
@@ -75,7 +77,7 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
         "--resize",
         type=parse_size,
         metavar="SHORTxLONG",
-        help="picture size to evaluate at (default: the checkpoint's)",
+        help="picture size to evaluate at (default: the checkpoint's; a --class-model keeps its own)",
     )
     parser.add_argument(
         "--tta",
@@ -96,6 +98,15 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
         help="mixed precision (as train_voc.py; --amp alone: auto)",
     )
     parser.add_argument("--save-detections", metavar="FILE", help="with a model: write the detections JSON")
+    parser.add_argument(
+        "--class-model",
+        action="append",
+        type=class_model_spec,
+        default=[],
+        metavar="CLASS[,CLASS]=CHECKPOINT",
+        help="with --checkpoint: detect these classes with another checkpoint of the same classes, at its own "
+        "picture size (repeatable); e.g. clip_Y=checkpoint/fod-cpu-full/last.pth",
+    )
     return parser
 
 
@@ -103,6 +114,8 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
     for folder in (args.plot, args.analysis, args.save_detections and Path(args.save_detections).parent):
         if folder:
             check_writable(Path(folder))  # before the work, not after it
+    if args.class_model and not args.checkpoint:
+        raise ValueError("--class-model goes with --checkpoint")
     if args.checkpoint or args.onnx:
         if args.classes is not None:
             raise ValueError("--classes is only for --detections; a model carries its classes")
@@ -110,17 +123,24 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
             raise ValueError("--compile is for --checkpoint; onnxruntime optimises the graph itself")
         detector = load_detector(args.checkpoint)[0] if args.checkpoint else load_onnx_detector(args.onnx)
         classes = detector.config.classes
-        dataset = VOCDataset(
-            args.data_root, args.split, classes, resize_size=args.resize or detector.config.resize_size
-        )
+        specialists = [(load_detector(path)[0], names, path) for names, path in args.class_model]
+        members = combine(detector, args.checkpoint or args.onnx, specialists)
         device = torch.device(args.device)
         amp, _ = resolve_amp(args.amp, device)
-        if args.compile:
-            print(f"network: {compile_detector(detector)}")
-        result, detections = evaluate(
-            detector.to(device), dataset, device, args.batch_size, args.workers, amp, args.tta, args.iou, args.metric
-        )
+        parts = []
+        for member in members:
+            size = args.resize if member.detector is detector and args.resize else member.detector.config.resize_size
+            dataset = VOCDataset(args.data_root, args.split, classes, resize_size=size)
+            if args.compile:
+                print(f"network: {compile_detector(member.detector)}")
+            if len(members) > 1:
+                print(f"{', '.join(member.classes)}: {member.source} at {size[0]}x{size[1]}")
+            threshold = member.thresholds() if len(members) > 1 else None
+            loader = eval_loader(dataset, args.batch_size, args.workers, device)
+            parts.append(predict(member.detector.to(device), loader, device, classes, amp, args.tta, threshold))
+        detections = merge_detections(parts, detector.config.max_detections)
         ground_truth = dataset.ground_truth()
+        result = evaluate_detections(detections, ground_truth, classes, args.iou, args.metric)
         if args.save_detections:
             write_json_atomically(detections, Path(args.save_detections))
             print(f"detections written to {args.save_detections}")

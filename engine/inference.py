@@ -1,6 +1,7 @@
 """Inference: batches through a detector (PyTorch or ONNX Runtime), test-time flip, boxes back to the picture.
 
-A detector here is anything with ``dense(images) -> (scores [B,N,C], boxes [B,N,4])`` and
+A detector here is anything with a ``config`` (:class:`model.FCOSConfig`),
+``dense(images) -> (scores [B,N,C], boxes [B,N,4])`` and
 ``select(scores, boxes, image_size, score_threshold=None) -> [{"boxes", "scores", "labels"}]``:
 :class:`model.FCOSDetector`, or :class:`engine.export.OnnxDetector` (same selection code).
 """
@@ -16,12 +17,15 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from dataset.voc import VOCDataset, boxes_to_original, collate_fn, pixels_to_xml
+from model import FCOSConfig
 
 from .amp import autocast
 from .metrics import evaluate_detections
 
 
 class Detector(Protocol):
+    config: FCOSConfig
+
     def dense(self, images: Tensor) -> tuple[Tensor, Tensor]: ...
 
     def select(
