@@ -124,3 +124,9 @@ PRESETS: dict[str, dict[str, Any]] = {
         synthetic=dict(train=400, val=50, test=100, seed=0),
     ),
 }
+
+# The clip_Y model of the two-model CPU recipe: fod-cpu on the full 1440x2560 pictures, for 15 minutes beside a
+# 15-minute fod-cpu. clip_Y, the smallest object (about 23x27 px at 720x1280), is localised far better at full
+# size, while the other classes do better at 720x1280 (docs/cpu_recipe.md); eval_voc.py and detect.py combine the
+# two with --class-model clip_Y=checkpoint/fod-cpu-full/last.pth.
+PRESETS["fod-cpu-full"] = {**PRESETS["fod-cpu"], "resize": "1440x2560", "time_budget": 15.0}
