@@ -179,6 +179,14 @@ def test_presets_fill_unset_flags_and_flags_win(capsys):
     assert train_voc.parse_args(["--preset", "fod-cpu", "--crop", "256x256"]).crop == (256, 256)
     assert train_voc.parse_args(["--preset", "fod-cpu"]).tta and not train_voc.parse_args(["--preset", "demo"]).tta
     assert not train_voc.parse_args(["--preset", "fod-cpu", "--no-tta"]).tta  # a preset's switch can be turned off
+    full, cpu = (vars(train_voc.parse_args(["--preset", p])) for p in ("fod-cpu-full", "fod-cpu"))
+    changed = {k: (cpu[k], v) for k, v in full.items() if v != cpu[k]}
+    assert changed == {
+        "preset": ("fod-cpu", "fod-cpu-full"),
+        "resize": ((720, 1280), (1440, 2560)),
+        "time_budget": (30.0, 15.0),
+        "output_dir": ("checkpoint/fod-cpu", "checkpoint/fod-cpu-full"),
+    }
     with pytest.raises(SystemExit):
         train_voc.parse_args(["--preset", "fod-cpu", "--help"])
     shown = " ".join(capsys.readouterr().out.split())
