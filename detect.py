@@ -28,9 +28,9 @@ from dataset.pictures import find_pictures
 from engine.amp import AMP_CHOICES, resolve_amp
 from engine.annotate import detect_files
 from engine.checkpoint import load_detector, newest_checkpoint
+from engine.class_models import class_model_spec, combine
 from engine.compiling import compile_detector
 from engine.export import load_onnx_detector
-from engine.specialists import class_model_spec, combine
 from engine.thresholds import deploy_thresholds, read_thresholds
 
 DEFAULT_THRESHOLD = 0.3

@@ -24,12 +24,12 @@ from engine.amp import AMP_CHOICES, resolve_amp
 from engine.analysis import analyse
 from engine.annotate import check_writable, write_json_atomically
 from engine.checkpoint import load_detector
+from engine.class_models import class_model_spec, combine, merge_detections
 from engine.compiling import compile_detector
 from engine.export import load_onnx_detector
 from engine.inference import eval_loader, predict
 from engine.metrics import METRICS, coco_metrics, evaluate_detections, format_results, load_detections
 from engine.plots import plot_pr_curves
-from engine.specialists import class_model_spec, combine, merge_detections
 
 
 def threshold_spec(text: str) -> float | str:
@@ -123,8 +123,8 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
             raise ValueError("--compile is for --checkpoint; onnxruntime optimises the graph itself")
         detector = load_detector(args.checkpoint)[0] if args.checkpoint else load_onnx_detector(args.onnx)
         classes = detector.config.classes
-        specialists = [(load_detector(path)[0], names, path) for names, path in args.class_model]
-        members = combine(detector, args.checkpoint or args.onnx, specialists)
+        class_models = [(load_detector(path)[0], names, path) for names, path in args.class_model]
+        members = combine(detector, args.checkpoint or args.onnx, class_models)
         device = torch.device(args.device)
         amp, _ = resolve_amp(args.amp, device)
         parts = []

@@ -19,9 +19,9 @@ from tqdm import tqdm
 
 from dataset.pictures import PictureDataset, collate_pictures
 
+from .class_models import merge_detections
 from .drawing import draw_detections
 from .inference import Detector, detect_batch, to_detections
-from .specialists import merge_detections
 
 
 @dataclass
@@ -132,7 +132,7 @@ def detect_files(
     read or written is reported (``failures``) and skipped. ``score_threshold``: one number, or one per
     class (the detector's own threshold when None). ``class_models``: further detectors of the same classes,
     each with its per-class thresholds (+inf for the classes it does not detect; see
-    :mod:`engine.specialists`), run at their own picture size and merged into each picture's detections."""
+    :mod:`engine.class_models`), run at their own picture size and merged into each picture's detections."""
     device = torch.device(device)
     config = detector.config
     threshold = torch.tensor(score_threshold) if isinstance(score_threshold, (list, tuple)) else score_threshold

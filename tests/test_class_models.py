@@ -1,4 +1,4 @@
-"""Class specialists: --class-model parsing, the members of a combination, merging, and eval_voc.py end to end."""
+"""--class-model: parsing, the members of a combination, merging, and eval_voc.py and detect.py end to end."""
 
 import argparse
 import json
@@ -9,7 +9,7 @@ import torch
 from test_eval_script import write_voc_set
 
 import detect
-from engine.specialists import class_model_spec, combine, merge_detections
+from engine.class_models import class_model_spec, combine, merge_detections
 from eval_voc import get_args_parser, main
 from model import FCOSConfig, FCOSDetector
 
@@ -53,17 +53,17 @@ def test_combine_gives_each_class_one_member_and_thresholds_keep_only_its_classe
 
 
 @pytest.mark.parametrize(
-    "specialists, message",
+    "class_models, message",
     [
         ([("other", ("clip_Y",))], "differ from p.pth"),
         ([("same", ("clip_G",))], r"unknown classes \['clip_G'\]"),
         ([("same", ("clip_Y",)), ("same", ("clip_Y", "nail"))], r"\['clip_Y'\] already taken"),
     ],
 )
-def test_combine_refuses_what_cannot_be_combined(specialists, message):
+def test_combine_refuses_what_cannot_be_combined(class_models, message):
     models = {"same": tiny_detector(1), "other": tiny_detector(1, classes=("a", "b", "c", "d"))}
     with pytest.raises(ValueError, match=message):
-        combine(tiny_detector(0), "p.pth", [(models[name], classes, f"{name}.pth") for name, classes in specialists])
+        combine(tiny_detector(0), "p.pth", [(models[name], classes, f"{name}.pth") for name, classes in class_models])
 
 
 def test_merge_detections_orders_each_picture_by_score_and_caps_it():

@@ -1,4 +1,4 @@
-"""Class specialists: some classes detected by another model of the same classes, at that model's picture size.
+"""Class models: some classes detected by another model of the same classes, at that model's picture size.
 
 On the foreign-object data the smallest class (clip_Y, about 23x27 px at 720x1280) is found far better by a
 model trained and run on the full 1440x2560 pictures, while the other classes are found better at 720x1280.
@@ -49,14 +49,14 @@ def class_model_spec(text: str) -> tuple[tuple[str, ...], str]:
 
 
 def combine(
-    primary: Detector, primary_source: str, specialists: Iterable[tuple[Detector, tuple[str, ...], str]]
+    primary: Detector, primary_source: str, class_models: Iterable[tuple[Detector, tuple[str, ...], str]]
 ) -> list[Member]:
-    """The members of a combination: each specialist with its classes, then the primary with every class
-    left. ``ValueError`` naming the checkpoint when a specialist's classes differ from the primary's, a class
-    is unknown, or a class is given to two specialists."""
+    """The members of a combination: each class model with its classes, then the primary with every class
+    left. ``ValueError`` naming the checkpoint when a class model's classes differ from the primary's, a class
+    is unknown, or a class is given to two class models."""
     classes = primary.config.classes
     members, taken = [], set()
-    for detector, wanted, source in specialists:
+    for detector, wanted, source in class_models:
         if detector.config.classes != classes:
             raise ValueError(
                 f"{source}: its classes {', '.join(detector.config.classes)} differ from "
