@@ -28,7 +28,7 @@ from dataset.pictures import find_pictures
 from engine.amp import AMP_CHOICES, resolve_amp
 from engine.annotate import detect_files
 from engine.checkpoint import load_detector, newest_checkpoint
-from engine.class_models import class_model_spec, combine
+from engine.class_models import add_class_model_argument, combine
 from engine.compiling import compile_detector
 from engine.export import load_onnx_detector
 from engine.thresholds import deploy_thresholds, read_thresholds
@@ -78,15 +78,7 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
         choices=AMP_CHOICES,
         help="mixed precision (as train_voc.py; --amp alone: auto)",
     )
-    parser.add_argument(
-        "--class-model",
-        action="append",
-        type=class_model_spec,
-        default=[],
-        metavar="CLASS[,CLASS]=CHECKPOINT",
-        help="with --checkpoint: detect these classes with another checkpoint of the same classes, at its own "
-        "picture size (repeatable); with --score-threshold auto each class takes its own model's thresholds",
-    )
+    add_class_model_argument(parser, "with --score-threshold auto each class takes its own model's thresholds")
     return parser
 
 

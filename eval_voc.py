@@ -24,7 +24,7 @@ from engine.amp import AMP_CHOICES, resolve_amp
 from engine.analysis import analyse
 from engine.annotate import check_writable, write_json_atomically
 from engine.checkpoint import load_detector
-from engine.class_models import class_model_spec, combine, merge_detections
+from engine.class_models import add_class_model_argument, combine, merge_detections
 from engine.compiling import compile_detector
 from engine.export import load_onnx_detector
 from engine.inference import eval_loader, predict
@@ -98,15 +98,7 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
         help="mixed precision (as train_voc.py; --amp alone: auto)",
     )
     parser.add_argument("--save-detections", metavar="FILE", help="with a model: write the detections JSON")
-    parser.add_argument(
-        "--class-model",
-        action="append",
-        type=class_model_spec,
-        default=[],
-        metavar="CLASS[,CLASS]=CHECKPOINT",
-        help="with --checkpoint: detect these classes with another checkpoint of the same classes, at its own "
-        "picture size (repeatable); e.g. clip_Y=checkpoint/fod-cpu-full/last.pth",
-    )
+    add_class_model_argument(parser, "e.g. clip_Y=checkpoint/fod-cpu-full/last.pth")
     return parser
 
 

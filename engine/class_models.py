@@ -48,6 +48,19 @@ def class_model_spec(text: str) -> tuple[tuple[str, ...], str]:
     return classes, path
 
 
+def add_class_model_argument(parser: argparse.ArgumentParser, note: str) -> None:
+    """``--class-model CLASS[,CLASS]=CHECKPOINT`` (repeatable) on a script's parser; ``note`` ends its help."""
+    parser.add_argument(
+        "--class-model",
+        action="append",
+        type=class_model_spec,
+        default=[],
+        metavar="CLASS[,CLASS]=CHECKPOINT",
+        help="with --checkpoint: detect these classes with another checkpoint of the same classes, at its own "
+        f"picture size (repeatable); {note}",
+    )
+
+
 def combine(
     primary: Detector, primary_source: str, class_models: Iterable[tuple[Detector, tuple[str, ...], str]]
 ) -> list[Member]:
