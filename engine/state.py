@@ -11,9 +11,11 @@ class TrainState:
     """Counters and the schedule's shape; plain numbers, so ``torch.load(weights_only=True)`` reads them.
 
     ``total_steps`` is where the schedule ends; ``milestones`` the steps where a ``step`` schedule drops
-    the LR x0.1; a ``cosine`` schedule decays from ``anchor_lr`` at ``anchor_step`` to 0 at ``total_steps``
-    (the end of warmup and the base LR at first; where the LR stood when a time budget re-sized the
-    schedule later, so the LR never rises again).
+    the LR x0.1; a ``cosine`` schedule ``anchor_lr * (1 + cos(pi * phase)) / 2`` moves its phase from
+    ``anchor_phase`` at ``anchor_step`` to 1 at ``total_steps`` (phase 0 at the end of warmup at first;
+    where the phase stood when a time budget re-sized the schedule later, so the cosine goes on where it
+    was). Checkpoints written before ``anchor_phase`` existed read it as 0, which is what their
+    ``anchor_lr`` meant then.
     """
 
     step: int = 0  # optimizer steps applied
@@ -22,6 +24,7 @@ class TrainState:
     milestones: tuple[int, ...] = ()
     anchor_step: int = 0
     anchor_lr: float = 0.0
+    anchor_phase: float = 0.0
     bad_steps: int = 0  # non-finite losses in a row
     skipped_steps: int = 0  # non-finite losses in all
     best_map: float = -1.0

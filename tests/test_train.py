@@ -119,6 +119,37 @@ def test_budget_refits_never_raise_the_lr_nor_move_a_passed_milestone(schedule):
     assert state.milestones[0] == 225  # 300, moved to 225 by the refit at 200 (ahead then), passed, kept since
 
 
+def test_budget_refits_keep_the_cosine_phase():
+    """The old refit restarted the cosine from the current LR, a fresh flat top at every epoch: under a
+    time budget the LR was still 0.86 of its peak at 80% of the run, where the cosine gives 0.10."""
+    state = TrainState()
+    plan_schedule(state, 1100, (), 0.02, 100)
+    planned = [learning_rate(step, state, 0.02, 100, "cosine") for step in range(1100)]
+    for step in range(1100):
+        state.step = step
+        if step % 37 == 0:  # refits that find the same end change nothing
+            resize_schedule(state, 1100, 0.02, 100, "cosine")
+        assert learning_rate(step, state, 0.02, 100, "cosine") == pytest.approx(planned[step], abs=1e-12)
+    assert planned[900] / 0.02 == pytest.approx(0.5 * (1 + math.cos(0.8 * math.pi)))  # 0.095 at 80%
+
+    plan_schedule(state, 1100, (), 0.02, 100)
+    state.step = 600  # half way; a later estimate gives 500 more steps
+    before = learning_rate(600, state, 0.02, 100, "cosine")
+    resize_schedule(state, 1600, 0.02, 100, "cosine")
+    assert learning_rate(600, state, 0.02, 100, "cosine") == pytest.approx(before)
+    assert learning_rate(1100, state, 0.02, 100, "cosine") == pytest.approx(0.01 * (1 + math.cos(0.75 * math.pi)))
+    assert learning_rate(1600, state, 0.02, 100, "cosine") == pytest.approx(0.0, abs=1e-12)
+
+
+def test_a_checkpoint_without_a_cosine_phase_resumes_on_its_own_curve():
+    """Checkpoints written before ``anchor_phase`` anchored a fresh cosine at ``anchor_lr``."""
+    old = {"step": 600, "total_steps": 1100, "anchor_step": 600, "anchor_lr": 0.01, "milestones": []}
+    state = TrainState.from_dict(old)
+    assert state.anchor_phase == 0.0
+    assert learning_rate(600, state, 0.02, 100, "cosine") == pytest.approx(0.01)
+    assert learning_rate(850, state, 0.02, 100, "cosine") == pytest.approx(0.005)
+
+
 def test_budget_calibrates_at_step_25_and_grants_nothing_when_out_of_time():
     now = [0.0]
     budget = TimeBudget(1.0, clock=lambda: now[0])  # 60 s
