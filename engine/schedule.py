@@ -39,7 +39,7 @@ def plan_schedule(
     state.anchor_step, state.anchor_lr, state.anchor_phase = warmup_steps, base_lr, 0.0
 
 
-def resize_schedule(state: TrainState, total_steps: int, base_lr: float, warmup_steps: int, schedule: str) -> None:
+def resize_schedule(state: TrainState, total_steps: int, warmup_steps: int) -> None:
     """Make the schedule end at ``total_steps`` from where it stands, never raising the LR.
 
     Milestones already passed stay where they are; those ahead keep their place in the rest of the run

@@ -134,7 +134,7 @@ class Trainer:
         return lr
 
     def resize(self, state: TrainState, total_steps: int) -> None:
-        resize_schedule(state, total_steps, self.base_lr, self.warmup_steps, self.schedule)
+        resize_schedule(state, total_steps, self.warmup_steps)
 
     def train_one_epoch(
         self,

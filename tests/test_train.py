@@ -109,7 +109,7 @@ def test_budget_refits_never_raise_the_lr_nor_move_a_passed_milestone(schedule):
         state.step = step
         if step in ends:
             before = tuple(m for m in state.milestones if m <= step)
-            resize_schedule(state, ends[step], 0.02, 50, schedule)
+            resize_schedule(state, ends[step], 50)
             assert tuple(m for m in state.milestones if m <= step) == before
         if step >= state.total_steps:
             break
@@ -128,14 +128,14 @@ def test_budget_refits_keep_the_cosine_phase():
     for step in range(1100):
         state.step = step
         if step % 37 == 0:  # refits that find the same end change nothing
-            resize_schedule(state, 1100, 0.02, 100, "cosine")
+            resize_schedule(state, 1100, 100)
         assert learning_rate(step, state, 0.02, 100, "cosine") == pytest.approx(planned[step], abs=1e-12)
     assert planned[900] / 0.02 == pytest.approx(0.5 * (1 + math.cos(0.8 * math.pi)))  # 0.095 at 80%
 
     plan_schedule(state, 1100, (), 0.02, 100)
     state.step = 600  # half way; a later estimate gives 500 more steps
     before = learning_rate(600, state, 0.02, 100, "cosine")
-    resize_schedule(state, 1600, 0.02, 100, "cosine")
+    resize_schedule(state, 1600, 100)
     assert learning_rate(600, state, 0.02, 100, "cosine") == pytest.approx(before)
     assert learning_rate(1100, state, 0.02, 100, "cosine") == pytest.approx(0.01 * (1 + math.cos(0.75 * math.pi)))
     assert learning_rate(1600, state, 0.02, 100, "cosine") == pytest.approx(0.0, abs=1e-12)
