@@ -4,6 +4,7 @@
     python detect.py --input "photos/*.png" --score-threshold auto         # newest *.pth under checkpoint/
     python detect.py --onnx fcos.onnx --input test_images --output-dir outputs/detect_onnx
     python detect.py --checkpoint CKPT --class-model clip_Y=FULL_SIZE_CKPT --input test_images
+    python detect.py --onnx MODEL.onnx --class-model clip_Y=FULL_SIZE.onnx --input test_images
 
 Each input picture (jpg, jpeg, png, bmp; a file, a folder or a glob pattern) gives a picture of its original size
 in ``--output-dir`` (same stem; .png stays .png, anything else becomes .jpg) with every box drawn in its class's
@@ -28,7 +29,7 @@ from dataset.pictures import find_pictures
 from engine.amp import AMP_CHOICES, resolve_amp
 from engine.annotate import detect_files
 from engine.checkpoint import load_detector, newest_checkpoint
-from engine.class_models import add_class_model_argument, combine
+from engine.class_models import add_class_model_argument, combine, load_class_model, refuse_compiling_onnx
 from engine.compiling import compile_detector
 from engine.export import load_onnx_detector
 from engine.thresholds import deploy_thresholds, read_thresholds
@@ -85,8 +86,6 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
 def main(args: argparse.Namespace) -> dict[str, Any]:
     """Detect on every picture of ``args.input``; returns the report's fields, the checkpoint and the thresholds."""
     if args.onnx:
-        if args.class_model:
-            raise ValueError("--class-model goes with --checkpoint")
         detector, stored, source = load_onnx_detector(args.onnx), None, Path(args.onnx)
         device = torch.device("cpu")
     else:
@@ -96,19 +95,20 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
     classes = detector.config.classes
     threshold = choose_threshold(args, stored or getattr(detector, "thresholds", None), classes)
     detector_threshold, class_models = threshold, []
-    if args.class_model:
-        loaded = [(*load_detector(path), names, path) for names, path in args.class_model]
-        members = combine(detector, str(source), [(model, names, path) for model, _, names, path in loaded])
+    loaded = [(*load_class_model(path), names, path) for names, path in args.class_model]
+    members = combine(detector, str(source), [(model, names, path) for model, _, names, path in loaded])
+    if loaded:
         threshold = per_class(threshold, classes)
-        for (model, checkpoint, _, _), member in zip(loaded, members):
-            own = per_class(choose_threshold(args, checkpoint.get("thresholds"), classes), classes)
+        for (model, stored_thresholds, _, _), member in zip(loaded, members):
+            own = per_class(choose_threshold(args, stored_thresholds, classes), classes)
             class_models.append((model.to(device), member.thresholds(own)))
             threshold = [mine if name in member.classes else t for name, mine, t in zip(classes, own, threshold)]
         detector_threshold = members[-1].thresholds(threshold).tolist()
     detector.to(device)
     if args.compile:
-        for model in [detector, *(model for model, _ in class_models)]:
-            print(f"network: {compile_detector(model)}")
+        refuse_compiling_onnx(members)
+        for member in members:
+            print(f"network: {compile_detector(member.detector)}")
     amp, _ = resolve_amp(args.amp, device)
     report = detect_files(
         detector,

@@ -5,6 +5,7 @@
     python eval_voc.py --detections dets.json --data-root DIR --split val [--classes a,b,c]
     python eval_voc.py --checkpoint CKPT --data-root DIR --split val --analysis outputs/analysis
     python eval_voc.py --checkpoint CKPT --class-model clip_Y=FULL_SIZE_CKPT --data-root DIR --split val
+    python eval_voc.py --onnx MODEL.onnx --class-model clip_Y=FULL_SIZE.onnx --data-root DIR --split val
 
 Prints ``ap for CLASS is X`` per class and ``mAP=====>X`` like the original, then a table.
 """
@@ -24,7 +25,13 @@ from engine.amp import AMP_CHOICES, resolve_amp
 from engine.analysis import analyse
 from engine.annotate import check_writable, write_json_atomically
 from engine.checkpoint import load_detector
-from engine.class_models import add_class_model_argument, combine, merge_detections
+from engine.class_models import (
+    add_class_model_argument,
+    combine,
+    load_class_model,
+    merge_detections,
+    refuse_compiling_onnx,
+)
 from engine.compiling import compile_detector
 from engine.export import load_onnx_detector
 from engine.inference import eval_loader, predict
@@ -106,17 +113,17 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
     for folder in (args.plot, args.analysis, args.save_detections and Path(args.save_detections).parent):
         if folder:
             check_writable(Path(folder))  # before the work, not after it
-    if args.class_model and not args.checkpoint:
-        raise ValueError("--class-model goes with --checkpoint")
+    if args.class_model and not (args.checkpoint or args.onnx):
+        raise ValueError("--class-model goes with --checkpoint or --onnx")
     if args.checkpoint or args.onnx:
         if args.classes is not None:
             raise ValueError("--classes is only for --detections; a model carries its classes")
-        if args.onnx and args.compile:
-            raise ValueError("--compile is for --checkpoint; onnxruntime optimises the graph itself")
         detector = load_detector(args.checkpoint)[0] if args.checkpoint else load_onnx_detector(args.onnx)
         classes = detector.config.classes
-        class_models = [(load_detector(path)[0], names, path) for names, path in args.class_model]
+        class_models = [(load_class_model(path)[0], names, path) for names, path in args.class_model]
         members = combine(detector, args.checkpoint or args.onnx, class_models)
+        if args.compile:
+            refuse_compiling_onnx(members)
         device = torch.device(args.device)
         amp, _ = resolve_amp(args.amp, device)
         parts = []

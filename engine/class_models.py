@@ -7,6 +7,7 @@ without one model's false positives reaching another's classes: every model keep
 (a score threshold of +inf for the others), and each picture's detections are merged, highest score first.
 
     --class-model clip_Y=checkpoint/fod-cpu-full/last.pth
+    --class-model clip_Y=fod-cpu-full.onnx            (an export, run by onnxruntime)
 """
 
 from __future__ import annotations
@@ -15,11 +16,14 @@ import argparse
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor
 
+from .checkpoint import load_detector
+from .export import load_onnx_detector
 from .inference import Detector
 
 
@@ -44,20 +48,37 @@ def class_model_spec(text: str) -> tuple[tuple[str, ...], str]:
     names, sep, path = text.partition("=")
     classes = tuple(n.strip() for n in names.split(",") if n.strip())
     if not sep or not classes or not path:
-        raise argparse.ArgumentTypeError(f"expected CLASS[,CLASS...]=CHECKPOINT, got {text!r}")
+        raise argparse.ArgumentTypeError(f"expected CLASS[,CLASS...]=MODEL, got {text!r}")
     return classes, path
 
 
+def load_class_model(path: str | Path) -> tuple[Detector, dict[str, Any] | None]:
+    """A class model and the thresholds stored with it (None when none are): a ``.onnx`` file through
+    onnxruntime, any other file as a checkpoint. Errors name the file."""
+    if Path(path).suffix.lower() == ".onnx":
+        detector = load_onnx_detector(path)
+        return detector, detector.thresholds
+    detector, checkpoint = load_detector(path)
+    return detector, checkpoint.get("thresholds")
+
+
+def refuse_compiling_onnx(members: Iterable[Member]) -> None:
+    """``ValueError`` naming the first member that is an ONNX model: ``--compile`` is for PyTorch networks."""
+    for member in members:
+        if not isinstance(member.detector, torch.nn.Module):
+            raise ValueError(f"--compile is for checkpoints; {member.source} is run by onnxruntime, which optimises it")
+
+
 def add_class_model_argument(parser: argparse.ArgumentParser, note: str) -> None:
-    """``--class-model CLASS[,CLASS]=CHECKPOINT`` (repeatable) on a script's parser; ``note`` ends its help."""
+    """``--class-model CLASS[,CLASS]=MODEL`` (repeatable) on a script's parser; ``note`` ends its help."""
     parser.add_argument(
         "--class-model",
         action="append",
         type=class_model_spec,
         default=[],
-        metavar="CLASS[,CLASS]=CHECKPOINT",
-        help="with --checkpoint: detect these classes with another checkpoint of the same classes, at its own "
-        f"picture size (repeatable); {note}",
+        metavar="CLASS[,CLASS]=MODEL",
+        help="detect these classes with another model of the same classes (a checkpoint, or an export ending in "
+        f".onnx), at its own picture size (repeatable); {note}",
     )
 
 
