@@ -128,8 +128,11 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
         amp, _ = resolve_amp(args.amp, device)
         parts = []
         for member in members:
-            size = args.resize if member.detector is detector and args.resize else member.detector.config.resize_size
-            dataset = VOCDataset(args.data_root, args.split, classes, resize_size=size)
+            config = member.detector.config
+            size = args.resize if member.detector is detector and args.resize else config.resize_size
+            dataset = VOCDataset(
+                args.data_root, args.split, classes, resize_size=size, normalization=config.normalization
+            )
             if args.compile:
                 print(f"network: {compile_detector(member.detector)}")
             if len(members) > 1:

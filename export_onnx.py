@@ -58,7 +58,7 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
         worst = compare(detector, path, find_pictures(args.check)) if args.check else None
         int8 = None
         if calibration:
-            pictures = model_inputs(calibration, detector.config.resize_size)
+            pictures = model_inputs(calibration, detector.config)
             quantized = quantize_int8(path, Path(tmp) / f"{output.stem}_int8.onnx", pictures)
             int8 = quantized.replace(output.with_name(quantized.name))
         path.replace(output)
@@ -77,7 +77,10 @@ def compare(detector: torch.nn.Module, path: Path, pictures: list[Path]) -> dict
     """Largest absolute difference of the dense outputs (scores, boxes in pixels) over ``pictures``."""
     session = load_onnx_detector(path)
     images, _, _ = collate_pictures(
-        [PictureDataset(pictures, detector.config.resize_size)[i] for i in range(len(pictures))]
+        [
+            PictureDataset(pictures, detector.config.resize_size, detector.config.normalization)[i]
+            for i in range(len(pictures))
+        ]
     )
     with torch.inference_mode():
         reference = detector.dense(images)

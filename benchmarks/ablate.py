@@ -41,6 +41,16 @@ VARIANTS: dict[str, tuple[list[str], list[str]]] = {
     "resnet34": (["--backbone", "resnet34"], []),
     "fpn-64": (["--fpn-channels", "64"], []),
     "fpn-256": (["--fpn-channels", "256"], []),
+    # against a pretrained recipe (--preset fod-cpu-lite0)
+    "lr-0.005": (["--lr", "0.005"], []),
+    "lr-0.02": (["--lr", "0.02"], []),
+    "lite1": (["--backbone", "efficientnet_lite1"], []),
+    "lite2": (["--backbone", "efficientnet_lite2"], []),
+    "frozen-0": (["--frozen-stages", "0"], []),
+    "frozen-2": (["--frozen-stages", "2"], []),
+    "frozen-3": (["--frozen-stages", "3"], []),
+    "norm-imagenet": (["--normalization", "imagenet"], []),
+    "flip-color-rotate": (["--augment", "flip,color,rotate"], []),
 }
 
 
@@ -157,8 +167,8 @@ def main() -> None:
     if unknown:
         parser.error(f"unknown variants {unknown}; choose from {', '.join(VARIANTS)}")
     if not args.table:
-        for seed in args.seeds:
-            for name in names:
+        for name in names:  # each variant's seeds together, so that an interrupted sweep leaves whole rows
+            for seed in args.seeds:
                 if run_variant(name, seed, args) is None:
                     print(f"{name} seed {seed}: failed, see {Path(args.out) / name / f'seed{seed}.log'}", flush=True)
     print(table(Path(args.out), names))

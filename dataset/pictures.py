@@ -40,16 +40,18 @@ class PictureDataset(Dataset):
 
     ``ds[i]`` -> (image, target):
         image: float32 [3, H, W], RGB, resized keeping the aspect ratio with ``resize_size`` (min_side, max_side),
-            ImageNet-normalised, zero-padded right/bottom to a multiple of 32; None when the file cannot be read;
+            normalised with ``normalization``'s statistics, zero-padded right/bottom to a multiple of 32; None
+            when the file cannot be read;
         target: "path", "image_id" (the stem), "orig_size" (H0, W0), "scale" float32 [2] (new_w / W0, new_h / H0)
             and "offset" zeros [2] (what ``boxes_to_original`` reads), "picture" uint8 [H0, W0, 3] BGR (the
             original, to draw on); for a file that cannot be read only "path" and "error".
     Grayscale pictures become three equal channels and an alpha channel is dropped.
     """
 
-    def __init__(self, paths: Sequence[Path], resize_size: Sequence[int]) -> None:
+    def __init__(self, paths: Sequence[Path], resize_size: Sequence[int], normalization: str = "imagenet") -> None:
         self.paths = list(paths)
         self.resize_size = (int(resize_size[0]), int(resize_size[1]))
+        self.normalization = normalization
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -64,7 +66,7 @@ class PictureDataset(Dataset):
         except (OSError, ValueError, cv2.error) as err:
             return None, {"path": path, "error": str(err).removeprefix(f"{path}: ").strip()}
         height, width = picture.shape[:2]
-        return normalize_pad(picture), {
+        return normalize_pad(picture, normalization=self.normalization), {
             "path": path,
             "image_id": path.stem,
             "orig_size": (h0, w0),

@@ -20,12 +20,10 @@ import torch
 from torchvision.transforms import InterpolationMode, v2
 
 from dataset.sizes import padded_size
+from model.config import NORMALIZATIONS
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-# uint8 fill for pixels that rotation brings in: the mean colour, i.e. ~0 after normalisation
-MEAN_FILL = tuple(round(255 * m) for m in IMAGENET_MEAN)
-NOISE_SIGMA = 0.02 / min(IMAGENET_STD)  # 2% of the pixel range (about 5 grey levels), in normalised units
+IMAGENET_MEAN, IMAGENET_STD = NORMALIZATIONS["imagenet"]
+NOISE_LEVEL = 0.02  # sensor noise: 2% of the pixel range (about 5 grey levels)
 
 AUGMENTATIONS = ("flip", "color", "photo", "blur", "noise", "rotate", "crop")
 DEFAULT_AUGMENT = ("flip", "color", "rotate")
@@ -45,7 +43,7 @@ def check_augment(augment: Sequence[str]) -> tuple[str, ...]:
     return tuple(augment)
 
 
-def build_augmentation(augment: Sequence[str] = DEFAULT_AUGMENT) -> v2.Compose | None:
+def build_augmentation(augment: Sequence[str] = DEFAULT_AUGMENT, normalization: str = "imagenet") -> v2.Compose | None:
     """The training pipeline for ``(PIL image, {"boxes": BoundingBoxes, "labels", "difficult"})``.
 
     augment: names out of ``AUGMENTATIONS``, applied in this order:
@@ -56,7 +54,8 @@ def build_augmentation(augment: Sequence[str] = DEFAULT_AUGMENT) -> v2.Compose |
                  0.4, saturation 0.4, hue 0.03, p 0.8,
         "blur"   Gaussian blur (5x5, sigma 0.1-1.5: focus and motion), p 0.3,
         "rotate" rotation within +-10 degrees, p 0.5; each box becomes the bounding box of
-                 its rotated corners.
+                 its rotated corners; the corners it brings in get ``normalization``'s mean colour,
+                 which normalises to about 0.
     ("noise" is added after normalisation: :func:`build_noise`.) Boxes are then clamped to the
     picture and degenerate ones (side < 1 px) dropped together with their labels. Returns None when
     nothing geometric or photometric is asked for.
@@ -74,7 +73,8 @@ def build_augmentation(augment: Sequence[str] = DEFAULT_AUGMENT) -> v2.Compose |
     if "blur" in augment:
         ops.append(v2.RandomApply([v2.GaussianBlur(5, sigma=(0.1, 1.5))], p=0.3))
     if "rotate" in augment:
-        rotation = v2.RandomRotation(10.0, interpolation=InterpolationMode.BILINEAR, fill=MEAN_FILL)
+        mean_fill = tuple(round(255 * m) for m in NORMALIZATIONS[normalization][0])
+        rotation = v2.RandomRotation(10.0, interpolation=InterpolationMode.BILINEAR, fill=mean_fill)
         ops.append(v2.RandomApply([rotation], p=0.5))
     if not ops:
         return None
@@ -82,15 +82,19 @@ def build_augmentation(augment: Sequence[str] = DEFAULT_AUGMENT) -> v2.Compose |
     return v2.Compose(ops)
 
 
-def build_noise(augment: Sequence[str]) -> v2.Transform | None:
-    """Gaussian sensor noise on the normalised picture (``"noise"`` in ``augment``), p 0.3."""
+def build_noise(augment: Sequence[str], normalization: str = "imagenet") -> v2.Transform | None:
+    """Gaussian sensor noise on the picture normalised by ``normalization`` (``"noise"`` in ``augment``), p 0.3."""
     if "noise" not in check_augment(augment):
         return None
-    return v2.RandomApply([v2.GaussianNoise(sigma=NOISE_SIGMA, clip=False)], p=0.3)
+    sigma = NOISE_LEVEL / min(NORMALIZATIONS[normalization][1])
+    return v2.RandomApply([v2.GaussianNoise(sigma=sigma, clip=False)], p=0.3)
 
 
-def normalize_pad(image: np.ndarray, min_size: tuple[int, int] | None = None, stride: int = 32) -> torch.Tensor:
-    """uint8 RGB picture [H, W, 3] -> ImageNet-normalised float32 [3, H', W'].
+def normalize_pad(
+    image: np.ndarray, min_size: tuple[int, int] | None = None, stride: int = 32, normalization: str = "imagenet"
+) -> torch.Tensor:
+    """uint8 RGB picture [H, W, 3] -> float32 [3, H', W'] normalised with ``normalization``'s mean and std
+    (:data:`model.config.NORMALIZATIONS`).
 
     H' and W' are the smallest multiples of ``stride`` that are >= H and W (and >= min_size
     (h, w) when given); the extra rows/columns at the bottom/right are zeros. A side that is
@@ -99,8 +103,7 @@ def normalize_pad(image: np.ndarray, min_size: tuple[int, int] | None = None, st
     h, w = image.shape[:2]
     h_out, w_out = (h, w) if min_size is None else (max(h, min_size[0]), max(w, min_size[1]))
     h_out, w_out = padded_size(h_out, w_out, stride)
-    mean = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
-    std = torch.tensor(IMAGENET_STD).view(3, 1, 1)
+    mean, std = (torch.tensor(v).view(3, 1, 1) for v in NORMALIZATIONS[normalization])
     out = torch.zeros(3, h_out, w_out)
     pixels = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float()
     torch.addcmul(-mean / std, pixels, 1.0 / (255.0 * std), out=out[:, :h, :w])

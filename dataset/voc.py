@@ -292,7 +292,7 @@ class VOCDataset(Dataset):
     """VOC-layout detection data set.
 
     ``ds[i]`` -> (image float32 [3, H, W], target):
-        image: RGB, ImageNet-normalised, resized keeping the aspect ratio
+        image: RGB, normalised (``normalization``), resized keeping the aspect ratio
             (scale = min(min_side / short, max_side / long)), zero-padded right/bottom to a
             multiple of 32 (and at least to crop_size when cropping);
         target: "boxes" float32 [M, 4] x1, y1, x2, y2 continuous pixel edges of the returned image;
@@ -313,6 +313,7 @@ class VOCDataset(Dataset):
             copy unless every picture is loaded (``load_picture``) before the workers start, as
             ``train_voc.py --cache`` does: forked workers then share the parent's.
         augment: names from ``dataset.transforms.AUGMENTATIONS`` used when train.
+        normalization: the pixel statistics (a name of :data:`model.config.NORMALIZATIONS`) the model expects.
 
     Annotations are parsed and picture headers read when the data set is built, so missing or
     unreadable files and bad annotations are reported before training starts; :meth:`ground_truth`
@@ -332,6 +333,7 @@ class VOCDataset(Dataset):
         augment: Sequence[str] = DEFAULT_AUGMENT,
         scale_jitter: float = 1.0,
         background_crops: float = 0.0,
+        normalization: str = "imagenet",
     ) -> None:
         self.root = Path(root)
         self.split = split
@@ -342,8 +344,9 @@ class VOCDataset(Dataset):
         self.crop_size = None if crop_size is None else (int(crop_size[0]), int(crop_size[1]))
         self.scale_jitter, self.background_crops = float(scale_jitter), float(background_crops)
         self.cache = cache
-        self.augmentation = build_augmentation(augment) if train else None
-        self.noise = build_noise(augment) if train else None
+        self.normalization = normalization
+        self.augmentation = build_augmentation(augment, normalization) if train else None
+        self.noise = build_noise(augment, normalization) if train else None
         self.ids = read_split(self.root, split)
         sizes = [picture_size(self.image_path(i)) for i in self.ids]
         self.annotations = [
@@ -411,7 +414,7 @@ class VOCDataset(Dataset):
             picture = np.array(augmented)
             boxes, labels, difficult = target["boxes"].as_subclass(torch.Tensor), target["labels"], target["difficult"]
 
-        image = normalize_pad(picture, min_size=self.crop_size)
+        image = normalize_pad(picture, min_size=self.crop_size, normalization=self.normalization)
         if self.noise is not None:
             image = self.noise(image)
         return image, {

@@ -18,6 +18,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from dataset.pictures import PictureDataset, collate_pictures
+from model import FCOSConfig
 
 from .class_models import merge_detections
 from .drawing import draw_detections
@@ -80,11 +81,11 @@ def write_json_atomically(data: Any, path: Path) -> None:
 
 
 def picture_loader(
-    pictures: Sequence[Path], resize_size: Sequence[int], batch_size: int, workers: int, device: torch.device
+    pictures: Sequence[Path], config: FCOSConfig, batch_size: int, workers: int, device: torch.device
 ) -> DataLoader:
-    """Batches (images, targets, failed) of ``pictures`` prepared at ``resize_size``."""
+    """Batches (images, targets, failed) of ``pictures`` prepared as the model of ``config`` takes them."""
     return DataLoader(
-        PictureDataset(pictures, resize_size),
+        PictureDataset(pictures, config.resize_size, config.normalization),
         batch_size=batch_size,
         num_workers=workers,
         collate_fn=collate_pictures,
@@ -105,7 +106,7 @@ def detect_without_drawing(
     cannot be read are skipped here; the main pass reports them."""
     found: dict[str, list[dict[str, Any]]] = defaultdict(list)
     seconds = 0.0
-    for images, targets, _ in picture_loader(pictures, detector.config.resize_size, batch_size, workers, device):
+    for images, targets, _ in picture_loader(pictures, detector.config, batch_size, workers, device):
         if targets:
             tic = time.perf_counter()
             outputs = detect_batch(detector, images.to(device), amp, score_threshold=threshold)
@@ -146,7 +147,7 @@ def detect_files(
         model_seconds += seconds
         for image_id, detections in found.items():
             extra[image_id] += detections
-    loader = picture_loader(pictures, config.resize_size, batch_size, workers, device)
+    loader = picture_loader(pictures, config, batch_size, workers, device)
     with tqdm(total=len(pictures), desc="detect", unit="picture", disable=not progress) as bar:
         for images, targets, failed in loader:
             for target in failed:

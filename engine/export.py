@@ -17,7 +17,6 @@ import torch
 from torch import Tensor, nn
 
 from dataset.pictures import PictureDataset, collate_pictures
-from dataset.transforms import IMAGENET_MEAN, IMAGENET_STD
 from model import FCOSConfig, FCOSDetector
 from model.fcos import select_for_config
 
@@ -77,8 +76,8 @@ def export_onnx(
         "config": _json(config),
         "classes": _json(list(detector.config.classes)),
         "resize_size": _json(list(detector.config.resize_size)),
-        "mean": _json(IMAGENET_MEAN),
-        "std": _json(IMAGENET_STD),
+        "mean": _json(detector.config.mean_std[0]),
+        "std": _json(detector.config.mean_std[1]),
         "score_threshold": str(detector.config.score_threshold),
         "thresholds": _json(thresholds or {}),
         "input": "RGB, /255, normalised with mean and std, padded right/bottom to multiples of 32",
@@ -133,10 +132,10 @@ class OnnxDetector:
         return self
 
 
-def model_inputs(pictures: list[Path], resize_size: tuple[int, int]) -> list[Tensor]:
-    """Each readable picture as the model sees it, one at a time: ``[1, 3, H, W]``, resized, normalised and padded
-    to multiples of 32 (calibration pictures for :func:`quantize_int8`)."""
-    dataset = PictureDataset(pictures, resize_size)
+def model_inputs(pictures: list[Path], config: FCOSConfig) -> list[Tensor]:
+    """Each readable picture as the model of ``config`` sees it, one at a time: ``[1, 3, H, W]``, resized,
+    normalised and padded to multiples of 32 (calibration pictures for :func:`quantize_int8`)."""
+    dataset = PictureDataset(pictures, config.resize_size, config.normalization)
     images = (collate_pictures([dataset[i]])[0] for i in range(len(dataset)))
     return [image for image in images if image is not None]
 

@@ -125,6 +125,19 @@ PRESETS: dict[str, dict[str, Any]] = {
     ),
 }
 
+# A pretrained CPU recipe: ImageNet EfficientNet-Lite0 (from its pip wheel, offline) fine-tuned as the original
+# fine-tuned its ResNet50 (BatchNorm, the stem and the first stage frozen), in float32 for a fixed number of steps.
+PRESETS["fod-cpu-lite0"] = {
+    **PRESETS["fod-cpu"],
+    "backbone": "efficientnet_lite0",
+    "pretrained": "imagenet",
+    "normalization": "tf",
+    "lr": 0.01,
+    "time_budget": None,
+    "steps": 1000,
+    "amp": "off",
+}
+
 # The clip_Y model of the two-model CPU recipe: fod-cpu on the full 1440x2560 pictures, for 15 minutes beside a
 # 15-minute fod-cpu. clip_Y, the smallest object (about 23x27 px at 720x1280), is localised far better at full
 # size, while the other classes do better at 720x1280 (docs/cpu_recipe.md); eval_voc.py and detect.py combine the

