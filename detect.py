@@ -24,7 +24,7 @@ from typing import Any
 
 import torch
 
-from dataset.cli import DefaultsFormatter, run
+from cli import DefaultsFormatter, run
 from dataset.pictures import find_pictures
 from engine.amp import AMP_CHOICES, resolve_amp
 from engine.annotate import detect_files

@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from dataset.cli import DefaultsFormatter, parse_size, run
+from cli import DefaultsFormatter, parse_size, run
 from dataset.voc import VOCDataset, load_ground_truth, resolve_classes
 from engine.amp import AMP_CHOICES, resolve_amp
 from engine.analysis import analyse

@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from dataset.cli import DefaultsFormatter, run
+from cli import DefaultsFormatter, run
 from dataset.pictures import PictureDataset, collate_pictures, find_pictures
 from engine.annotate import check_writable
 from engine.checkpoint import load_detector

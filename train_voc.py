@@ -22,7 +22,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from dataset.cli import DefaultsFormatter, parse_size, run
+from cli import DefaultsFormatter, parse_size, run
 from dataset.synthetic import generate, is_generated
 from dataset.transforms import AUGMENTATIONS, check_augment
 from dataset.voc import VOCDataset, resolve_classes

@@ -31,7 +31,8 @@ import torchvision
 from torch import Tensor, nn
 from torchvision.models.detection import fcos_resnet50_fpn
 
-from dataset.voc import FOD_CLASSES, IMAGENET_MEAN, IMAGENET_STD, VOCDataset, benchmark_loader, read_split
+from dataset.transforms import IMAGENET_MEAN, IMAGENET_STD
+from dataset.voc import FOD_CLASSES, VOCDataset, benchmark_loader, read_split
 from engine.metrics import evaluate_detections
 from model import FCOSConfig, FCOSDetector
 from model.postprocess import decode, select_detections

@@ -11,8 +11,6 @@ from typing import Any
 
 __all__ = [
     "FOD_CLASSES",
-    "IMAGENET_MEAN",
-    "IMAGENET_STD",
     "VOC_CLASSES",
     "VOCDataset",
     "boxes_to_original",

@@ -29,7 +29,7 @@ from pathlib import Path
 
 from PIL import Image, UnidentifiedImageError
 
-from dataset.cli import DefaultsFormatter, run
+from cli import DefaultsFormatter, run
 from dataset.voc import fit_box_to_picture, resolve_classes, write_annotation, write_split
 
 Box = tuple[float, float, float, float]

@@ -1,4 +1,4 @@
-"""Picture sizes: the resize rule and padding (written ``AxB``: see :mod:`dataset.cli`)."""
+"""Picture sizes: the resize rule and padding (written ``AxB``: see :mod:`cli`)."""
 
 from __future__ import annotations
 

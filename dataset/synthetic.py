@@ -25,7 +25,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from dataset.cli import DefaultsFormatter, parse_size, run
+from cli import DefaultsFormatter, parse_size, run
 from dataset.voc import FOD_CLASSES, write_annotation, write_split
 
 JPEG_QUALITY = 85

@@ -30,18 +30,17 @@ from PIL import Image, UnidentifiedImageError
 from torch.utils.data import DataLoader, Dataset, default_collate
 from torchvision import tv_tensors
 
-from dataset.cli import DefaultsFormatter, parse_size, run
+from cli import DefaultsFormatter, parse_size, run
+from dataset.drawing import draw_detections
 from dataset.sizes import format_size, resize_scale, resized_shape
 from dataset.transforms import (
     DEFAULT_AUGMENT,
-    IMAGENET_MEAN,
-    IMAGENET_STD,
     build_augmentation,
     build_noise,
     normalize_pad,
     random_crop,
 )
-from model.config import FOD_CLASSES
+from model.config import FOD_CLASSES, NORMALIZATIONS
 
 VOC_CLASSES = (
     "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
@@ -457,10 +456,9 @@ def benchmark_loader(dataset: Dataset, batch_size: int = 2, num_workers: int = 2
     return count / (time.perf_counter() - start)
 
 
-def _denormalize(image: torch.Tensor) -> np.ndarray:
-    """[3, H, W] normalised -> uint8 BGR [H, W, 3] for cv2."""
-    mean = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
-    std = torch.tensor(IMAGENET_STD).view(3, 1, 1)
+def _denormalize(image: torch.Tensor, normalization: str) -> np.ndarray:
+    """[3, H, W] normalised with ``normalization`` -> uint8 BGR [H, W, 3] for cv2."""
+    mean, std = (torch.tensor(v).view(3, 1, 1) for v in NORMALIZATIONS[normalization])
     rgb = ((image * std + mean) * 255).clamp(0, 255).byte().permute(1, 2, 0).numpy()
     return cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
 
@@ -502,18 +500,11 @@ def main(args: argparse.Namespace) -> None:
         out.mkdir(parents=True, exist_ok=True)
         for k in range(args.show):
             image, target = ds[k % len(ds)]
-            picture = _denormalize(image)
-            for box, label in zip(pixels_to_xml(target["boxes"]).round().int().tolist(), target["labels"].tolist()):
-                cv2.rectangle(picture, (box[0] - 1, box[1] - 1), (box[2] - 1, box[3] - 1), (0, 255, 0), 2)
-                cv2.putText(
-                    picture,
-                    classes[label - 1],
-                    (box[0], max(box[1] - 4, 10)),
-                    cv2.FONT_HERSHEY_SIMPLEX,
-                    0.5,
-                    (0, 255, 0),
-                    1,
-                )
+            boxes = pixels_to_xml(target["boxes"]).tolist()
+            objects = [
+                {"category": classes[label - 1], "bbox": box} for box, label in zip(boxes, target["labels"].tolist())
+            ]
+            picture = draw_detections(_denormalize(image, ds.normalization), objects, classes)
             path = out / f"{target['image_id']}_{k}.jpg"
             cv2.imwrite(str(path), picture)
             print(f"wrote {path}")

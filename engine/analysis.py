@@ -18,9 +18,9 @@ import numpy as np
 import torch
 from torchvision.ops import box_iou
 
+from dataset.drawing import class_colour, label_box
 from dataset.voc import GroundTruth, xml_to_pixels
 
-from .drawing import class_colour, label_box
 from .metrics import Detection, match_detections
 from .plots import new_figure, save_figure
 from .thresholds import PRECISION_TARGETS, curve, deploy_thresholds, operating_points

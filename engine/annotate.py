@@ -17,11 +17,11 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from dataset.drawing import draw_detections
 from dataset.pictures import PictureDataset, collate_pictures
 from model import FCOSConfig
 
 from .class_models import merge_detections
-from .drawing import draw_detections
 from .inference import Detector, detect_batch, to_detections
 
 

@@ -196,7 +196,7 @@ def test_int8_export_quantises_the_convolutions_only_and_keeps_the_metadata(expo
         assert producers.get(node.input[1]) != "DequantizeLinear" and "QuantizeLinear" not in consumers[node.output[0]]
     detector = load_onnx_detector(tmp_path / "m_int8.onnx")
     assert detector.config == model.config and detector.thresholds == THRESHOLDS
-    images = model_inputs(sorted((root / "pictures").iterdir()), model.config.resize_size)[0]
+    images = model_inputs(sorted((root / "pictures").iterdir()), model.config)[0]
     with torch.inference_mode():
         scores, _ = model.dense(images)
     int8_scores, _ = detector.dense(images)

@@ -75,8 +75,8 @@ def _legend(picture: np.ndarray, classes: Sequence[str], counts: Counter, font_s
 
 def draw_detections(picture: np.ndarray, detections: Sequence[dict[str, Any]], classes: Sequence[str]) -> np.ndarray:
     """Draw ``detections`` (boxes in the XML frame, as in detections.json) onto the BGR ``picture`` [H, W, 3] in
-    place: each box in its class's colour labelled ``class score``, and a legend with this picture's counts.
-    Line width and font grow with the picture."""
+    place: each box in its class's colour labelled ``class score`` (``class`` for an entry without a score, such
+    as a ground-truth box), and a legend with this picture's counts. Line width and font grow with the picture."""
     size = max(picture.shape[:2])
     line, font_scale, thickness = max(1, round(size / 500)), max(0.35, size / 2000), max(1, round(size / 1000))
     ids = {name: k for k, name in enumerate(classes, start=1)}
@@ -84,6 +84,7 @@ def draw_detections(picture: np.ndarray, detections: Sequence[dict[str, Any]], c
         colour = class_colour(ids[det["category"]])
         x1, y1, x2, y2 = (round(v - 1) for v in det["bbox"])
         cv2.rectangle(picture, (x1, y1), (x2, y2), colour, line)
-        label_box(picture, f"{det['category']} {det['score']:.2f}", (x1, y1), colour, font_scale, thickness)
+        label = f"{det['category']} {det['score']:.2f}" if "score" in det else det["category"]
+        label_box(picture, label, (x1, y1), colour, font_scale, thickness)
     _legend(picture, classes, Counter(det["category"] for det in detections), font_scale, thickness)
     return picture
