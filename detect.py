@@ -26,24 +26,23 @@ import torch
 
 from cli import DefaultsFormatter, run
 from dataset.pictures import find_pictures
-from engine.amp import AMP_CHOICES, resolve_amp
+from engine.amp import resolve_amp
 from engine.annotate import detect_files
 from engine.checkpoint import load_detector, newest_checkpoint
-from engine.class_models import add_class_model_argument, combine, load_class_model, refuse_compiling_onnx
+from engine.class_models import (
+    Member,
+    add_class_model_argument,
+    combine,
+    load_member,
+    member_thresholds,
+    refuse_compiling_onnx,
+)
 from engine.compiling import compile_detector
 from engine.export import load_onnx_detector
+from engine.flags import add_amp_argument, add_compile_argument, add_device_argument, threshold_spec
 from engine.thresholds import deploy_thresholds, read_thresholds
 
 DEFAULT_THRESHOLD = 0.3
-
-
-def threshold_spec(text: str) -> float | str:
-    if text == "auto":
-        return text
-    try:
-        return float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"a number or auto, got {text!r}") from None
 
 
 def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
@@ -69,16 +68,9 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     parser.add_argument("--thresholds", metavar="FILE", help="thresholds.json from eval_voc.py --analysis")
     parser.add_argument("--batch-size", type=int, default=2, help="pictures a batch")
     parser.add_argument("--workers", type=int, default=2, help="picture loading processes")
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="cpu, cuda or cuda:N")
-    parser.add_argument("--compile", action="store_true", help="torch.compile the network (helps GPUs more than CPUs)")
-    parser.add_argument(
-        "--amp",
-        nargs="?",
-        const="auto",
-        default="off",
-        choices=AMP_CHOICES,
-        help="mixed precision (as train_voc.py; --amp alone: auto)",
-    )
+    add_device_argument(parser)
+    add_compile_argument(parser)
+    add_amp_argument(parser)
     add_class_model_argument(parser, "with --score-threshold auto each class takes its own model's thresholds")
     return parser
 
@@ -93,35 +85,28 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
         detector, checkpoint = load_detector(source)
         stored, device = checkpoint.get("thresholds"), torch.device(args.device)
     classes = detector.config.classes
-    threshold = choose_threshold(args, stored or getattr(detector, "thresholds", None), classes)
-    detector_threshold, class_models = threshold, []
-    loaded = [(*load_class_model(path), names, path) for names, path in args.class_model]
-    members = combine(detector, str(source), [(model, names, path) for model, _, names, path in loaded])
-    if loaded:
-        threshold = per_class(threshold, classes)
-        for (model, stored_thresholds, _, _), member in zip(loaded, members):
-            own = per_class(choose_threshold(args, stored_thresholds, classes), classes)
-            class_models.append((model.to(device), member.thresholds(own)))
-            threshold = [mine if name in member.classes else t for name, mine, t in zip(classes, own, threshold)]
-        detector_threshold = members[-1].thresholds(threshold).tolist()
-    detector.to(device)
+    primary = Member(detector, classes, str(source), stored or getattr(detector, "thresholds", None))
+    members = combine(primary, [load_member(names, path) for names, path in args.class_model])
+    thresholds = member_thresholds(members, lambda points: choose_threshold(args, points, classes))
     if args.compile:
         refuse_compiling_onnx(members)
         for member in members:
             print(f"network: {compile_detector(member.detector)}")
     amp, _ = resolve_amp(args.amp, device)
     report = detect_files(
-        detector,
+        detector.to(device),
         find_pictures(args.input),
         Path(args.output_dir),
         device,
         amp,
-        detector_threshold,
+        thresholds[-1],
         args.batch_size,
         args.workers,
-        class_models=class_models,
+        class_models=[(m.detector.to(device), t) for m, t in zip(members[:-1], thresholds[:-1])],
     )
 
+    each_class = torch.stack(thresholds).amin(0).tolist()  # the threshold of the member that detects the class
+    threshold = args.score_threshold if args.score_threshold != "auto" else each_class
     counts = Counter(det["category"] for det in report.detections)
     shown = (
         f"{threshold:g}"
@@ -137,11 +122,6 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
     )
     print(f"outputs: {len(report.outputs)} annotated pictures and detections.json in {args.output_dir}")
     return {**vars(report), "checkpoint": source, "threshold": threshold}
-
-
-def per_class(threshold: float | list[float], classes: tuple[str, ...]) -> list[float]:
-    """One threshold a class."""
-    return [threshold] * len(classes) if isinstance(threshold, float) else list(threshold)
 
 
 def choose_threshold(

@@ -21,31 +21,25 @@ import torch
 
 from cli import DefaultsFormatter, parse_size, run
 from dataset.voc import VOCDataset, load_ground_truth, resolve_classes
-from engine.amp import AMP_CHOICES, resolve_amp
+from engine.amp import resolve_amp
 from engine.analysis import analyse
 from engine.annotate import check_writable, write_json_atomically
 from engine.checkpoint import load_detector
 from engine.class_models import (
+    Member,
     add_class_model_argument,
     combine,
-    load_class_model,
+    load_member,
+    member_thresholds,
     merge_detections,
     refuse_compiling_onnx,
 )
 from engine.compiling import compile_detector
 from engine.export import load_onnx_detector
+from engine.flags import add_amp_argument, add_compile_argument, add_device_argument, threshold_spec
 from engine.inference import eval_loader, predict
 from engine.metrics import METRICS, coco_metrics, evaluate_detections, format_results, load_detections
 from engine.plots import plot_pr_curves
-
-
-def threshold_spec(text: str) -> float | str:
-    if text == "auto":
-        return text
-    try:
-        return float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"a number or auto, got {text!r}") from None
 
 
 def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
@@ -94,16 +88,9 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     )
     parser.add_argument("--batch-size", type=int, default=2, help="pictures a batch")
     parser.add_argument("--workers", type=int, default=2, help="data loading processes")
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="cpu, cuda or cuda:N")
-    parser.add_argument("--compile", action="store_true", help="torch.compile the network (helps GPUs more than CPUs)")
-    parser.add_argument(
-        "--amp",
-        nargs="?",
-        const="auto",
-        default="off",
-        choices=AMP_CHOICES,
-        help="mixed precision (as train_voc.py; --amp alone: auto)",
-    )
+    add_device_argument(parser)
+    add_compile_argument(parser)
+    add_amp_argument(parser)
     parser.add_argument("--save-detections", metavar="FILE", help="with a model: write the detections JSON")
     add_class_model_argument(parser, "e.g. clip_Y=checkpoint/fod-cpu-full/last.pth")
     return parser
@@ -120,14 +107,14 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
             raise ValueError("--classes is only for --detections; a model carries its classes")
         detector = load_detector(args.checkpoint)[0] if args.checkpoint else load_onnx_detector(args.onnx)
         classes = detector.config.classes
-        class_models = [(load_class_model(path)[0], names, path) for names, path in args.class_model]
-        members = combine(detector, args.checkpoint or args.onnx, class_models)
+        primary = Member(detector, classes, args.checkpoint or args.onnx)
+        members = combine(primary, [load_member(names, path) for names, path in args.class_model])
         if args.compile:
             refuse_compiling_onnx(members)
         device = torch.device(args.device)
         amp, _ = resolve_amp(args.amp, device)
         parts = []
-        for member in members:
+        for member, threshold in zip(members, member_thresholds(members)):
             config = member.detector.config
             size = args.resize if member.detector is detector and args.resize else config.resize_size
             dataset = VOCDataset(
@@ -137,7 +124,6 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
                 print(f"network: {compile_detector(member.detector)}")
             if len(members) > 1:
                 print(f"{', '.join(member.classes)}: {member.source} at {size[0]}x{size[1]}")
-            threshold = member.thresholds() if len(members) > 1 else None
             loader = eval_loader(dataset, args.batch_size, args.workers, device)
             parts.append(predict(member.detector.to(device), loader, device, classes, amp, args.tta, threshold))
         detections = merge_detections(parts, detector.config.max_detections)

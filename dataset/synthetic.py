@@ -19,14 +19,14 @@ import argparse
 import json
 import time
 import zlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import cv2
 import numpy as np
 
 from cli import DefaultsFormatter, parse_size, run
-from dataset.voc import FOD_CLASSES, write_annotation, write_split
+from dataset.voc import FOD_CLASSES, split_path, write_annotation, write_split
 
 JPEG_QUALITY = 85
 MARKER = "synthetic.json"  # written by generate(): the folder is this project's to rewrite
@@ -316,13 +316,19 @@ def _spec(counts: Mapping[str, int], seed: int, size: tuple[int, int]) -> dict:
     return {"counts": dict(counts), "seed": seed, "size": list(size)}
 
 
-def is_generated(out: str | Path, counts: Mapping[str, int], seed: int = 0, size: tuple[int, int] = (360, 640)) -> bool:
-    """Whether ``out`` holds a complete synthetic set made by :func:`generate` with these arguments."""
+def ensure_data_set(out: str | Path, counts: Mapping[str, int], seed: int, splits: Sequence[str]) -> bool:
+    """A data set to train on in ``out``: the one already there when it lists every split of ``splits`` (used as
+    it is, whoever made it), else a synthetic one of ``counts`` pictures made by :func:`generate` (which writes
+    only into an absent or empty folder, or one it was interrupted in). Returns whether it generated."""
+    out = Path(out)
     try:
-        marker = json.loads((Path(out) / MARKER).read_text())
+        interrupted = not json.loads((out / MARKER).read_text()).get("complete")
     except (OSError, ValueError):
+        interrupted = False
+    if not interrupted and all(split_path(out, split).is_file() for split in splits):
         return False
-    return marker == {**_spec(counts, seed, size), "complete": True}
+    generate(out, counts, seed)
+    return True
 
 
 def generate(

@@ -2,8 +2,8 @@
 
 ``auto`` picks bfloat16 where it is faster than float32: on GPUs that compute it natively (float16 with a
 gradient scaler on older ones), on CPUs with AMX tiles, and on other CPUs when a short timed probe at
-start-up says so. CPUs differ: an AMD EPYC with AVX512-BF16 ran the fod-cpu training step 1.8x faster in
-bfloat16, while a Xeon without AMX ran it 1.2x slower, converting at every layer.
+start-up says so: on CPUs without native bfloat16 the conversions at every layer can cost more than they
+save (measurements: docs/speed.md).
 """
 
 from __future__ import annotations

@@ -1,15 +1,31 @@
-"""Checkpoints: written atomically, read without unpickling code, checked, and turned back into a detector."""
+"""The checkpoint format, written and read in one place: atomic writes, reads that cannot run code, checks.
+
+A checkpoint is a dict of plain values and tensors (``torch.load(weights_only=True)`` reads it):
+
+- ``model``: the detector's state dict; ``config``: :meth:`model.FCOSConfig.to_dict`; ``classes``; ``epoch``
+- written by training, for ``--resume``: ``optimizer``, ``scaler``, ``step``, ``state``
+  (:meth:`engine.state.TrainState.to_dict`), ``args`` (the flags of the run), and with ``--ema`` the averaged
+  weights ``ema`` and their count ``ema_updates``
+- after the final evaluation: ``thresholds``, the per-class operating points of ``detect.py --score-threshold auto``
+
+Deployment uses ``ema`` when present, else ``model``.
+"""
 
 from __future__ import annotations
 
+import argparse
 import os
 import pickle
 from pathlib import Path
 from typing import Any
 
 import torch
+from torch import Tensor
 
-from model import FCOSDetector
+from model import FCOSConfig, FCOSDetector
+
+from .state import TrainState
+from .train import Trainer
 
 TMP_SUFFIX = ".tmp"
 
@@ -79,10 +95,112 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     return checkpoint
 
 
+def plain_args(args: argparse.Namespace) -> dict[str, Any]:
+    """The flags of a run as plain values (tuples as lists), for checkpoints and ``results.json``."""
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in vars(args).items()}
+
+
+def training_checkpoint(
+    model: FCOSDetector,
+    trainer: Trainer,
+    state: TrainState,
+    args: argparse.Namespace,
+    thresholds: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Everything ``--resume`` needs, and the weights to deploy."""
+    checkpoint = {
+        "model": model.state_dict(),
+        "optimizer": trainer.optimizer.state_dict(),
+        "scaler": trainer.scaler.state_dict(),
+        "config": model.config.to_dict(),
+        "classes": list(model.config.classes),
+        "epoch": state.epoch,
+        "step": state.step,
+        "state": state.to_dict(),
+        "args": plain_args(args),
+    }
+    if trainer.ema is not None:
+        checkpoint["ema"], checkpoint["ema_updates"] = trainer.ema.module.state_dict(), int(trainer.ema.n_averaged)
+    if thresholds:
+        checkpoint["thresholds"] = thresholds
+    return checkpoint
+
+
+def load_resume_checkpoint(path: str | Path, classes: tuple[str, ...]) -> dict[str, Any]:
+    """A checkpoint that training can continue from, with the classes of the run; ``CheckpointError`` otherwise."""
+    checkpoint = load_checkpoint(path)
+    if not {"optimizer", "scaler", "state"} <= set(checkpoint):
+        raise CheckpointError(f"{path}: holds weights only (no optimizer or training state); it cannot be resumed")
+    if tuple(checkpoint.get("classes", ())) != classes:
+        raise CheckpointError(f"{path} was trained on classes {checkpoint.get('classes')}, not {list(classes)}")
+    return checkpoint
+
+
+def restore_training(checkpoint: dict[str, Any], trainer: Trainer) -> TrainState:
+    """Optimizer, scaler and weight average as they were; the training state to continue from."""
+    trainer.optimizer.load_state_dict(checkpoint["optimizer"])
+    trainer.scaler.load_state_dict(checkpoint["scaler"])
+    if trainer.ema is not None and "ema" in checkpoint:
+        trainer.ema.module.load_state_dict(checkpoint["ema"])
+        trainer.ema.n_averaged.fill_(checkpoint["ema_updates"])
+    return TrainState.from_dict(checkpoint["state"])
+
+
+def detector_from_checkpoint(checkpoint: dict[str, Any], averaged: bool = True) -> FCOSDetector:
+    """The detector (eval mode, CPU) a checkpoint dict holds: ``ema`` when ``averaged`` and present, else ``model``.
+
+    The backbone is built as it was trained (frozen BatchNorm when pretrained) without reading the pretrained
+    file or downloading anything: the checkpoint holds all the weights. ``ValueError`` when the weights do not
+    fit the checkpoint's config, naming the settings that differ.
+    """
+    for key in ("model", "config"):
+        if key not in checkpoint:
+            raise ValueError(f"not an FCOS checkpoint: no {key!r} entry")
+    config = FCOSConfig.from_dict(checkpoint["config"])
+    model = FCOSDetector(config, load_pretrained=False)
+    weights = (averaged and checkpoint.get("ema")) or checkpoint["model"]
+    try:
+        model.load_state_dict(weights)
+    except RuntimeError as err:
+        raise ValueError(mismatch_message(weights, config, err)) from None
+    return model.eval()
+
+
 def load_detector(path: str | Path) -> tuple[FCOSDetector, dict[str, Any]]:
     """The detector (eval mode, CPU) and the checkpoint dict from a checkpoint file."""
     checkpoint = load_checkpoint(path)
     try:
-        return FCOSDetector.from_checkpoint(checkpoint), checkpoint
+        return detector_from_checkpoint(checkpoint), checkpoint
     except (ValueError, TypeError, KeyError) as err:
         raise CheckpointError(f"{path}: {err}") from None
+
+
+def architecture_of(weights: dict[str, Tensor]) -> dict[str, Any]:
+    """The settings a state dict's tensors imply: backbone, num_classes, fpn_channels, head_convs."""
+    found: dict[str, Any] = {}
+    if any(k.startswith("backbone.body.") for k in weights):  # EfficientNet-Lite: blocks and C3's width tell it
+        blocks = {tuple(k.split(".")[3:5]) for k in weights if k.startswith("backbone.body.blocks.")}
+        c3 = weights.get("backbone.body.blocks.2.0.conv_pwl.weight", torch.empty(0))
+        lites = {(16, 40): "efficientnet_lite0", (21, 40): "efficientnet_lite1", (21, 48): "efficientnet_lite2"}
+        found["backbone"] = lites.get((len(blocks), len(c3)))
+    else:
+        blocks = {k.split(".")[2] for k in weights if k.startswith("backbone.layer3.")}
+        bottleneck = any(k.startswith("backbone.layer1.0.conv3.") for k in weights)
+        resnets = {(2, False): "resnet18", (6, False): "resnet34", (6, True): "resnet50", (23, True): "resnet101"}
+        found["backbone"] = resnets.get((len(blocks), bottleneck))
+    cls_weight = weights.get("head.cls_logits.weight")
+    if cls_weight is not None:
+        found["num_classes"], found["fpn_channels"] = int(cls_weight.shape[0]), int(cls_weight.shape[1])
+    found["head_convs"] = sum(1 for k, v in weights.items() if k.startswith("head.cls_tower.") and v.ndim == 4)
+    return found
+
+
+def mismatch_message(weights: dict[str, Tensor], config: FCOSConfig, err: Exception) -> str:
+    found = architecture_of(weights)
+    differ = [
+        f"{key}: {value} in the weights, {getattr(config, key)} in the config"
+        for key, value in found.items()
+        if value is not None and value != getattr(config, key)
+    ]
+    detail = "; ".join(differ) if differ else str(err).splitlines()[-1].strip()
+    return f"the weights do not fit the checkpoint's model settings ({detail})"

@@ -1,8 +1,8 @@
 """Class models: some classes detected by another model of the same classes, at that model's picture size.
 
-On the foreign-object data the smallest class (clip_Y, about 23x27 px at 720x1280) is found far better by a
-model trained and run on the full 1440x2560 pictures, while the other classes are found better at 720x1280.
-VOC AP is computed class by class, so taking each class from the model that detects it best combines them
+A small class can be found better by a model trained and run on larger pictures, while the others are found
+better at a smaller size (docs/cpu_recipe.md). VOC AP is computed class by class, so taking each class from
+the model that detects it best combines them
 without one model's false positives reaching another's classes: every model keeps only its own classes
 (a score threshold of +inf for the others), and each picture's detections are merged, highest score first.
 
@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import argparse
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,18 +29,22 @@ from .inference import Detector
 
 @dataclass
 class Member:
-    """One model of a combination and the classes taken from it."""
+    """One model of a combination, the classes taken from it, and the operating points stored with it."""
 
     detector: Detector
     classes: tuple[str, ...]
     source: str
+    stored: dict[str, Any] | None = None
 
-    def thresholds(self, per_class: Sequence[float] | None = None) -> Tensor:
-        """Score thresholds ``[C]``: ``per_class`` (default: the model's own threshold) for this member's
-        classes, +inf (never kept) for the others."""
+    def thresholds(self, per_class: float | Sequence[float] | None = None) -> Tensor:
+        """Score thresholds ``[C]``: ``per_class`` (one number, or one a class; default: the model's own
+        threshold) for this member's classes, +inf (never kept) for the others."""
         names = self.detector.config.classes
-        per_class = per_class or [self.detector.config.score_threshold] * len(names)
-        return torch.tensor([t if n in self.classes else float("inf") for n, t in zip(names, per_class)])
+        per_class = self.detector.config.score_threshold if per_class is None else per_class
+        values = [per_class] * len(names) if isinstance(per_class, (int, float)) else per_class
+        return torch.tensor(
+            [t if n in self.classes else float("inf") for n, t in zip(names, values)], dtype=torch.float64
+        )
 
 
 def class_model_spec(text: str) -> tuple[tuple[str, ...], str]:
@@ -52,14 +56,14 @@ def class_model_spec(text: str) -> tuple[tuple[str, ...], str]:
     return classes, path
 
 
-def load_class_model(path: str | Path) -> tuple[Detector, dict[str, Any] | None]:
-    """A class model and the thresholds stored with it (None when none are): a ``.onnx`` file through
-    onnxruntime, any other file as a checkpoint. Errors name the file."""
+def load_member(classes: tuple[str, ...], path: str | Path) -> Member:
+    """A --class-model: a ``.onnx`` file through onnxruntime, any other file as a checkpoint, with the thresholds
+    stored with it. Errors name the file."""
     if Path(path).suffix.lower() == ".onnx":
         detector = load_onnx_detector(path)
-        return detector, detector.thresholds
+        return Member(detector, classes, str(path), detector.thresholds)
     detector, checkpoint = load_detector(path)
-    return detector, checkpoint.get("thresholds")
+    return Member(detector, classes, str(path), checkpoint.get("thresholds"))
 
 
 def refuse_compiling_onnx(members: Iterable[Member]) -> None:
@@ -82,30 +86,37 @@ def add_class_model_argument(parser: argparse.ArgumentParser, note: str) -> None
     )
 
 
-def combine(
-    primary: Detector, primary_source: str, class_models: Iterable[tuple[Detector, tuple[str, ...], str]]
-) -> list[Member]:
-    """The members of a combination: each class model with its classes, then the primary with every class
-    left. ``ValueError`` naming the checkpoint when a class model's classes differ from the primary's, a class
-    is unknown, or a class is given to two class models."""
-    classes = primary.config.classes
-    members, taken = [], set()
-    for detector, wanted, source in class_models:
-        if detector.config.classes != classes:
+def combine(primary: Member, class_models: Sequence[Member]) -> list[Member]:
+    """The members of a combination: each class model with its classes, then ``primary`` with every class left.
+    ``ValueError`` naming the model when a class model's classes differ from the primary's, a class is unknown,
+    or a class is given to two class models."""
+    classes = primary.detector.config.classes
+    taken: set[str] = set()
+    for member in class_models:
+        if member.detector.config.classes != classes:
             raise ValueError(
-                f"{source}: its classes {', '.join(detector.config.classes)} differ from "
-                f"{primary_source}'s {', '.join(classes)}; a class model must detect the same classes"
+                f"{member.source}: its classes {', '.join(member.detector.config.classes)} differ from "
+                f"{primary.source}'s {', '.join(classes)}; a class model must detect the same classes"
             )
-        unknown = [n for n in wanted if n not in classes]
+        unknown = [n for n in member.classes if n not in classes]
         if unknown:
-            raise ValueError(f"--class-model {source}: unknown classes {unknown}; the classes are {', '.join(classes)}")
-        twice = taken.intersection(wanted)
+            raise ValueError(
+                f"--class-model {member.source}: unknown classes {unknown}; the classes are {', '.join(classes)}"
+            )
+        twice = taken.intersection(member.classes)
         if twice:
-            raise ValueError(f"--class-model {source}: {sorted(twice)} already taken from another class model")
-        taken.update(wanted)
-        members.append(Member(detector, tuple(wanted), source))
-    members.append(Member(primary, tuple(n for n in classes if n not in taken), primary_source))
-    return members
+            raise ValueError(f"--class-model {member.source}: {sorted(twice)} already taken from another class model")
+        taken.update(member.classes)
+    rest = tuple(n for n in classes if n not in taken)
+    return [*class_models, Member(primary.detector, rest, primary.source, primary.stored)]
+
+
+def member_thresholds(
+    members: Sequence[Member], choose: Callable[[dict[str, Any] | None], float | Sequence[float]] | None = None
+) -> list[Tensor]:
+    """Each member's score thresholds ``[C]``: ``choose(member.stored)`` (a number or one a class; the model's
+    own threshold without ``choose``) for its classes, +inf for the others (see :meth:`Member.thresholds`)."""
+    return [member.thresholds(choose(member.stored) if choose else None) for member in members]
 
 
 def merge_detections(parts: Iterable[Sequence[dict[str, Any]]], max_per_image: int) -> list[dict[str, Any]]:

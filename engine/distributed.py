@@ -8,8 +8,6 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from model import FCOSDetector
-
 
 def init_distributed() -> tuple[int, int, int]:
     """(rank, world_size, local_rank); starts a process group when launched by torchrun."""
@@ -43,8 +41,23 @@ def all_reduce(tensor: torch.Tensor, op: str = "sum") -> torch.Tensor:
     return tensor
 
 
-def unwrap(model: nn.Module) -> FCOSDetector:
-    """The FCOSDetector inside DataParallel / DistributedDataParallel / TrainStep wrappers."""
-    while not isinstance(model, FCOSDetector):
-        model = model.module
-    return model
+def parallelise(step_model: nn.Module, device: torch.device, num_gpus: int, sync_bn: bool = False) -> nn.Module:
+    """DDP under torchrun (SyncBatchNorm with ``sync_bn``), DataParallel over ``num_gpus`` > 1, else the step
+    itself."""
+    if world_size() > 1:
+        if sync_bn:
+            step_model = nn.SyncBatchNorm.convert_sync_batchnorm(step_model)
+        return nn.parallel.DistributedDataParallel(
+            step_model, device_ids=[device.index] if device.type == "cuda" else None
+        )
+    return nn.DataParallel(step_model) if num_gpus > 1 else step_model
+
+
+def process_device(requested: str, local_rank: int, data_parallel: bool = True) -> tuple[torch.device, int]:
+    """The device of this process (its own GPU under torchrun) and how many GPUs it spreads a batch over
+    (every visible one with DataParallel, when ``data_parallel`` and not under torchrun)."""
+    if requested == "cuda" and world_size() > 1:
+        return torch.device(f"cuda:{local_rank}"), 1
+    device = torch.device(requested)
+    several = data_parallel and device.type == "cuda" and world_size() == 1
+    return device, torch.cuda.device_count() if several else 1

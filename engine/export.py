@@ -147,8 +147,7 @@ def quantize_int8(path: str | Path, output: str | Path, calibration: list[Tensor
 
     Only the convolutions, and not the head's last three, whose outputs become scores and box sides: quantising
     the decoding too rounds box corners to 1/256 of their range, several pixels at 720x1280, as large as the
-    smallest objects' margin (measured on the real val: mAP 0.739 with every operator quantised, 0.811 with the
-    convolutions only, 0.806 in float32)."""
+    smallest objects' margin (docs/speed.md has the mAP of each choice)."""
     import onnx
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process

@@ -50,3 +50,13 @@ class TrainState:
     @property
     def finished(self) -> bool:
         return self.step >= self.total_steps
+
+    @property
+    def images_per_second(self) -> float:
+        """Training pictures a second, over the time spent in steps (loading included)."""
+        return self.images_seen / max(self.step_seconds, 1e-9)
+
+    @property
+    def minutes_left(self) -> float:
+        """What the rest of the schedule takes at the speed so far."""
+        return (self.total_steps - self.step) * self.step_seconds / max(self.step, 1) / 60

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -133,25 +132,24 @@ class Trainer:
             group["lr"] = lr
         return lr
 
-    def resize(self, state: TrainState, total_steps: int) -> None:
-        resize_schedule(state, total_steps, self.warmup_steps)
-
     def train_one_epoch(
         self,
         batches: Iterable,
         state: TrainState,
         epoch: int,
         device: torch.device,
-        log: StepLog | None = None,
         budget: TimeBudget | None = None,
+        log: StepLog | None = None,
         max_steps: int | None = None,
         desc: str = "",
     ) -> None:
         """Run the batches of epoch ``epoch`` until the schedule ends or the time budget runs out.
 
-        ``state`` counts steps, skipped steps and time; with a budget the schedule is sized to it once the
-        step time is known (between this run's 5th and 25th step), capped at ``max_steps``.
+        ``budget`` is the run's clock (``state.train_seconds`` follows it) and, with minutes, refits the
+        schedule every 25 steps (:meth:`TimeBudget.after_step`), capped at ``max_steps``. Running out of time
+        ends the schedule at the step reached, so that the state saved afterwards reads finished.
         """
+        budget = budget or TimeBudget()
         self.step_model.train()
         progress = tqdm(
             batches,
@@ -161,15 +159,17 @@ class Trainer:
             dynamic_ncols=True,
             leave=False,
         )
-        tic = time.perf_counter()
+        tic = budget.clock()
         for images, targets in progress:
-            if state.finished or (budget is not None and world_size() == 1 and budget.expired()):
+            if budget.out_of_time():
+                state.total_steps = state.step
+            if state.finished:
                 break
             lr = self.set_lr(state)
             boxes, labels = pad_targets(targets)
             losses, applied = self.step(images.to(device, non_blocking=True), boxes.to(device), labels.to(device))
-            toc = time.perf_counter()
-            state.train_seconds += toc - tic
+            toc = budget.clock()
+            state.train_seconds = budget.spent()
             if not applied:
                 self._skipped(state, losses)
                 tic = toc
@@ -178,11 +178,10 @@ class Trainer:
             state.step += 1
             state.images_seen += images.shape[0] * world_size()
             state.step_seconds += toc - tic
-            images_per_second = images.shape[0] * world_size() / (toc - tic)
             tic = toc
-            if budget is not None and (fits := budget.calibrate()) is not None:
-                self.resize(state, min(state.step + fits, max_steps or state.step + fits))
-                if is_main_process():
+            if (fits := budget.after_step()) is not None:
+                resize_schedule(state, min(state.step + fits, max_steps or state.step + fits), self.warmup_steps)
+                if budget.steps_timed == budget.REFIT_EVERY and is_main_process():
                     tqdm.write(f"time budget: {state.total_steps} steps fit in {budget.minutes:g} min")
             row = {
                 "step": state.step,
@@ -194,13 +193,12 @@ class Trainer:
             state.history.append(row)
             if log is not None:
                 log.write(row)
-            eta = (state.total_steps - state.step) * state.step_seconds / max(state.step, 1)
             progress.set_postfix(
                 loss=f"{losses['total_loss']:.3f}",
                 lr=f"{lr:.2e}",
-                img_s=f"{images_per_second:.1f}",
+                img_s=f"{state.images_per_second:.1f}",
                 step=f"{state.step}/{state.total_steps}",
-                left=f"{eta / 60:.1f}min",
+                left=f"{state.minutes_left:.1f}min",
             )
         progress.close()
 

@@ -25,7 +25,8 @@ class FCOSDetector(nn.Module):
     ``model.eval(); model(images)`` -> per image ``{"boxes" [K,4], "scores" [K], "labels" [K]}`` in
     the input's pixels, scored by sqrt(cls * centerness) and class-wise NMS.
     ``load_pretrained=False`` skips reading ``config.pretrained``'s weights (the layers are still
-    frozen the same way), for models whose weights come from a checkpoint.
+    frozen the same way), for models whose weights come from a checkpoint
+    (:func:`engine.checkpoint.detector_from_checkpoint`).
     """
 
     def __init__(self, config: FCOSConfig | None = None, load_pretrained: bool = True):
@@ -104,28 +105,6 @@ class FCOSDetector(nn.Module):
         """
         self.network = torch.compile(self._network, **options)
 
-    @classmethod
-    def from_checkpoint(cls, checkpoint: dict[str, Any]) -> FCOSDetector:
-        """Rebuild a detector (in eval mode) from a checkpoint dict written by training.
-
-        The backbone is built as it was trained (FrozenBatchNorm when pretrained) without reading the
-        pretrained file or downloading anything: the checkpoint holds all the weights. The averaged
-        weights (``ema``) are used when the checkpoint has them. ``ValueError`` when the weights do
-        not fit the checkpoint's config, naming the settings that differ. To read a file, use
-        ``engine.checkpoint.load_detector``.
-        """
-        for key in ("model", "config"):
-            if key not in checkpoint:
-                raise ValueError(f"not an FCOS checkpoint: no {key!r} entry")
-        config = FCOSConfig.from_dict(checkpoint["config"])
-        model = cls(config, load_pretrained=False)
-        weights = checkpoint.get("ema") or checkpoint["model"]
-        try:
-            model.load_state_dict(weights)
-        except RuntimeError as err:
-            raise ValueError(mismatch_message(weights, config, err)) from None
-        return model.eval()
-
 
 def select_for_config(
     config: FCOSConfig,
@@ -152,41 +131,3 @@ def select_for_config(
         config.pre_nms_top_k,
         config.max_detections,
     )
-
-
-def architecture_of(weights: dict[str, Tensor]) -> dict[str, Any]:
-    """The settings a state dict's tensors imply: backbone, num_classes, fpn_channels, head_convs."""
-    found: dict[str, Any] = {}
-    if any(k.startswith("backbone.body.") for k in weights):  # EfficientNet-Lite: blocks and C3's width tell it
-        blocks = {tuple(k.split(".")[3:5]) for k in weights if k.startswith("backbone.body.blocks.")}
-        c3 = weights.get("backbone.body.blocks.2.0.conv_pwl.weight", torch.empty(0))
-        found["backbone"] = {
-            (16, 40): "efficientnet_lite0",
-            (21, 40): "efficientnet_lite1",
-            (21, 48): "efficientnet_lite2",
-        }.get((len(blocks), len(c3)))
-    else:
-        blocks = {k.split(".")[2] for k in weights if k.startswith("backbone.layer3.")}
-        bottleneck = any(k.startswith("backbone.layer1.0.conv3.") for k in weights)
-        found["backbone"] = {
-            (2, False): "resnet18",
-            (6, False): "resnet34",
-            (6, True): "resnet50",
-            (23, True): "resnet101",
-        }.get((len(blocks), bottleneck))
-    cls_weight = weights.get("head.cls_logits.weight")
-    if cls_weight is not None:
-        found["num_classes"], found["fpn_channels"] = int(cls_weight.shape[0]), int(cls_weight.shape[1])
-    found["head_convs"] = sum(1 for k, v in weights.items() if k.startswith("head.cls_tower.") and v.ndim == 4)
-    return found
-
-
-def mismatch_message(weights: dict[str, Tensor], config: FCOSConfig, err: Exception) -> str:
-    found = architecture_of(weights)
-    differ = [
-        f"{key}: {value} in the weights, {getattr(config, key)} in the config"
-        for key, value in found.items()
-        if value is not None and value != getattr(config, key)
-    ]
-    detail = "; ".join(differ) if differ else str(err).splitlines()[-1].strip()
-    return f"the weights do not fit the checkpoint's model settings ({detail})"

@@ -63,20 +63,3 @@ def normalise_losses(sums: dict[str, Tensor], num_positive: Tensor) -> dict[str,
     losses = {name: sums[name] / denominator for name in LOSS_NAMES}
     losses["total_loss"] = losses["cls_loss"] + losses["cnt_loss"] + losses["reg_loss"]
     return losses
-
-
-def fcos_losses(
-    cls_logits: Tensor,
-    box_regression: Tensor,
-    centerness_logits: Tensor,
-    labels: Tensor,
-    reg_targets: Tensor,
-    centerness_targets: Tensor,
-    alpha: float = 0.25,
-    gamma: float = 2.0,
-) -> dict[str, Tensor]:
-    """``cls_loss``, ``cnt_loss``, ``reg_loss`` and ``total_loss`` of one batch, each divided by its positives."""
-    sums = fcos_loss_sums(
-        cls_logits, box_regression, centerness_logits, labels, reg_targets, centerness_targets, alpha, gamma
-    )
-    return normalise_losses(sums, sums["num_positive"])

@@ -9,7 +9,7 @@ import torch
 from test_eval_script import write_voc_set
 
 import detect
-from engine.class_models import class_model_spec, combine, merge_detections
+from engine.class_models import Member, class_model_spec, combine, merge_detections
 from eval_voc import get_args_parser, main
 from model import FCOSConfig, FCOSDetector
 
@@ -40,7 +40,8 @@ def tiny_detector(seed=0, **overrides):
 
 def test_combine_gives_each_class_one_member_and_thresholds_keep_only_its_classes():
     primary, small, long = tiny_detector(0), tiny_detector(1), tiny_detector(2)
-    members = combine(primary, "p.pth", [(small, ("clip_Y",), "s.pth"), (long, ("L_stick", "nail"), "l.pth")])
+    class_models = [Member(small, ("clip_Y",), "s.pth"), Member(long, ("L_stick", "nail"), "l.pth")]
+    members = combine(Member(primary, CLASSES, "p.pth"), class_models)
     assert [(m.source, m.classes) for m in members] == [
         ("s.pth", ("clip_Y",)),
         ("l.pth", ("L_stick", "nail")),
@@ -49,7 +50,8 @@ def test_combine_gives_each_class_one_member_and_thresholds_keep_only_its_classe
     inf = math.inf
     assert members[0].thresholds().tolist() == [inf, inf, pytest.approx(0.05), inf]
     assert members[1].thresholds([0.1, 0.2, 0.3, 0.4]).tolist() == pytest.approx([0.1, inf, inf, 0.4])
-    assert combine(primary, "p.pth", [])[0].classes == CLASSES
+    assert members[2].thresholds(0.3).tolist() == pytest.approx([inf, 0.3, inf, inf])
+    assert combine(Member(primary, CLASSES, "p.pth"), [])[0].classes == CLASSES
 
 
 @pytest.mark.parametrize(
@@ -63,7 +65,10 @@ def test_combine_gives_each_class_one_member_and_thresholds_keep_only_its_classe
 def test_combine_refuses_what_cannot_be_combined(class_models, message):
     models = {"same": tiny_detector(1), "other": tiny_detector(1, classes=("a", "b", "c", "d"))}
     with pytest.raises(ValueError, match=message):
-        combine(tiny_detector(0), "p.pth", [(models[name], classes, f"{name}.pth") for name, classes in class_models])
+        combine(
+            Member(tiny_detector(0), CLASSES, "p.pth"),
+            [Member(models[name], classes, f"{name}.pth") for name, classes in class_models],
+        )
 
 
 def test_merge_detections_orders_each_picture_by_score_and_caps_it():

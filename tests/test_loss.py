@@ -5,7 +5,7 @@ import torch.nn.functional as F
 from torchvision.ops import generalized_box_iou_loss, sigmoid_focal_loss
 
 from model import FCOSConfig, FCOSDetector
-from model.loss import fcos_losses, ltrb_to_boxes
+from model.loss import fcos_loss_sums, ltrb_to_boxes, normalise_losses
 
 
 def focal_reference(logits, targets, alpha=0.25, gamma=2.0):
@@ -37,6 +37,12 @@ def random_batch(generator, points=500, classes=4):
     reg_targets = torch.rand(points, 4, generator=generator) * 50 + 0.5
     ctr_targets = torch.rand(points, generator=generator)
     return cls_logits, box_regression, ctr_logits, labels, reg_targets, ctr_targets
+
+
+def fcos_losses(*tensors):
+    """The losses of one batch, each divided by its positives, as the detector computes them."""
+    sums = fcos_loss_sums(*tensors)
+    return normalise_losses(sums, sums["num_positive"])
 
 
 def test_losses_match_references():

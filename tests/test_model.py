@@ -7,6 +7,7 @@ import pytest
 import torch
 from torchvision.ops import FrozenBatchNorm2d
 
+from engine.checkpoint import detector_from_checkpoint
 from model import FCOSConfig, FCOSDetector
 
 
@@ -96,7 +97,7 @@ def test_eval_output_format_and_checkpoint_round_trip():
         "classes": list(model.config.classes),
         "epoch": 0,
     }
-    restored = FCOSDetector.from_checkpoint(checkpoint)
+    restored = detector_from_checkpoint(checkpoint)
     with torch.no_grad():
         again = restored(images)
     for a, b in zip(dets, again):
@@ -120,7 +121,7 @@ def test_pretrained_checkpoint_restores_without_the_weights_file(tmp_path, monke
     checkpoint = {"model": model.state_dict(), "config": model.config.to_dict(), "classes": list(model.config.classes)}
     path.unlink()
     monkeypatch.setattr("torchvision.models._api.load_state_dict_from_url", lambda *a, **k: 1 / 0)
-    restored = FCOSDetector.from_checkpoint(checkpoint)
+    restored = detector_from_checkpoint(checkpoint)
     assert any(isinstance(m, FrozenBatchNorm2d) for m in restored.modules())
     assert not any(p.requires_grad for p in restored.backbone.layer1.parameters())
     state = restored.state_dict()

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from dataset import FOD_CLASSES, VOCDataset, parse_annotation, read_split, synthetic
-from dataset.synthetic import generate, is_generated, picture_rng, render
+from dataset.synthetic import MARKER, ensure_data_set, generate, picture_rng, render
 
 
 def files(root: Path) -> list[Path]:
@@ -110,14 +110,24 @@ def test_cli(tmp_path, capsys):
 def test_marker_guards_other_folders(tmp_path):
     counts, size = {"train": 1}, (96, 160)
     generate(tmp_path / "s", counts, seed=1, size=size)
-    assert is_generated(tmp_path / "s", counts, seed=1, size=size)
-    assert not is_generated(tmp_path / "s", counts, seed=2, size=size) and not is_generated(
-        tmp_path / "s", {"train": 2}, 1, size
-    )
     generate(tmp_path / "s", counts, seed=1, size=size)  # its own folder: rewritten
     (tmp_path / "user").mkdir()
     (tmp_path / "user" / "notes.txt").write_text("mine")
     with pytest.raises(FileExistsError, match="user"):
         generate(tmp_path / "user", counts, seed=1, size=size)
     assert sorted(p.name for p in (tmp_path / "user").iterdir()) == ["notes.txt"]
-    assert not is_generated(tmp_path / "user", counts, seed=1, size=size)
+
+
+def test_a_data_set_with_the_splits_is_used_as_it_is_and_only_an_empty_folder_is_generated_into(tmp_path):
+    counts = {"train": 2, "test": 1}
+    assert ensure_data_set(tmp_path / "new", counts, 0, ["train", "test"])  # absent: generated
+    assert read_split(tmp_path / "new", "test") == ["test_00000"]
+    assert not ensure_data_set(tmp_path / "new", {"train": 5, "test": 5}, 3, ["train", "test"])  # there: kept
+    assert len(read_split(tmp_path / "new", "train")) == 2
+    (tmp_path / "new" / MARKER).write_text('{"counts": {"train": 2, "test": 1}}')  # a generation cut short
+    assert ensure_data_set(tmp_path / "new", counts, 0, ["train", "test"])
+    users = tmp_path / "users"
+    (users / "ImageSets" / "Main").mkdir(parents=True)
+    (users / "ImageSets" / "Main" / "train.txt").write_text("a\n")
+    with pytest.raises(FileExistsError, match="users"):  # a split missing, and not this project's folder
+        ensure_data_set(users, counts, 0, ["train", "test"])

@@ -13,7 +13,9 @@ import train_voc
 from dataset.synthetic import generate
 from engine import train as engine_train
 from engine.data import make_train_loader, start_epoch
-from engine.schedule import TimeBudget, learning_rate, plan_schedule, resize_schedule
+from engine.recipes import PRESETS
+from engine.run import build_model
+from engine.schedule import TimeBudget, learning_rate, plan_run, plan_schedule, resize_schedule
 from engine.state import TrainState
 from engine.train import NonFiniteLossError, Trainer, TrainStep, make_ema, pad_targets, reduce_losses
 from model import FCOSConfig
@@ -69,7 +71,37 @@ def weights(path):
 
 
 def tiny_model(data_root):
-    return train_voc.build_model(tiny_args(data_root, "unused"), FOD)
+    return build_model(tiny_args(data_root, "unused"), FOD)
+
+
+class FakeClock:
+    """A clock that moves only with the training steps: a test's steps take the time it says on any machine."""
+
+    def __init__(self, step_seconds: float):
+        self.now, self.step_seconds = 0.0, step_seconds
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def step_clock(monkeypatch):
+    """``step_clock(s)``: a FakeClock that every training step moves by s seconds (the clock the step
+    sees is the latest one made)."""
+    clocks = []
+    forward = TrainStep.forward
+
+    def timed(self, *args):
+        clocks[-1].now += clocks[-1].step_seconds
+        return forward(self, *args)
+
+    monkeypatch.setattr(TrainStep, "forward", timed)
+
+    def make(step_seconds: float) -> FakeClock:
+        clocks.append(FakeClock(step_seconds))
+        return clocks[-1]
+
+    return make
 
 
 def batch():
@@ -150,23 +182,50 @@ def test_a_checkpoint_without_a_cosine_phase_resumes_on_its_own_curve():
     assert learning_rate(850, state, 0.02, 100, "cosine") == pytest.approx(0.005)
 
 
-def test_budget_calibrates_at_step_25_and_grants_nothing_when_out_of_time():
+@pytest.mark.timing
+def test_budget_refits_every_25_steps_at_the_speed_after_start_up_and_grants_nothing_when_out_of_time():
     now = [0.0]
     budget = TimeBudget(1.0, clock=lambda: now[0])  # 60 s
-    fits = None
-    for step in range(1, 26):
-        now[0] += 0.5
-        fits = budget.calibrate()
-        assert (fits is None) == (step < 25)
-    assert fits == int(0.98 * (60 - 12.5) / 0.5)
+    fits = {}
+    for step in range(1, 51):
+        now[0] += 3.0 if step <= 5 else 0.5  # a slow start-up, then 0.5 s a step
+        fits[step] = budget.after_step()
+    assert [step for step, f in fits.items() if f is not None] == [25, 50]
+    assert fits[25] == int(0.98 * (60 - 25) / 0.5) and fits[50] == int(0.98 * (60 - 37.5) / 0.5)
+    assert budget.spent() == 37.5 and budget.seconds_per_step() == 0.5
     assert TimeBudget(1.0, spent_seconds=59.9, clock=lambda: 0.0).steps_that_fit(0.5) == 0
-    assert TimeBudget(1.0, spent_seconds=61, clock=lambda: 0.0).expired()
+    assert TimeBudget(1.0, spent_seconds=61, clock=lambda: 0.0).out_of_time()
+    unlimited = TimeBudget(None, clock=lambda: now[0])
+    assert not unlimited.out_of_time() and all(unlimited.after_step() is None for _ in range(50))
 
 
-def test_time_budget_stops_training(data_root, tmp_path):
-    summary = train_voc.main(tiny_args(data_root, tmp_path, "--epochs", "50", "--time-budget", "0.1"))
-    assert 0 < summary["state"].step < 50 * 4 and summary["state"].train_seconds < 30
-    assert (tmp_path / "last.pth").is_file()
+@pytest.mark.timing
+def test_a_budget_with_less_left_than_a_step_takes_stops_before_that_step():
+    now = [0.0]
+    budget = TimeBudget(3.0 / 60, clock=lambda: now[0])
+    for _ in range(4):
+        now[0] += 0.7
+        budget.after_step()
+    assert budget.out_of_time()  # 0.2 s left, a step takes 0.7
+
+
+@pytest.mark.timing
+def test_a_resumed_budget_with_less_left_than_a_step_reads_as_spent():
+    """A run stopped (or killed) with 0.18 s of its 3 s left must not train past its budget when resumed."""
+    state = TrainState(step=4, total_steps=7, train_seconds=2.82, budget_minutes=0.05)
+    plan_run(state, 1000, (), 0.01, 2, TimeBudget(0.05, state.train_seconds), resumed=True)
+    assert state.finished and state.total_steps == 4
+    grown = TrainState(step=4, total_steps=4, train_seconds=2.8, budget_minutes=0.05)
+    plan_run(grown, 1000, (), 0.01, 2, TimeBudget(0.1, grown.train_seconds, clock=lambda: 0.0), resumed=True)
+    assert grown.total_steps == 4 + int(0.98 * (6 - 2.8) / 0.7)
+
+
+@pytest.mark.timing
+def test_time_budget_stops_training(data_root, tmp_path, step_clock):
+    clock = step_clock(0.5)
+    summary = train_voc.main(tiny_args(data_root, tmp_path, "--epochs", "50", "--time-budget", "0.1"), clock)
+    assert summary["state"].step == 11  # 6 s: after 11 steps of 0.5 s, less than a step's time is left
+    assert load(tmp_path / "last.pth")["state"]["total_steps"] == 11  # the checkpoint reads finished
 
 
 def test_steps_fix_the_length_of_training(data_root, tmp_path):
@@ -175,17 +234,18 @@ def test_steps_fix_the_length_of_training(data_root, tmp_path):
     assert load(tmp_path / "last.pth")["state"]["total_steps"] == 6
 
 
-def test_epoch_cut_off_before_its_first_step_is_not_saved(data_root, tmp_path, monkeypatch, capsys):
+@pytest.mark.timing
+def test_epoch_cut_off_before_its_first_step_is_not_saved(data_root, tmp_path, monkeypatch, capsys, step_clock):
     """The budget running out while epoch 2 loads its first batch must leave epoch 1 as the last one."""
-    original = Trainer.train_one_epoch
+    clock, original = step_clock(0.5), Trainer.train_one_epoch
 
     def out_of_time_in_epoch_2(self, batches, state, epoch, *args, **kwargs):
         if epoch == 2:
-            kwargs["budget"] = TimeBudget(0.0)
+            clock.now += 3600
         return original(self, batches, state, epoch, *args, **kwargs)
 
     monkeypatch.setattr(Trainer, "train_one_epoch", out_of_time_in_epoch_2)
-    summary = train_voc.main(tiny_args(data_root, tmp_path, "--epochs", "3", "--time-budget", "10"))
+    summary = train_voc.main(tiny_args(data_root, tmp_path, "--epochs", "3", "--time-budget", "10"), clock)
     assert (summary["state"].epoch, summary["state"].step) == (1, 4)
     assert (load(tmp_path / "last.pth")["epoch"], load(tmp_path / "last.pth")["step"]) == (1, 4)
     assert not (tmp_path / "model_2.pth").exists() and "epoch 2:" not in capsys.readouterr().out
@@ -210,27 +270,61 @@ def test_presets_fill_unset_flags_and_flags_win(capsys):
     assert train_voc.parse_args(["--preset", "fod-cpu", "--crop", "256x256"]).crop == (256, 256)
     assert train_voc.parse_args(["--preset", "fod-cpu"]).tta and not train_voc.parse_args(["--preset", "demo"]).tta
     assert not train_voc.parse_args(["--preset", "fod-cpu", "--no-tta"]).tta  # a preset's switch can be turned off
-    full, cpu = (vars(train_voc.parse_args(["--preset", p])) for p in ("fod-cpu-full", "fod-cpu"))
+    full, cpu = (vars(train_voc.parse_args(["--preset", p])) for p in ("fod-cpu-full", "fod-cpu-scratch"))
     changed = {k: (cpu[k], v) for k, v in full.items() if v != cpu[k]}
     assert changed == {
-        "preset": ("fod-cpu", "fod-cpu-full"),
+        "preset": ("fod-cpu-scratch", "fod-cpu-full"),
         "resize": ((720, 1280), (1440, 2560)),
         "time_budget": (30.0, 15.0),
-        "output_dir": ("checkpoint/fod-cpu", "checkpoint/fod-cpu-full"),
+        "output_dir": ("checkpoint/fod-cpu-scratch", "checkpoint/fod-cpu-full"),
     }
     with pytest.raises(SystemExit):
         train_voc.parse_args(["--preset", "fod-cpu", "--help"])
     shown = " ".join(capsys.readouterr().out.split())
-    assert "(default: 720x1280)" in shown and "(default: resnet18)" in shown and "(default: 320x320)" in shown
+    assert "(default: 720x1280)" in shown and "(default: efficientnet_lite0)" in shown
+    assert "(default: 320x320)" in shown
     with pytest.raises(SystemExit):
         train_voc.parse_args(["--crop", "320,320"])  # one size syntax: AxB
     assert "720x1280" in capsys.readouterr().err
 
 
+def test_presets_change_only_what_differs_from_the_flag_defaults():
+    parser = train_voc.get_args_parser()
+    for name, preset in PRESETS.items():
+        repeated = {k: v for k, v in preset.items() if parser.get_default(k) == v}
+        assert not repeated, f"preset {name} repeats flag defaults {repeated}"
+
+
+def test_a_typed_length_replaces_the_presets_length():
+    """``--preset demo --epochs 2`` once trained the preset's 900 steps: its --steps beat the typed --epochs."""
+    demo = train_voc.parse_args(["--preset", "demo", "--epochs", "2"])
+    assert (demo.epochs, demo.steps, demo.time_budget) == (2, None, None)
+    budgeted = train_voc.parse_args(["--preset", "demo", "--time-budget", "2"])
+    assert (budgeted.epochs, budgeted.steps, budgeted.time_budget) == (1000, None, 2.0)  # epochs bound the budget
+    scratch = train_voc.parse_args(["--preset", "fod-cpu-scratch", "--steps", "10"])
+    assert (scratch.steps, scratch.time_budget) == (10, None)
+    assert train_voc.parse_args(["--preset", "fod-cpu-scratch", "--epochs", "3"]).time_budget is None
+    untouched = train_voc.parse_args(["--preset", "demo", "--lr", "0.01"])
+    assert (untouched.steps, untouched.lr) == (900, 0.01)
+
+
+def test_the_demo_trains_one_epoch_when_asked_and_keeps_the_data_set_it_finds(tmp_path):
+    """The demo once regenerated a data set made with other sizes and trained the preset's steps on it."""
+    mine = tmp_path / "mine"
+    generate(mine, {"train": 8, "test": 2}, seed=5, size=(96, 160))
+    before = {p: p.read_bytes() for p in mine.rglob("*") if p.is_file()}
+    args = train_voc.parse_args(
+        ["--preset", "demo", "--epochs", "1", "--data-root", str(mine), "--output-dir", str(tmp_path / "out")]
+    )
+    summary = train_voc.main(args)
+    assert (summary["state"].epoch, summary["state"].step) == (1, 1)  # 8 pictures, batch 8
+    assert {p: p.read_bytes() for p in mine.rglob("*") if p.is_file()} == before
+
+
 def test_size_ranges_flag_sets_the_levels_and_reaches_the_checkpoint(data_root, tmp_path):
-    assert train_voc.build_model(tiny_args(data_root, "unused"), FOD).config.size_ranges == FCOSConfig().size_ranges
+    assert build_model(tiny_args(data_root, "unused"), FOD).config.size_ranges == FCOSConfig().size_ranges
     args = tiny_args(data_root, tmp_path, "--size-ranges", "128", "256", "512", "1024", "--steps", "1")
-    assert train_voc.build_model(args, FOD).config.size_ranges == (
+    assert build_model(args, FOD).config.size_ranges == (
         (-1.0, 128.0),
         (128.0, 256.0),
         (256.0, 512.0),
@@ -355,36 +449,24 @@ def test_resuming_a_finished_run_says_so_and_how_to_go_on(data_root, tmp_path, c
     train_voc.main(tiny_args(data_root, tmp_path, "--epochs", "1"))
     summary = train_voc.main(tiny_args(data_root, tmp_path, "--epochs", "1", "--resume", str(tmp_path / "last.pth")))
     assert summary["state"].step == 4
-    assert "nothing left to do" in capsys.readouterr().out and "--epochs above 1" in " ".join(
-        train_voc.nothing_left(tiny_args(data_root, tmp_path, "--resume", "x"), summary["state"]).split()
-    )
+    printed = " ".join(capsys.readouterr().out.split())
+    assert "nothing left to do" in printed and "--epochs above 1 or --steps above 4" in printed
     summary = train_voc.main(tiny_args(data_root, tmp_path, "--epochs", "2", "--resume", str(tmp_path / "last.pth")))
     assert summary["state"].step == 8
 
 
-def test_resuming_a_finished_budgeted_run_continues_with_more_minutes(data_root, tmp_path, capsys):
-    first = train_voc.main(tiny_args(data_root, tmp_path, "--epochs", "50", "--time-budget", "0.05"))
-    spent = first["state"].train_seconds / 60
-    again = train_voc.main(
-        tiny_args(
-            data_root, tmp_path, "--epochs", "50", "--time-budget", "0.05", "--resume", str(tmp_path / "last.pth")
-        )
-    )
-    assert again["state"].step == first["state"].step
+@pytest.mark.timing
+def test_resuming_a_finished_budgeted_run_continues_with_more_minutes(data_root, tmp_path, capsys, step_clock):
+    """At 0.7 s a step a 3 s budget ends at step 4 with 0.2 s left: resumed with the same budget, nothing is
+    left to do (it once trained 3 more steps, the checkpoint saying 7 were planned)."""
+    common = ("--epochs", "50", "--resume", str(tmp_path / "last.pth"))
+    first = train_voc.main(tiny_args(data_root, tmp_path, "--epochs", "50", "--time-budget", "0.05"), step_clock(0.7))
+    assert first["state"].step == 4 and load(tmp_path / "last.pth")["state"]["total_steps"] == 4
+    again = train_voc.main(tiny_args(data_root, tmp_path, *common, "--time-budget", "0.05"), step_clock(0.7))
+    assert again["state"].step == 4
     assert "pass a larger --time-budget" in " ".join(capsys.readouterr().out.split())
-    more = train_voc.main(
-        tiny_args(
-            data_root,
-            tmp_path,
-            "--epochs",
-            "50",
-            "--time-budget",
-            f"{spent + 0.1:.3f}",
-            "--resume",
-            str(tmp_path / "last.pth"),
-        )
-    )
-    assert more["state"].step > first["state"].step
+    more = train_voc.main(tiny_args(data_root, tmp_path, *common, "--time-budget", "0.1"), step_clock(0.7))
+    assert more["state"].step == 8  # 6 s in all: 4 more steps of 0.7 s leave less than one step's time
 
 
 # ---------------------------------------------------------------------------------------------- bad input

@@ -1,0 +1,46 @@
+"""Flags the scripts share, each defined once: the device, mixed precision, torch.compile, a score threshold."""
+
+from __future__ import annotations
+
+import argparse
+
+import torch
+
+from .amp import AMP_CHOICES
+
+Flags = argparse._ActionsContainer  # a parser or one of its argument groups
+
+
+def add_device_argument(flags: Flags) -> None:
+    flags.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="cpu, cuda or cuda:N")
+
+
+def add_amp_argument(flags: Flags) -> None:
+    flags.add_argument(
+        "--amp",
+        nargs="?",
+        const="auto",
+        default="off",
+        choices=AMP_CHOICES,
+        help="mixed precision; auto (what --amp alone means): bf16 where it is faster (GPUs, CPUs with AMX, "
+        "other CPUs when a timed probe at start-up says so), else float32; fp16 adds a gradient scaler",
+    )
+
+
+def add_compile_argument(flags: Flags) -> None:
+    flags.add_argument(
+        "--compile",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="torch.compile the network (backbone, FPN, head); helps GPUs more than CPUs",
+    )
+
+
+def threshold_spec(text: str) -> float | str:
+    """A score threshold: a number, or ``auto`` for each class's best-F1 threshold (argparse type)."""
+    if text == "auto":
+        return text
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"a number or auto, got {text!r}") from None
