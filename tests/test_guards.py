@@ -265,9 +265,30 @@ def test_a_one_pixel_high_picture_is_detected_on(data, tmp_path):
     assert status == 0 and (tmp_path / "out" / "line.png").is_file(), printed
 
 
+def project_sources(root: Path) -> list[Path]:
+    """The project's own Python files: its packages and scripts as pyproject.toml lists them, and the
+    benchmarks; never what else sits in the checkout (a virtual environment, copied data, ...)."""
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11 and later
+    setup = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]
+    files = [root / f"{module}.py" for module in setup["py-modules"]]
+    for package in [*setup["packages"], "benchmarks"]:
+        files += sorted((root / package).rglob("*.py"))
+    return files
+
+
+def test_the_source_scan_reads_the_projects_files_only(tmp_path):
+    """It once walked a .venv inside the checkout and failed on a library's pickle.load."""
+    (tmp_path / "pyproject.toml").write_text('[tool.setuptools]\npackages = ["pkg"]\npy-modules = ["script"]\n')
+    for path in ("pkg/a.py", "script.py", "benchmarks/b.py", ".venv/lib/site-packages/c.py", "data/d.py"):
+        (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / path).write_text("x = 1\n")
+    found = sorted(str(p.relative_to(tmp_path)) for p in project_sources(tmp_path))
+    assert found == ["benchmarks/b.py", "pkg/a.py", "script.py"]
+    assert REPO / "engine" / "checkpoint.py" in project_sources(REPO) and REPO / "train_voc.py" in project_sources(REPO)
+
+
 def test_no_pickle_loading_without_weights_only_anywhere():
-    sources = [p for p in REPO.rglob("*.py") if "tests" not in p.parts and ".device_data" not in p.parts]
-    for source in sources:
+    for source in project_sources(REPO):
         text = source.read_text()
         for line in text.splitlines():
             if "torch.load(" in line:
