@@ -121,7 +121,8 @@ def timm_keys_from_lukemelas(state: dict[str, Tensor], blocks_per_stage: list[in
     ...), the wheels' layout, renamed to timm's (``conv_stem``, ``blocks.S.I.conv_pw``, ...).
 
     Blocks are numbered through in the first layout and by stage and index in timm's; a block without an
-    expansion convolution (the first, depthwise-separable one) names its layers differently in timm.
+    expansion convolution (the first, depthwise-separable one) names its layers differently in timm. Names it
+    does not know are kept as they are, so that loading reports them.
     """
     places = [(s, i) for s, count in enumerate(blocks_per_stage) for i in range(count)]
     top = {"_conv_stem": "conv_stem", "_bn0": "bn1", "_conv_head": "conv_head", "_bn1": "bn2", "_fc": "classifier"}
@@ -132,12 +133,15 @@ def timm_keys_from_lukemelas(state: dict[str, Tensor], blocks_per_stage: list[in
     for key, value in state.items():
         first, *rest = key.split(".")
         if first != "_blocks":
-            renamed[".".join([top[first], *rest])] = value
+            renamed[".".join([top.get(first, first), *rest])] = value
             continue
         block, layer, *param = rest
+        if int(block) >= len(places):  # more blocks than the network has
+            renamed[key] = value
+            continue
         stage, index = places[int(block)]
         names = inverted if f"_blocks.{block}._expand_conv.weight" in state else separable
-        renamed[".".join(["blocks", str(stage), str(index), names[layer], *param])] = value
+        renamed[".".join(["blocks", str(stage), str(index), names.get(layer, layer), *param])] = value
     return renamed
 
 
@@ -157,7 +161,7 @@ class EfficientNetLiteBackbone(nn.Module):
         load_weights: bool = True,
     ):
         super().__init__()
-        import timm
+        import timm  # here, not at the top: importing timm costs about a second that ResNets need not pay
         from timm.layers import freeze_batch_norm_2d
 
         self.name = name
@@ -175,6 +179,13 @@ class EfficientNetLiteBackbone(nn.Module):
     def _load(self, state: dict[str, Tensor], source: Path) -> None:
         if any(key.startswith("_blocks.") for key in state):
             state = timm_keys_from_lukemelas(state, [len(stage) for stage in self.body.blocks])
+        own = self.body.state_dict()
+        reshaped = [k for k, v in state.items() if k in own and v.shape != own[k].shape]
+        if reshaped:
+            raise ValueError(
+                f"{source}: does not fit timm's {self.name}: {len(reshaped)} tensors of other shapes "
+                f"(e.g. {reshaped[0]})"
+            )
         missing, unexpected = self.body.load_state_dict(state, strict=False)
         unused = [k for k in unexpected if not k.startswith(("classifier.", "conv_head.", "bn2."))]
         if missing or unused:
