@@ -1,151 +1,112 @@
-"""Convert annotation exports (keras-retinanet CSV, VGG Image Annotator JSON) to VOC layout.
+"""Convert annotation exports to VOC layout, with a train/val split that cannot leak.
 
-    python -m dataset.convert --csv annotations.csv --images photos/ --out foreign_object_dataset \
-        --split-val 0.2 --seed 0
+    python -m dataset.convert --coco instances.json --images photos/ --out foreign_object_dataset --split-val 0.2
+    python -m dataset.convert --yolo labels/ --yolo-classes data.yaml --images images/ --out DIR --split-val 0.2
+    python -m dataset.convert --labelme photos/ --out DIR --split-val 0.2 --group-by folder
+    python -m dataset.convert --csv annotations.csv --images photos/ --out DIR --split-val 0.2 --seed 0
     python -m dataset.convert --via via_project.json --images photos/ --out DIR --attribute class --link
 
-CSV rows are ``path,x1,y1,x2,y2,class`` with 0-based pixel coordinates; a row with the five box
-fields empty lists a picture without objects. VIA exports (the project file or the
-"annotations as json" export) may hold rectangles and polygons; a polygon becomes its bounding
-box and the class comes from the region attribute ``--attribute``. Image paths are taken
-relative to ``--images`` (default: the annotation file's folder).
+The formats and their coordinates: :mod:`dataset.exports`. Image paths are relative to ``--images``
+(default: the export's folder). Output: ``JPEGImages/<stem>.jpg`` (copied, symlinked with ``--link``, or
+re-encoded when the source is not a JPEG), ``Annotations/<stem>.xml`` (1-based VOC coordinates) and
+``ImageSets/Main/{train,val,trainval}.txt``. ``--split-val`` sends whole clusters of pictures to val
+(:mod:`dataset.splits`), so that no val picture has a near-duplicate in train, and with ``--group-by`` no
+group is split either.
 
-Output: ``JPEGImages/<stem>.jpg`` (copied, symlinked with ``--link``, or re-encoded when the source
-is not a JPEG), ``Annotations/<stem>.xml`` (1-based VOC coordinates) and
-``ImageSets/Main/{train,val,trainval}.txt`` (a random ``--split-val`` fraction goes to val).
+Nothing is overwritten: a file already in ``--out`` is left as it is when it holds what would be written,
+and one that differs, or files of pictures that are not in the export, stop the conversion before anything
+is written. Converting the same export into the same folder again changes nothing.
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
-import json
+import io
 import os
-import random
-import shutil
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from PIL import Image, UnidentifiedImageError
 
 from cli import DefaultsFormatter, run
-from dataset.voc import fit_box_to_picture, resolve_classes, write_annotation, write_split
-
-Box = tuple[float, float, float, float]
-
-
-@dataclass
-class Record:
-    """One picture of an export: its path as written, and its objects (0-based inclusive pixel boxes)."""
-
-    image: str
-    where: str  # location in the export, for error messages
-    boxes: list[Box] = field(default_factory=list)
-    names: list[str] = field(default_factory=list)
-    places: list[str] = field(default_factory=list)  # per object, location in the export
+from dataset.exports import Record, read_coco, read_csv, read_labelme, read_via, read_yolo, read_yolo_names
+from dataset.near_duplicates import MEASURE, NEAR_DUPLICATE_THRESHOLD, split_report, thumbnails
+from dataset.splits import clusters, group_keys, split_clusters
+from dataset.voc import annotation_xml, check_voc_split, fit_box_to_picture, image_path, resolve_classes, split_path
 
 
-def _checked_box(box: Sequence[float], where: str) -> Box:
-    x1, y1, x2, y2 = box
-    if x2 <= x1 or y2 <= y1:
-        raise ValueError(f"{where}: empty box, need x2 > x1 and y2 > y1, got {[x1, y1, x2, y2]}")
-    return (x1, y1, x2, y2)
+@dataclass(frozen=True)
+class Picture:
+    """A picture to write: its id (file stem), the export's record of it, its file and format, and its XML."""
+
+    image_id: str
+    record: Record
+    source: Path
+    format: str | None
+    xml: bytes
+
+    def jpeg(self) -> bytes:
+        """The picture as a JPEG file: the source's own bytes, or re-encoded."""
+        if self.format == "JPEG":
+            return self.source.read_bytes()
+        with Image.open(self.source) as im:
+            buffer = io.BytesIO()
+            im.convert("RGB").save(buffer, "JPEG", quality=95)
+            return buffer.getvalue()
 
 
-def read_csv(path: str | Path) -> list[Record]:
-    """Records of a keras-retinanet CSV file (``path,x1,y1,x2,y2,class``), in file order."""
-    path = Path(path)
-    records: dict[str, Record] = {}
-    with path.open(newline="") as f:
-        for line, row in enumerate(csv.reader(f), start=1):
-            if not row or all(not c.strip() for c in row):
-                continue
-            where = f"{path}: row {line}"
-            if len(row) != 6:
-                raise ValueError(f"{where}: expected 6 fields path,x1,y1,x2,y2,class, got {len(row)}: {row}")
-            image, *coords, name = (c.strip() for c in row)
-            if line == 1 and coords == ["x1", "y1", "x2", "y2"]:
-                continue  # header
-            record = records.setdefault(image, Record(image, where))
-            if not any(coords) and not name:
-                continue  # picture without objects
-            try:
-                box = tuple(float(c) for c in coords)
-            except ValueError:
-                raise ValueError(f"{where}: box fields must be numbers, got {coords}") from None
-            if not name:
-                raise ValueError(f"{where}: missing class name")
-            record.boxes.append(_checked_box(box, where))
-            record.names.append(name)
-            record.places.append(where)
-    return list(records.values())
-
-
-def _via_class(attributes: dict, attribute: str, where: str) -> str:
-    value = attributes.get(attribute)
-    if isinstance(value, dict):  # checkbox attribute: {"nail": true}
-        chosen = [k for k, v in value.items() if v]
-        value = chosen[0] if len(chosen) == 1 else None
-    if not isinstance(value, str) or not value.strip():
-        raise ValueError(f"{where}: region attribute {attribute!r} missing or not a single class ({attributes})")
-    return value.strip()
-
-
-def _via_box(shape: dict, where: str) -> Box:
-    """0-based inclusive box of a VIA rectangle (x, y, width, height) or polygon (all_points_x/y).
-
-    VIA draws in continuous coordinates: a rectangle at x of width w covers the pixels x .. x + w - 1.
-    """
-    kind = shape.get("name")
-    if kind not in ("rect", "polygon", "polyline"):
-        raise ValueError(f"{where}: shape {kind!r} is not supported (rect or polygon)")
+def _picture(record: Record, images: Path, classes: Sequence[str]) -> Picture:
+    """A record checked against its picture: size, classes, boxes inside (clipped with a warning)."""
+    source = images / record.image
+    if not source.is_file():
+        raise FileNotFoundError(f"{record.where}: image file {source} not found")
     try:
-        if kind == "rect":
-            x, y = float(shape["x"]), float(shape["y"])
-            box = (x, y, x + float(shape["width"]), y + float(shape["height"]))
-        else:
-            xs = [float(v) for v in shape["all_points_x"]]
-            ys = [float(v) for v in shape["all_points_y"]]
-            box = (min(xs), min(ys), max(xs), max(ys))
-    except (KeyError, TypeError, ValueError):
-        raise ValueError(f"{where}: malformed shape attributes {shape}") from None
-    return _checked_box((box[0], box[1], box[2] - 1, box[3] - 1), where)
+        with Image.open(source) as im:
+            (width, height), fmt = im.size, im.format
+    except (OSError, UnidentifiedImageError) as e:
+        raise ValueError(f"{record.where}: cannot read image {source} ({e})") from None
+    if record.size is not None and record.size != (width, height):
+        raise ValueError(
+            f"{record.where}: the export says {record.size[0]}x{record.size[1]} but {source} is {width}x{height}"
+        )
+    boxes = []
+    for box, name, where in zip(record.boxes, record.names, record.places):
+        if name not in classes:
+            raise ValueError(f"{where}: class {name!r} is not in the class list {tuple(classes)}")
+        xml_box = [v + 1 for v in box]  # 0-based pixels -> 1-based VOC
+        boxes.append(fit_box_to_picture(xml_box, width, height, f"{where} (image {source})"))
+    xml = annotation_xml(f"{source.stem}.jpg", width, height, boxes, record.names, record.difficult)
+    return Picture(source.stem, record, source, fmt, xml)
 
 
-def read_via(path: str | Path, attribute: str = "class") -> list[Record]:
-    """Records of a VGG Image Annotator export: rectangles and polygons (-> bounding box)."""
-    path = Path(path)
-    try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{path}: not valid JSON ({e})") from None
-    metadata = data.get("_via_img_metadata", data)
-    records = []
-    for key, entry in metadata.items():
-        if not isinstance(entry, dict) or "filename" not in entry:
-            raise ValueError(f"{path}: entry {key!r} is not a VIA image record (no 'filename')")
-        record = Record(entry["filename"], f"{path}: image {entry['filename']!r}")
-        regions = entry.get("regions") or []
-        for k, region in enumerate(regions.values() if isinstance(regions, dict) else regions):
-            where = f"{path}: image {entry['filename']!r} region {k}"
-            box = _via_box(region.get("shape_attributes", {}), where)
-            record.boxes.append(box)
-            record.names.append(_via_class(region.get("region_attributes", {}), attribute, where))
-            record.places.append(where)
-        records.append(record)
-    return records
+def _differs(path: Path, content: Callable[[], bytes]) -> bool:
+    """Whether a file is already at ``path`` holding something other than ``content()``."""
+    if not path.exists():
+        return path.is_symlink()  # a broken link is in the way too
+    return path.read_bytes() != content()
 
 
-def _place_image(src: Path, dst: Path, fmt: str | None, link: bool) -> None:
-    dst.unlink(missing_ok=True)
-    if fmt != "JPEG":
-        with Image.open(src) as im:
-            im.convert("RGB").save(dst, "JPEG", quality=95)
-    elif link:
-        os.symlink(src.resolve(), dst)
-    else:
-        shutil.copyfile(src, dst)
+def _refuse_to_overwrite(out: Path, pictures: Sequence[Picture], files: dict[Path, bytes]) -> None:
+    ids = {p.image_id for p in pictures}
+    others = sorted(
+        f"{folder}/{f.name}"
+        for folder, suffix in (("Annotations", ".xml"), ("JPEGImages", ".jpg"))
+        for f in (out / folder).glob(f"*{suffix}")
+        if f.stem not in ids
+    )
+    if others:
+        raise ValueError(
+            f"{out}: holds {len(others)} files of pictures not in this export (e.g. {others[0]}); "
+            "nothing was written: convert into a new or empty folder"
+        )
+    changed = [path for path, content in files.items() if _differs(path, lambda content=content: content)]
+    changed += [image_path(out, p.image_id) for p in pictures if _differs(image_path(out, p.image_id), p.jpeg)]
+    if changed:
+        more = f" (and {len(changed) - 1} more)" if len(changed) > 1 else ""
+        raise ValueError(
+            f"{changed[0]}: exists with other content{more}; nothing was written: convert into a new or empty folder"
+        )
 
 
 def convert(
@@ -156,82 +117,145 @@ def convert(
     val_fraction: float = 0.0,
     seed: int = 0,
     link: bool = False,
+    group_by: str | None = None,
+    threshold: float = NEAR_DUPLICATE_THRESHOLD,
 ) -> dict[str, list[str]]:
-    """Write the records as a VOC-layout set under ``out``; returns the ids of train, val, trainval.
+    """Write the records as a VOC-layout set under ``out``; returns the ids of train, val and trainval.
 
-    Picture sizes are read from the file headers. A box reaching past its picture is clipped with a
-    warning, as the VOC reader does. Raises FileNotFoundError for a missing picture and ValueError for
-    an unknown class, a box with nothing inside its picture or two pictures with one stem, each naming
-    the export file and row.
+    Picture sizes are read from the file headers (and must be what the export states). A box reaching past
+    its picture is clipped with a warning, as the VOC reader does. ``val_fraction`` of the pictures at most
+    go to val, by whole clusters of near-duplicates (``threshold``) and of ``group_by`` keys
+    (:func:`dataset.splits.group_keys`), in a random order drawn with ``seed``. Raises FileNotFoundError for a
+    missing picture and ValueError for an unknown class, a box with nothing inside its picture, two pictures
+    with one stem (each naming the export file and entry), or a file in ``out`` it would change; nothing is
+    written then.
     """
     if not 0.0 <= val_fraction < 1.0:
         raise ValueError(f"val fraction must be in [0, 1), got {val_fraction}")
     images, out = Path(images), Path(out)
-    (out / "JPEGImages").mkdir(parents=True, exist_ok=True)
-    seen: dict[str, str] = {}
+    pictures: dict[str, Picture] = {}
     for record in records:
-        src = images / record.image
-        if not src.is_file():
-            raise FileNotFoundError(f"{record.where}: image file {src} not found")
-        image_id = src.stem
-        if image_id in seen:
-            raise ValueError(f"{record.where}: {record.image} and {seen[image_id]} both give image id {image_id!r}")
-        seen[image_id] = record.image
-        try:
-            with Image.open(src) as im:
-                (width, height), fmt = im.size, im.format
-        except (OSError, UnidentifiedImageError) as e:
-            raise ValueError(f"{record.where}: cannot read image {src} ({e})") from None
-        boxes = []
-        for box, name, where in zip(record.boxes, record.names, record.places):
-            if name not in classes:
-                raise ValueError(f"{where}: class {name!r} is not in the class list {tuple(classes)}")
-            xml_box = [v + 1 for v in box]  # 0-based pixels -> 1-based VOC
-            boxes.append(fit_box_to_picture(xml_box, width, height, f"{where} (image {src})"))
-        _place_image(src, out / "JPEGImages" / f"{image_id}.jpg", fmt, link)
-        write_annotation(out / "Annotations" / f"{image_id}.xml", f"{image_id}.jpg", width, height, boxes, record.names)
+        picture = _picture(record, images, classes)
+        if picture.image_id in pictures:
+            first = pictures[picture.image_id].record.image
+            raise ValueError(f"{record.where}: {record.image} and {first} both give image id {picture.image_id!r}")
+        pictures[picture.image_id] = picture
+    ordered = [pictures[i] for i in sorted(pictures)]  # the split depends on the pictures, not the export's order
 
-    ids = sorted(seen)
-    shuffled = ids.copy()
-    random.Random(seed).shuffle(shuffled)
-    num_val = round(len(ids) * val_fraction)
-    splits = {"train": sorted(shuffled[num_val:]), "val": sorted(shuffled[:num_val]), "trainval": ids}
-    for split, split_ids in splits.items():
-        write_split(out, split, split_ids)
+    in_val = [False] * len(ordered)
+    if val_fraction > 0:
+        keys = group_keys([p.record.image for p in ordered], group_by) if group_by else None
+        cluster = clusters(thumbnails([p.source for p in ordered]), keys, threshold)
+        in_val = split_clusters(cluster, val_fraction, seed).tolist()
+    ids = [p.image_id for p in ordered]
+    splits = {
+        "train": [i for i, v in zip(ids, in_val) if not v],
+        "val": [i for i, v in zip(ids, in_val) if v],
+        "trainval": ids,
+    }
+
+    files = {out / "Annotations" / f"{p.image_id}.xml": p.xml for p in ordered}
+    files |= {split_path(out, name): "".join(f"{i}\n" for i in ids).encode() for name, ids in splits.items()}
+    _refuse_to_overwrite(out, ordered, files)
+    for path, content in files.items():
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(content)
+    (out / "JPEGImages").mkdir(parents=True, exist_ok=True)
+    for p in ordered:
+        target = image_path(out, p.image_id)
+        if target.exists():
+            continue
+        if link and p.format == "JPEG":
+            os.symlink(p.source.resolve(), target)
+        else:
+            target.write_bytes(p.jpeg())
     return splits
 
 
 def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        description="Convert CSV / VIA annotations to VOC layout", add_help=add_help, formatter_class=DefaultsFormatter
+        description="Convert annotation exports (CSV, VIA, COCO, YOLO, LabelMe) to VOC layout",
+        add_help=add_help,
+        formatter_class=DefaultsFormatter,
     )
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--csv", help="keras-retinanet CSV: path,x1,y1,x2,y2,class (0-based pixels)")
     source.add_argument("--via", help="VGG Image Annotator project or JSON export")
+    source.add_argument("--coco", metavar="FILE", help="COCO detection JSON (bbox x, y, w, h)")
+    source.add_argument("--yolo", metavar="LABELS_DIR", help="YOLO label folder (class cx cy w h, relative)")
+    source.add_argument("--labelme", metavar="DIR", help="folder of LabelMe JSON files")
     parser.add_argument(
-        "--images", default=None, help="folder the image paths are relative to (default: the annotation file's)"
+        "--yolo-classes", metavar="FILE", help="with --yolo: the class names, one a line, or a data.yaml's names"
+    )
+    parser.add_argument(
+        "--images", default=None, help="folder the image paths are relative to (default: the export's folder)"
     )
     parser.add_argument("--out", required=True, help="output folder (VOC layout)")
     parser.add_argument("--classes", default="fod", help='"fod", "voc", "a,b,c" or a text file')
     parser.add_argument("--attribute", default="class", help="VIA region attribute holding the class")
     parser.add_argument(
-        "--split-val", type=float, default=0.0, metavar="FRACTION", help="random fraction of pictures for val"
+        "--split-val",
+        type=float,
+        default=0.0,
+        metavar="FRACTION",
+        help="fraction of the pictures for val at most, by whole clusters of near-duplicates (and of --group-by)",
+    )
+    parser.add_argument(
+        "--group-by",
+        metavar="PATTERN",
+        help="keep each group on one side: 'folder' (the picture's folder) or a regex on the file name "
+        "(its first group, else the whole match)",
+    )
+    parser.add_argument(
+        "--threshold", type=float, default=NEAR_DUPLICATE_THRESHOLD, help=f"near-duplicates: {MEASURE} below it"
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of the train/val split")
     parser.add_argument("--link", action="store_true", help="symlink JPEG pictures instead of copying them")
     return parser
 
 
-def main(args: argparse.Namespace) -> None:
-    source = Path(args.csv or args.via)
-    records = read_csv(source) if args.csv else read_via(source, args.attribute)
+def read_export(args: argparse.Namespace) -> tuple[list[Record], Path]:
+    """The records of the export the command line names, and the folder its image paths are relative to."""
+    if args.yolo:
+        if not args.yolo_classes:
+            raise ValueError("--yolo needs --yolo-classes FILE (classes.txt, obj.names or data.yaml)")
+        images = Path(args.images or args.yolo)
+        return read_yolo(args.yolo, images, read_yolo_names(args.yolo_classes), args.yolo_classes), images
+    if args.labelme:
+        return read_labelme(args.labelme), Path(args.images or args.labelme)
+    source = Path(args.csv or args.via or args.coco)
     images = Path(args.images) if args.images else source.parent
-    splits = convert(records, images, args.out, resolve_classes(args.classes), args.split_val, args.seed, args.link)
+    if args.csv:
+        return read_csv(source), images
+    return (read_via(source, args.attribute) if args.via else read_coco(source)), images
+
+
+def main(args: argparse.Namespace) -> None:
+    if args.group_by and not args.split_val:
+        raise ValueError("--group-by decides the train/val split: it needs --split-val FRACTION")
+    records, images = read_export(args)
+    splits = convert(
+        records,
+        images,
+        args.out,
+        resolve_classes(args.classes),
+        args.split_val,
+        args.seed,
+        args.link,
+        args.group_by,
+        args.threshold,
+    )
     num_boxes = sum(len(r.boxes) for r in records)
     print(
         f"wrote {len(splits['trainval'])} images (train {len(splits['train'])}, val {len(splits['val'])}), "
         f"{num_boxes} boxes to {args.out}"
     )
+    if splits["val"]:
+        check, train_ids, val_ids = check_voc_split(args.out, "train", "val", args.threshold)
+        print(split_report(check, train_ids, val_ids))
+    elif args.split_val > 0:
+        print("val is empty: every cluster of near-duplicates (or group) is larger than the val fraction")
 
 
 if __name__ == "__main__":

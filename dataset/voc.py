@@ -11,6 +11,7 @@ or a crop maps a box exactly (:func:`xml_to_pixels`, :func:`pixels_to_xml`).
     python -m dataset.voc --data-root ../shared/foreign_object_dataset --split train
     python -m dataset.voc --data-root DIR --split train --show 4 --out outputs/samples
     python -m dataset.voc --data-root DIR --split train --benchmark
+    python -m dataset.voc --data-root DIR --check-split --train-split train --val-split val
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from torchvision import tv_tensors
 
 from cli import DefaultsFormatter, parse_size, run
 from dataset.drawing import draw_detections
+from dataset.near_duplicates import MEASURE, NEAR_DUPLICATE_THRESHOLD, SplitCheck, check_split, split_report
 from dataset.sizes import format_size, resize_scale, resized_shape
 from dataset.transforms import (
     DEFAULT_AUGMENT,
@@ -103,6 +105,10 @@ def read_split(root: str | Path, split: str) -> list[str]:
     if not ids:
         raise ValueError(f"{path}: split {split!r} lists no pictures")
     return ids
+
+
+def image_path(root: str | Path, image_id: str) -> Path:
+    return Path(root) / "JPEGImages" / f"{image_id}.jpg"
 
 
 def write_split(root: str | Path, split: str, ids: Sequence[str]) -> Path:
@@ -209,8 +215,7 @@ def _coordinate(v: float) -> str:
     return str(int(v)) if v.is_integer() else repr(v)
 
 
-def write_annotation(
-    xml_path: str | Path,
+def annotation_xml(
     filename: str,
     width: int,
     height: int,
@@ -219,8 +224,8 @@ def write_annotation(
     difficult: Sequence[bool] | None = None,
     depth: int = 3,
     folder: str = "JPEGImages",
-) -> None:
-    """Write a VOC XML file. ``boxes`` [M, 4] are already in the 1-based VOC frame."""
+) -> bytes:
+    """A VOC XML file's content (UTF-8). ``boxes`` [M, 4] are already in the 1-based VOC frame."""
     root = ET.Element("annotation")
     ET.SubElement(root, "folder").text = folder
     ET.SubElement(root, "filename").text = filename
@@ -239,8 +244,23 @@ def write_annotation(
         for tag, value in zip(("xmin", "ymin", "xmax", "ymax"), box):
             ET.SubElement(bndbox, tag).text = _coordinate(value)
     ET.indent(root)
+    return ET.tostring(root, encoding="utf-8")
+
+
+def write_annotation(
+    xml_path: str | Path,
+    filename: str,
+    width: int,
+    height: int,
+    boxes: np.ndarray | Sequence[Sequence[float]],
+    names: Sequence[str],
+    difficult: Sequence[bool] | None = None,
+    depth: int = 3,
+    folder: str = "JPEGImages",
+) -> None:
+    """Write a VOC XML file (:func:`annotation_xml`)."""
     Path(xml_path).parent.mkdir(parents=True, exist_ok=True)
-    ET.ElementTree(root).write(xml_path, encoding="utf-8")
+    Path(xml_path).write_bytes(annotation_xml(filename, width, height, boxes, names, difficult, depth, folder))
 
 
 def picture_size(path: str | Path) -> tuple[int, int]:
@@ -365,7 +385,7 @@ class VOCDataset(Dataset):
         return self._classes
 
     def image_path(self, image_id: str) -> Path:
-        return self.root / "JPEGImages" / f"{image_id}.jpg"
+        return image_path(self.root, image_id)
 
     def ground_truth(self) -> GroundTruth:
         """The split's annotations for :func:`engine.metrics.evaluate_detections` (XML frame)."""
@@ -478,10 +498,32 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     parser.add_argument("--workers", type=int, default=2, help="loading processes, with --benchmark")
     parser.add_argument("--num-batches", type=int, default=40, help="batches timed, with --benchmark")
     parser.add_argument("--train", action="store_true", help="benchmark with training augmentation")
+    parser.add_argument(
+        "--check-split", action="store_true", help="count the val pictures that have a near-duplicate in train"
+    )
+    parser.add_argument("--train-split", default="train", help="train split, with --check-split")
+    parser.add_argument("--val-split", default="val", help="val split, with --check-split")
+    parser.add_argument(
+        "--threshold", type=float, default=NEAR_DUPLICATE_THRESHOLD, help=f"near-duplicates: {MEASURE} below it"
+    )
+    parser.add_argument("--worst", type=int, default=5, metavar="K", help="closest val-train pairs listed")
     return parser
 
 
+def check_voc_split(
+    root: str | Path, train_split: str = "train", val_split: str = "val", threshold: float = NEAR_DUPLICATE_THRESHOLD
+) -> tuple[SplitCheck, list[str], list[str]]:
+    """:func:`dataset.near_duplicates.check_split` of a VOC set's splits; returns it with the train and val ids."""
+    train_ids, val_ids = read_split(root, train_split), read_split(root, val_split)
+    check = check_split([image_path(root, i) for i in train_ids], [image_path(root, i) for i in val_ids], threshold)
+    return check, train_ids, val_ids
+
+
 def main(args: argparse.Namespace) -> None:
+    if args.check_split:
+        check, train_ids, val_ids = check_voc_split(args.data_root, args.train_split, args.val_split, args.threshold)
+        print(split_report(check, train_ids, val_ids, args.worst))
+        return
     classes = resolve_classes(args.classes)
     ids = read_split(args.data_root, args.split)
     anns = [parse_annotation(Path(args.data_root) / "Annotations" / f"{i}.xml", classes) for i in ids]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -12,7 +13,8 @@ from PIL import Image
 
 from dataset import FOD_CLASSES, VOCDataset, parse_annotation, read_split
 from dataset import convert as conv
-from dataset.convert import convert, read_csv, read_via
+from dataset.convert import convert
+from dataset.exports import read_coco, read_csv, read_labelme, read_via, read_yolo, read_yolo_names
 
 
 @pytest.fixture
@@ -167,3 +169,359 @@ def test_via_errors_name_file_and_region(photos, tmp_path):
     (tmp_path / "via.json").write_text(json.dumps(project))
     with pytest.raises(ValueError, match=r"region 0: region attribute 'class' missing"):
         read_via(tmp_path / "via.json")
+
+
+def test_csv_values_that_are_not_finite_are_refused(photos, tmp_path):
+    (tmp_path / "ann.csv").write_text("a.jpg,nan,5,40,30,nail\n")  # was written as <xmin>nan</xmin>
+    with pytest.raises(ValueError, match=r"ann.csv: row 1: box fields must be finite numbers"):
+        read_csv(tmp_path / "ann.csv")
+
+
+def test_exports_that_are_not_text_or_not_via_name_the_file(tmp_path):
+    (tmp_path / "ann.csv").write_bytes(b"\xff\xfe\x00\x81binary")
+    with pytest.raises(ValueError, match=r"ann.csv: not a text file"):
+        read_csv(tmp_path / "ann.csv")
+    (tmp_path / "via.json").write_text("[1, 2]")  # was an AttributeError
+    with pytest.raises(ValueError, match=r"via.json: not a VIA export"):
+        read_via(tmp_path / "via.json")
+    with pytest.raises(FileNotFoundError, match=r"absent.csv: annotation file not found"):
+        read_csv(tmp_path / "absent.csv")
+
+
+# ---------------------------------------------------------------- COCO
+
+
+def coco_export() -> dict:
+    return {
+        "images": [
+            {"id": 7, "file_name": "a.jpg", "width": 100, "height": 60},
+            {"id": 8, "file_name": "sub/b.jpg", "width": 64, "height": 80},
+            {"id": 9, "file_name": "c.png", "width": 70, "height": 50},
+        ],
+        "annotations": [
+            {"id": 1, "image_id": 7, "category_id": 3, "bbox": [10, 5, 20, 25], "iscrowd": 0},
+            {"id": 2, "image_id": 7, "category_id": 1, "bbox": [50.5, 10, 49.5, 50], "iscrowd": 1},
+            {"id": 3, "image_id": 8, "category_id": 4, "bbox": [0, 0, 64, 80]},
+        ],
+        "categories": [{"id": 1, "name": "nail"}, {"id": 3, "name": "clip_Y"}, {"id": 4, "name": "L_stick"}],
+    }
+
+
+def test_coco_round_trip(photos, tmp_path):
+    (tmp_path / "coco.json").write_text(json.dumps(coco_export()))
+    out = tmp_path / "voc"
+    convert(read_coco(tmp_path / "coco.json"), photos, out, FOD_CLASSES)
+    # [x, y, w, h] is continuous: x 10 width 20 covers the pixels 10 .. 29, VOC xmin 11 xmax 30
+    assert torch.equal(loaded_boxes(out, "a"), torch.tensor([[10.0, 5, 30, 30], [50.5, 10, 100, 60]]))
+    ann = parse_annotation(out / "Annotations" / "a.xml", FOD_CLASSES)
+    assert ann["boxes"].tolist() == [[11, 6, 30, 30], [51.5, 11, 100, 60]]
+    assert ann["labels"].tolist() == [3, 1] and ann["difficult"].tolist() == [False, True]  # a crowd is difficult
+    assert torch.equal(loaded_boxes(out, "b"), torch.tensor([[0.0, 0, 64, 80]]))
+    assert loaded_boxes(out, "c").shape == (0, 4)
+
+
+def _set(data: dict, where: tuple, value) -> dict:
+    *path, last = where
+    node = data
+    for key in path:
+        node = node[key]
+    node[last] = value
+    return data
+
+
+@pytest.mark.parametrize(
+    "where, value, error, words",
+    [
+        (("images", 0, "width"), 200, ValueError, "image id 7 ('a.jpg'): the export says 200x60 but"),
+        (("images", 0, "file_name"), "gone.jpg", FileNotFoundError, "image id 7 ('gone.jpg'): image file"),
+        (("images", 1, "id"), 7, ValueError, "image 1: id 7 is used twice"),
+        (("annotations", 0, "category_id"), 2, ValueError, "annotation id 1: category_id 2 is not in 'categories'"),
+        (("annotations", 0, "image_id"), 5, ValueError, "annotation id 1: image_id 5 is not in 'images'"),
+        (("annotations", 0, "bbox"), [10, 5, 20], ValueError, "annotation id 1: bbox must be [x, y, w, h]"),
+        (("annotations", 0, "bbox"), [10, 5, "w", 3], ValueError, "annotation id 1: bbox values must be numbers"),
+        (("annotations", 0, "bbox"), [10, 5, 0.5, 25], ValueError, "annotation id 1: empty box"),
+        (("annotations", 0, "bbox"), [150, 5, 20, 20], ValueError, "annotation id 1 (image "),
+        (("annotations", 2), {"id": 3, "image_id": 8}, ValueError, "annotation 2: needs id, image_id, category_id"),
+        (("categories", 1, "name"), "hammer", ValueError, "annotation id 1: class 'hammer' is not in the class list"),
+        (("annotations",), {}, ValueError, "not a COCO detection file"),
+    ],
+)
+def test_coco_errors_name_file_and_entry(photos, tmp_path, where, value, error, words):
+    (tmp_path / "coco.json").write_text(json.dumps(_set(coco_export(), where, value)))
+    with pytest.raises(error) as info:
+        convert(read_coco(tmp_path / "coco.json"), photos, tmp_path / "voc", FOD_CLASSES)
+    assert f"{tmp_path / 'coco.json'}: " in str(info.value) and words in str(info.value)
+    assert not (tmp_path / "voc").exists()  # nothing written
+
+
+# ---------------------------------------------------------------- YOLO
+
+
+YOLO_LABELS = {
+    # a.jpg is 100x60: cx 0.25 w 0.2 span x 15 .. 35; 0.29 * 100 - 0.14 * 100 / 2 is 21.999999999999996, rounded off
+    "a.txt": "2 0.25 0.3 0.2 0.4\n\n0 0.75 0.5 0.5 1.0\n1 0.29 0.35 0.14 0.3\n",
+    "sub/b.txt": "3 0.5 0.5 0.25 0.125\n",  # b.jpg is 64x80
+}
+
+
+@pytest.fixture
+def yolo_labels(tmp_path) -> Path:
+    for name, text in YOLO_LABELS.items():
+        (tmp_path / "labels" / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "labels" / name).write_text(text)
+    return tmp_path / "labels"
+
+
+@pytest.mark.parametrize(
+    "names_file, text",
+    [
+        ("classes.txt", "nail\nclip_B\nclip_Y\nL_stick\n\n"),  # beside the labels, as LabelImg writes it
+        ("data.yaml", "path: .\nnames:\n  0: nail\n  1: clip_B\n  2: clip_Y\n  3: L_stick\n"),
+        ("data.yaml", "nc: 4\nnames: [nail, clip_B, clip_Y, L_stick]\n"),
+    ],
+)
+def test_yolo_round_trip(photos, yolo_labels, names_file, text):
+    (yolo_labels / names_file).write_text(text)
+    names = read_yolo_names(yolo_labels / names_file)
+    assert names == FOD_CLASSES
+    records = read_yolo(yolo_labels, photos, names, yolo_labels / names_file)
+    assert [r.image for r in records] == ["a.jpg", "c.png", "sub/b.jpg"]  # c.png has no label file: no objects
+    out = yolo_labels.parent / "voc"
+    convert(records, photos, out, FOD_CLASSES)
+    expected = torch.tensor([[15.0, 6, 35, 30], [50, 0, 100, 60], [22, 12, 36, 30]])
+    assert torch.equal(loaded_boxes(out, "a"), expected)
+    ann = parse_annotation(out / "Annotations" / "a.xml", FOD_CLASSES)
+    assert ann["boxes"].tolist() == [[16, 7, 35, 30], [51, 1, 100, 60], [23, 13, 36, 30]]
+    assert "<xmin>23</xmin>" in (out / "Annotations" / "a.xml").read_text()  # not 22.999999999999996
+    assert ann["labels"].tolist() == [3, 1, 2]
+    assert torch.equal(loaded_boxes(out, "b"), torch.tensor([[24.0, 35, 40, 45]]))
+    assert loaded_boxes(out, "c").shape == (0, 4)
+
+
+@pytest.mark.parametrize(
+    "name, text, error, words",
+    [
+        ("a.txt", "1 0.5 0.5 0.2\n", ValueError, "a.txt: line 1: expected 5 fields class cx cy w h, got 4"),
+        (
+            "a.txt",
+            "0 0.5 0.5 0.2 0.2\n4 0.5 0.5 0.2 0.2\n",
+            ValueError,
+            "a.txt: line 2: class '4' is not an index 0 .. 3",
+        ),
+        ("a.txt", "-1 0.5 0.5 0.2 0.2\n", ValueError, "a.txt: line 1: class '-1' is not an index"),
+        ("a.txt", "1 0.5 x 0.2 0.2\n", ValueError, "a.txt: line 1: box fields must be numbers"),
+        ("a.txt", "1 0.5 0.5 0.005 0.2\n", ValueError, "a.txt: line 1: empty box"),
+        ("a.txt", "1 1.5 0.5 0.2 0.2\n", ValueError, "a.txt: line 1 (image "),  # nothing inside the picture
+        ("zzz.txt", "1 0.5 0.5 0.2 0.2\n", FileNotFoundError, "zzz.txt: label file without a picture under"),
+    ],
+)
+def test_yolo_errors_name_file_and_line(photos, tmp_path, name, text, error, words):
+    (tmp_path / "labels").mkdir()
+    (tmp_path / "labels" / name).write_text(text)
+    with pytest.raises(error) as info:
+        convert(read_yolo(tmp_path / "labels", photos, FOD_CLASSES), photos, tmp_path / "voc", FOD_CLASSES)
+    assert words in str(info.value)
+
+
+def test_yolo_box_reaching_past_the_picture_is_clipped_with_a_warning(photos, tmp_path):
+    (tmp_path / "labels").mkdir()
+    (tmp_path / "labels" / "a.txt").write_text("1 0.9 0.5 0.4 0.5\n")  # x 70 .. 110 in a 100-pixel-wide picture
+    with pytest.warns(UserWarning, match=r"a.txt: line 1 \(image .*a.jpg\): box \[71.0, 16.0, 110.0, 45.0\] reaches"):
+        convert(read_yolo(tmp_path / "labels", photos, FOD_CLASSES), photos, tmp_path / "voc", FOD_CLASSES)
+    assert torch.equal(loaded_boxes(tmp_path / "voc", "a"), torch.tensor([[70.0, 15, 100, 45]]))
+
+
+@pytest.mark.parametrize(
+    "name, text, words",
+    [
+        ("classes.txt", "nail\n\nclip_B\n", "classes.txt: line 2 is empty"),
+        ("classes.txt", "nail\nnail\n", "classes.txt: the class list is empty or has duplicates"),
+        ("data.yaml", "nc: 2\n", "data.yaml: needs 'names'"),
+        ("data.yaml", "names:\n  0: nail\n  2: clip_B\n", "data.yaml: 'names' must number the classes 0 .. 1"),
+        ("data.yaml", "nc: 3\nnames: [nail, clip_B]\n", "data.yaml: 'nc' is 3 but 'names' has 2"),
+        ("data.yaml", "names: [nail\n", "data.yaml: not valid YAML"),
+    ],
+)
+def test_yolo_class_list_errors_name_the_file(tmp_path, name, text, words):
+    (tmp_path / name).write_text(text)
+    with pytest.raises(ValueError, match=words):
+        read_yolo_names(tmp_path / name)
+
+
+def test_yolo_names_not_in_the_class_list_are_refused(photos, yolo_labels):
+    with pytest.raises(ValueError, match=r"a.txt: line 1: class 'c' is not in the class list"):
+        convert(read_yolo(yolo_labels, photos, ("a", "b", "c", "d")), photos, yolo_labels.parent / "voc", FOD_CLASSES)
+
+
+# ---------------------------------------------------------------- LabelMe
+
+
+def labelme_files(photos: Path) -> None:
+    a = {
+        "imagePath": "a.jpg",
+        "imageWidth": 100,
+        "imageHeight": 60,
+        "shapes": [
+            {"label": "clip_B", "points": [[40, 30], [10, 5]], "shape_type": "rectangle"},  # corners in any order
+            {"label": "L_stick", "points": [[60, 20], [90, 25], [75, 50]], "shape_type": "polygon"},
+        ],
+    }
+    b = {
+        "imagePath": "..\\sub\\b.jpg",  # relative to the JSON file, written on Windows
+        "imageWidth": 64,
+        "imageHeight": 80,
+        "shapes": [{"label": "clip_Y", "points": [[10, 10], [20, 10], [20, 30]]}],  # LabelMe < 3: no shape_type
+    }
+    (photos / "a.json").write_text(json.dumps(a))
+    (photos / "sub" / "b.json").write_text(json.dumps(b))
+
+
+def test_labelme_round_trip(photos, tmp_path):
+    labelme_files(photos)
+    records = read_labelme(photos)
+    assert [r.image for r in records] == ["a.jpg", "sub/b.jpg"]
+    out = tmp_path / "voc"
+    convert(records, photos, out, FOD_CLASSES)
+    # corner points are continuous: the rectangle (10, 5) .. (40, 30) covers the pixels 10 .. 39 x 5 .. 29
+    assert torch.equal(loaded_boxes(out, "a"), torch.tensor([[10.0, 5, 40, 30], [60, 20, 90, 50]]))
+    ann = parse_annotation(out / "Annotations" / "a.xml", FOD_CLASSES)
+    assert ann["boxes"].tolist() == [[11, 6, 40, 30], [61, 21, 90, 50]] and ann["labels"].tolist() == [2, 4]
+    assert torch.equal(loaded_boxes(out, "b"), torch.tensor([[10.0, 10, 20, 30]]))
+
+
+@pytest.mark.parametrize(
+    "change, error, words",
+    [
+        ({"imageWidth": 99}, ValueError, "a.json: the export says 99x60 but"),
+        ({"imagePath": "gone.jpg"}, FileNotFoundError, "a.json: image file"),
+        ({"imageWidth": "wide"}, ValueError, "a.json: imageWidth and imageHeight must be numbers"),
+        ({"shapes": [{"label": "nail", "points": [[1, 1], [5, 5]], "shape_type": "circle"}]}, ValueError,
+         "a.json: shape 0: shape 'circle' is not supported"),
+        ({"shapes": [{"label": "nail", "points": [[1, 1], [5, 5], [9, 9]], "shape_type": "rectangle"}]}, ValueError,
+         "a.json: shape 0: a rectangle needs 2 corner points"),
+        ({"shapes": [{"label": "nail", "points": [[1, 1], [5, 5]], "shape_type": "polygon"}]}, ValueError,
+         "a.json: shape 0: a polygon needs 3 or more points"),
+        ({"shapes": [{"label": "", "points": [[1, 1], [5, 5]], "shape_type": "rectangle"}]}, ValueError,
+         "a.json: shape 0: no label"),
+        ({"shapes": [{"label": "nail", "points": [[1, 1], [1.5, 5]], "shape_type": "rectangle"}]}, ValueError,
+         "a.json: shape 0: empty box"),
+        ({"shapes": [{"label": "hammer", "points": [[1, 1], [5, 5]], "shape_type": "rectangle"}]}, ValueError,
+         "a.json: shape 0: class 'hammer' is not in the class list"),
+        ({"shapes": None}, ValueError, "a.json: 'shapes' must be a list"),
+    ],
+)  # fmt: skip
+def test_labelme_errors_name_file_and_shape(photos, tmp_path, change, error, words):
+    labelme_files(photos)
+    data = json.loads((photos / "a.json").read_text())
+    (photos / "a.json").write_text(json.dumps({**data, **change}))
+    with pytest.raises(error, match=words.replace("(", r"\(")):
+        convert(read_labelme(photos), photos, tmp_path / "voc", FOD_CLASSES)
+    assert not (tmp_path / "voc").exists()
+
+
+# ---------------------------------------------------------------- nothing overwritten
+
+
+def test_converting_again_changes_nothing(photos, tmp_path):
+    (tmp_path / "ann.csv").write_text(CSV)
+    out = tmp_path / "voc"
+    first = convert(read_csv(tmp_path / "ann.csv"), photos, out, FOD_CLASSES, val_fraction=0.34)
+    files = sorted(p for p in out.rglob("*") if p.is_file())
+    written = {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in files}
+    again = convert(read_csv(tmp_path / "ann.csv"), photos, out, FOD_CLASSES, val_fraction=0.34, link=True)
+    assert again == first and sorted(p for p in out.rglob("*") if p.is_file()) == files
+    assert {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in files} == written
+
+
+@pytest.mark.parametrize(
+    "csv_text, val_fraction, words",
+    [
+        (CSV.replace("10,5,40,30", "10,5,41,30"), 0.0, "Annotations/a.xml: exists with other content; nothing"),
+        (CSV, 0.34, "ImageSets/Main/train.txt: exists with other content (and 1 more)"),
+        (
+            "a.jpg,10,5,40,30,nail\n",
+            0.0,
+            "holds 4 files of pictures not in this export (e.g. Annotations/b.xml)",
+        ),
+    ],
+)
+def test_a_different_data_set_is_never_written_over(photos, tmp_path, csv_text, val_fraction, words):
+    (tmp_path / "ann.csv").write_text(CSV)
+    out = tmp_path / "voc"
+    convert(read_csv(tmp_path / "ann.csv"), photos, out, FOD_CLASSES)
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    (tmp_path / "other.csv").write_text(csv_text)
+    with pytest.raises(ValueError) as info:
+        convert(read_csv(tmp_path / "other.csv"), photos, out, FOD_CLASSES, val_fraction=val_fraction)
+    assert words in str(info.value)
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+
+
+def test_a_changed_picture_is_not_written_over(photos, tmp_path):
+    (tmp_path / "ann.csv").write_text(CSV)
+    convert(read_csv(tmp_path / "ann.csv"), photos, tmp_path / "voc", FOD_CLASSES)
+    Image.new("RGB", (100, 60)).save(photos / "a.jpg")
+    with pytest.raises(ValueError, match=r"JPEGImages/a.jpg: exists with other content"):
+        convert(read_csv(tmp_path / "ann.csv"), photos, tmp_path / "voc", FOD_CLASSES)
+
+
+# ---------------------------------------------------------------- splits
+
+
+def scenes(folder: Path, names: list[str], frames_per_scene: int = 1) -> list[str]:
+    """Pictures ``<name>_<k>.jpg``: noisy copies of one random smooth scene per name (near-duplicates of each
+    other), unrelated across names. Returns their file names."""
+    rng = np.random.default_rng(0)
+    files = []
+    for name in names:
+        base = cv2.resize(rng.uniform(0, 255, (9, 16, 3)), (256, 144), interpolation=cv2.INTER_CUBIC)
+        for k in range(frames_per_scene):
+            files.append(f"{name}_{k}.jpg")
+            noisy = np.clip(base + rng.normal(0, 12, base.shape), 0, 255).astype(np.uint8)
+            (folder / files[-1]).parent.mkdir(parents=True, exist_ok=True)
+            cv2.imwrite(str(folder / files[-1]), noisy)
+    return files
+
+
+def test_split_keeps_near_duplicates_together(tmp_path, capsys):
+    files = scenes(tmp_path / "photos", ["s0", "s1", "s2", "s3"], frames_per_scene=3)
+    (tmp_path / "photos" / "ann.csv").write_text("".join(f"{f},,,,,\n" for f in files))
+    out = tmp_path / "voc"
+    argv = ["--csv", str(tmp_path / "photos" / "ann.csv"), "--out", str(out), "--split-val", "0.25", "--seed", "2"]
+    conv.main(conv.get_args_parser().parse_args(argv))
+    val = read_split(out, "val")
+    assert len(val) == 3 and len({i.split("_")[0] for i in val}) == 1  # one whole scene
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[0] == f"wrote 12 images (train 9, val 3), 0 boxes to {out}"
+    assert printed[1].startswith("val pictures with a near-duplicate in train: 0 of 3 (0.0%;")
+    seeds = {tuple(convert(read_csv(tmp_path / "photos" / "ann.csv"), tmp_path / "photos", tmp_path / f"v{s}",
+                           FOD_CLASSES, 0.25, seed=s)["val"]) for s in range(6)}  # fmt: skip
+    assert len(seeds) > 1
+
+
+@pytest.mark.parametrize(
+    "files, group_by",
+    [
+        ([f"rec{r}_{k}" for r in range(4) for k in range(2)], r"^(rec\d)_"),
+        ([f"rec{r}/{r}-{k}" for r in range(4) for k in range(2)], "folder"),
+    ],
+)
+def test_split_keeps_groups_together(tmp_path, files, group_by):
+    files = scenes(tmp_path / "photos", files)  # every picture its own scene
+    (tmp_path / "ann.csv").write_text("".join(f"{f},,,,,\n" for f in files))
+    records = read_csv(tmp_path / "ann.csv")
+    ungrouped = convert(records, tmp_path / "photos", tmp_path / "a", FOD_CLASSES, 0.25)
+    grouped = convert(records, tmp_path / "photos", tmp_path / "b", FOD_CLASSES, 0.25, group_by=group_by)
+    group_of = {Path(f).stem: f[:4] for f in files}
+    assert len(ungrouped["val"]) == 2 and len(grouped["val"]) == 2
+    assert len({group_of[i] for i in grouped["val"]}) == 1  # one whole recording
+    assert all(group_of[i] not in {group_of[j] for j in grouped["val"]} for i in grouped["train"])
+
+
+def test_cli_options_that_need_another(tmp_path):
+    args = conv.get_args_parser().parse_args(["--yolo", str(tmp_path), "--out", str(tmp_path / "voc")])
+    with pytest.raises(ValueError, match=r"--yolo needs --yolo-classes FILE"):
+        conv.main(args)
+    args = conv.get_args_parser().parse_args(["--csv", "a.csv", "--out", str(tmp_path / "voc"), "--group-by", "folder"])
+    with pytest.raises(ValueError, match=r"--group-by decides the train/val split: it needs --split-val"):
+        conv.main(args)
