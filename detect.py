@@ -36,10 +36,18 @@ from engine.class_models import (
     load_member,
     member_thresholds,
     refuse_compiling_onnx,
+    set_channels_last,
 )
 from engine.compiling import compile_detector
 from engine.export import load_onnx_detector
-from engine.flags import add_amp_argument, add_compile_argument, add_device_argument, threshold_spec
+from engine.flags import (
+    add_amp_argument,
+    add_channels_last_argument,
+    add_compile_argument,
+    add_device_argument,
+    threshold_spec,
+)
+from engine.memory_format import resolve_channels_last
 from engine.thresholds import deploy_thresholds, read_thresholds
 
 DEFAULT_THRESHOLD = 0.3
@@ -71,6 +79,7 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     add_device_argument(parser)
     add_compile_argument(parser)
     add_amp_argument(parser)
+    add_channels_last_argument(parser)
     add_class_model_argument(parser, "with --score-threshold auto each class takes its own model's thresholds")
     return parser
 
@@ -93,6 +102,7 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
         for member in members:
             print(f"network: {compile_detector(member.detector)}")
     amp, _ = resolve_amp(args.amp, device)
+    set_channels_last(members, resolve_channels_last(args.channels_last, device)[0])
     report = detect_files(
         detector.to(device),
         find_pictures(args.input),

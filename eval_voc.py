@@ -33,11 +33,19 @@ from engine.class_models import (
     member_thresholds,
     merge_detections,
     refuse_compiling_onnx,
+    set_channels_last,
 )
 from engine.compiling import compile_detector
 from engine.export import load_onnx_detector
-from engine.flags import add_amp_argument, add_compile_argument, add_device_argument, threshold_spec
+from engine.flags import (
+    add_amp_argument,
+    add_channels_last_argument,
+    add_compile_argument,
+    add_device_argument,
+    threshold_spec,
+)
 from engine.inference import eval_loader, predict
+from engine.memory_format import resolve_channels_last
 from engine.metrics import METRICS, coco_metrics, evaluate_detections, format_results, load_detections
 from engine.plots import plot_pr_curves
 
@@ -91,6 +99,7 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     add_device_argument(parser)
     add_compile_argument(parser)
     add_amp_argument(parser)
+    add_channels_last_argument(parser)
     parser.add_argument("--save-detections", metavar="FILE", help="with a model: write the detections JSON")
     add_class_model_argument(parser, "e.g. clip_Y=checkpoint/fod-cpu-full/last.pth")
     return parser
@@ -113,6 +122,7 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
             refuse_compiling_onnx(members)
         device = torch.device(args.device)
         amp, _ = resolve_amp(args.amp, device)
+        set_channels_last(members, resolve_channels_last(args.channels_last, device)[0])
         parts = []
         for member, threshold in zip(members, member_thresholds(members)):
             config = member.detector.config

@@ -28,7 +28,8 @@ from engine.checkpoint import load_detector, load_resume_checkpoint, restore_tra
 from engine.compiling import compile_detector
 from engine.data import seed_everything
 from engine.distributed import barrier, init_distributed, is_main_process, parallelise, process_device
-from engine.flags import add_amp_argument, add_compile_argument, add_device_argument
+from engine.flags import add_amp_argument, add_channels_last_argument, add_compile_argument, add_device_argument
+from engine.memory_format import describe, resolve_channels_last
 from engine.recipes import LENGTH_FLAGS, PRESETS
 from engine.run import (
     Run,
@@ -112,7 +113,7 @@ def get_args_parser(add_help: bool = True, preset: str | None = None) -> argpars
     hw = parser.add_argument_group("hardware")
     add_device_argument(hw)
     add_amp_argument(hw)
-    hw.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=True, help="NHWC")
+    add_channels_last_argument(hw)
     add_compile_argument(hw)
     hw.add_argument("--sync-bn", action="store_true", help="SyncBatchNorm under torchrun (from-scratch backbones)")
     hw.add_argument("--no-data-parallel", action="store_true", help="use one GPU even when several are visible")
@@ -161,6 +162,7 @@ def main(args: argparse.Namespace, clock: Callable[[], float] = time.monotonic) 
     rank, world_size, local_rank = init_distributed()
     device, num_gpus = process_device(args.device, local_rank, not args.no_data_parallel)
     amp, why = resolve_amp(args.amp, device)
+    channels_last, layout = resolve_channels_last(args.channels_last, device)
     classes = resolve_classes(args.classes)
     output_dir = prepare_output_dir(Path(args.output_dir))
     if args.synthetic and is_main_process():
@@ -175,6 +177,7 @@ def main(args: argparse.Namespace, clock: Callable[[], float] = time.monotonic) 
 
     seed_everything(args.seed)
     model = build_model(args, classes, checkpoint).to(device)
+    model.set_channels_last(channels_last)
     step_model = parallelise(TrainStep(model, amp), device, num_gpus, args.sync_bn)
     if args.compile:
         say(f"network: {compile_detector(model)}")
@@ -195,7 +198,7 @@ def main(args: argparse.Namespace, clock: Callable[[], float] = time.monotonic) 
     say(
         f"training {model.config.backbone} FCOS on {len(train_set)} pictures of {args.data_root}/{args.train_split} "
         f"({', '.join(classes)}): {len(loader)} steps/epoch of {batch_size * world_size} pictures, {lr}, "
-        f"{device}{parallel}, amp {amp} ({why}); output {output_dir}"
+        f"{device}{parallel}, amp {amp} ({why}), {describe(channels_last)} ({layout}); output {output_dir}"
     )
     training.fit()
     summary = {"output_dir": str(output_dir), "model": model, "state": state, **training.finish()}

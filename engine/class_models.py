@@ -73,6 +73,13 @@ def refuse_compiling_onnx(members: Iterable[Member]) -> None:
             raise ValueError(f"--compile is for checkpoints; {member.source} is run by onnxruntime, which optimises it")
 
 
+def set_channels_last(members: Iterable[Member], on: bool) -> None:
+    """The memory format of every member run by PyTorch (onnxruntime chooses its own)."""
+    for member in members:
+        if isinstance(member.detector, torch.nn.Module):
+            member.detector.set_channels_last(on)
+
+
 def add_class_model_argument(parser: argparse.ArgumentParser, note: str) -> None:
     """``--class-model CLASS[,CLASS]=MODEL`` (repeatable) on a script's parser; ``note`` ends its help."""
     parser.add_argument(

@@ -1,4 +1,5 @@
-"""Flags the scripts share, each defined once: the device, mixed precision, torch.compile, a score threshold."""
+"""Flags the scripts share, each defined once: the device, mixed precision, the memory format, torch.compile and
+a score threshold."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import argparse
 import torch
 
 from .amp import AMP_CHOICES
+from .memory_format import CHANNELS_LAST_CHOICES
 
 Flags = argparse._ActionsContainer  # a parser or one of its argument groups
 
@@ -24,6 +26,17 @@ def add_amp_argument(flags: Flags) -> None:
         choices=AMP_CHOICES,
         help="mixed precision; auto (what --amp alone means): bf16 where it is faster (GPUs, CPUs with AMX, "
         "other CPUs when a timed probe at start-up says so), else float32; fp16 adds a gradient scaler",
+    )
+
+
+def add_channels_last_argument(flags: Flags) -> None:
+    flags.add_argument(
+        "--channels-last",
+        nargs="?",
+        const="on",
+        default="auto",
+        choices=CHANNELS_LAST_CHOICES,
+        help="NHWC memory format; auto: on GPUs and CPUs with AVX-512, off on other CPUs",
     )
 
 

@@ -119,7 +119,6 @@ def build_model(
         head_convs=args.head_convs,
         size_ranges=tuple(zip([-1.0, *args.size_ranges], [*args.size_ranges, math.inf])),
         resize_size=args.resize,
-        channels_last=args.channels_last,
     )
     return FCOSDetector(config)
 

@@ -61,7 +61,7 @@ class FCOSConfig:
     max_detections: int = 100
     # the picture size (min_side, max_side) the model is evaluated at
     resize_size: tuple[int, int] = (922, 1640)
-    # NHWC weights and activations: faster convolutions with oneDNN on CPUs and tensor cores on GPUs
+    # NHWC weights and activations; the scripts choose it for the device they run on (engine/memory_format.py)
     channels_last: bool = True
 
     def __post_init__(self) -> None:

@@ -43,8 +43,7 @@ class FCOSDetector(nn.Module):
             config.prior_prob,
         )
         self.network = self._network
-        if config.channels_last:
-            self.to(memory_format=torch.channels_last)
+        self.set_channels_last(config.channels_last)
 
     def forward(self, images: Tensor, targets: list[dict[str, Tensor]] | None = None):
         if not self.training:
@@ -53,6 +52,11 @@ class FCOSDetector(nn.Module):
             raise ValueError("FCOSDetector needs targets in training mode; call model.eval() for detections")
         sums = self.loss_sums(images, targets)
         return normalise_losses(sums, sums["num_positive"])
+
+    def set_channels_last(self, on: bool) -> None:
+        """Run the network channels-last (NHWC) or channels-first (NCHW); the results are the same."""
+        self.config.channels_last = on
+        self.to(memory_format=torch.channels_last if on else torch.contiguous_format)
 
     def _network(self, images: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """Backbone, FPN and head: ``cls_logits [B,N,C]``, ``box_regression [B,N,4]``, ``centerness_logits [B,N]``."""

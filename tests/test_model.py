@@ -156,3 +156,26 @@ def test_compile_falls_back_to_eager_with_the_reason(monkeypatch):
     assert compiling.compile_detector(model) == "eager: torch.compile is unavailable here (no C++ compiler found)"
     assert model.network == model._network
     compiling.compile_unavailable.cache_clear()
+
+
+def test_the_memory_format_follows_the_cpu_and_leaves_the_results(monkeypatch):
+    from engine.memory_format import resolve_channels_last
+
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "AVX2")
+    assert resolve_channels_last("auto", "cpu")[0] is False and resolve_channels_last("on", "cpu")[0] is True
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "AVX512")
+    assert resolve_channels_last("auto", "cpu") == (
+        True,
+        "the CPU has AVX512, where channels-last convolutions are faster",
+    )
+    assert resolve_channels_last("off", "cpu")[0] is False and resolve_channels_last("auto", "cuda")[0] is True
+    torch.manual_seed(0)
+    model = FCOSDetector(small_config()).eval()
+    images = torch.randn(1, 3, 96, 160)
+    with torch.no_grad():
+        nhwc = model.dense(images)
+        model.set_channels_last(False)
+        assert model.backbone.stem[0].weight.is_contiguous() and not model.config.channels_last
+        nchw = model.dense(images)
+    for a, b in zip(nhwc, nchw):
+        torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
