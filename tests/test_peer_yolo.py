@@ -202,6 +202,13 @@ def test_ultralytics_is_imported_by_the_benchmark_alone():
     assert peer_yolo.__name__ in sys.modules and "ultralytics" not in sys.modules
 
 
+def test_the_optional_dependency_is_named_once_in_both_places():
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11 and later
+    extras = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    assert (REPO / "benchmarks" / "requirements-peer.txt").read_text().split() == extras["peer"]
+    assert not any("ultralytics" in line for line in (REPO / "requirements.txt").read_text().splitlines())
+
+
 @needs_ultralytics
 def test_a_tiny_run_trains_detects_and_scores_offline(tmp_path):
     generate(tmp_path / "data", {"train": 8, "val": 4}, seed=0)
