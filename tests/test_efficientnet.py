@@ -172,7 +172,7 @@ def test_a_lite_model_exports_to_onnx_float_and_int8_with_its_normalisation(lite
 
 def test_a_lite_model_and_a_resnet_combine_as_class_models(lite_checkpoint, tmp_path):
     """Each member is evaluated with its own normalisation and picture size; clip_Y then scores as the lite
-    model does alone."""
+    model does alone (which --analysis reads like any other)."""
     _, root = lite_checkpoint
     torch.manual_seed(1)
     resnet = FCOSDetector(FCOSConfig(backbone="resnet18", fpn_channels=32, head_convs=1, resize_size=(96, 160)))
@@ -184,7 +184,8 @@ def test_a_lite_model_and_a_resnet_combine_as_class_models(lite_checkpoint, tmp_
         args = ["--data-root", str(root / "voc"), "--split", "val", "--workers", "0", "--device", "cpu", *argv]
         return eval_voc.main(eval_voc.get_args_parser().parse_args(args))["ap"]
 
-    lite_alone = score("--checkpoint", str(root / "lite.pth"))
+    lite_alone = score("--checkpoint", str(root / "lite.pth"), "--analysis", str(tmp_path / "analysis"))
+    assert (tmp_path / "analysis" / "thresholds.json").is_file() and (tmp_path / "analysis" / "errors.csv").is_file()
     resnet_alone = score("--checkpoint", str(tmp_path / "r18.pth"))
     combined = score("--checkpoint", str(tmp_path / "r18.pth"), "--class-model", f"clip_Y={root / 'lite.pth'}")
     assert combined["clip_Y"] == lite_alone["clip_Y"]
