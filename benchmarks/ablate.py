@@ -45,15 +45,17 @@ VARIANTS: dict[str, tuple[list[str], list[str]]] = {
     "resnet34": (["--backbone", "resnet34"], []),
     "fpn-64": (["--fpn-channels", "64"], []),
     "fpn-256": (["--fpn-channels", "256"], []),
-    # against a pretrained recipe (--preset fod-cpu-lite0)
+    # against the pretrained recipe (fod-cpu)
     "lr-0.005": (["--lr", "0.005"], []),
     "lr-0.02": (["--lr", "0.02"], []),
+    "lite0": (["--backbone", "efficientnet_lite0"], []),
     "lite1": (["--backbone", "efficientnet_lite1"], []),
     "lite2": (["--backbone", "efficientnet_lite2"], []),
     "frozen-0": (["--frozen-stages", "0"], []),
     "frozen-2": (["--frozen-stages", "2"], []),
     "frozen-3": (["--frozen-stages", "3"], []),
     "norm-imagenet": (["--normalization", "imagenet"], []),
+    "norm-tf": (["--normalization", "tf"], []),
     "flip-color-rotate": (["--augment", "flip,color,rotate"], []),
 }
 
@@ -93,9 +95,9 @@ def run_variant(name: str, seed: int, args: argparse.Namespace) -> dict | None:
         str(out),
         "--save-every",
         "0",
+        *args.extra,
         *train_flags,
         *eval_flags,
-        *args.extra,
     ]
     print("train_voc.py " + " ".join(argv), flush=True)
     try:
@@ -158,7 +160,7 @@ def main() -> None:
     parser.add_argument("--only", help="comma list of variants (default: all, in the order of the table)")
     parser.add_argument("--out", default="runs/ablate", help="one folder per variant and seed")
     parser.add_argument("--table", action="store_true", help="only print the table of the runs done")
-    parser.add_argument("extra", nargs="*", help="flags added to every run, after --")
+    parser.add_argument("extra", nargs="*", help="changes to the preset for every run, after --; a variant's flags win")
     args = parser.parse_args()
     names = args.only.split(",") if args.only else list(VARIANTS)
     unknown = [n for n in names if n not in VARIANTS]

@@ -1,8 +1,10 @@
 """The ablation table: means, spreads and differences paired by seed, from the runs' results.json."""
 
+import argparse
 import json
 from pathlib import Path
 
+from benchmarks import ablate
 from benchmarks.ablate import table
 
 
@@ -39,3 +41,14 @@ def test_table_without_a_baseline_leaves_the_difference_out(tmp_path):
     text = table(tmp_path, ["baseline", "ema"])
     assert row(text, "ema")[:5] == ["ema", "1", "0.750", "0.000", "-"]
     assert "| baseline |" not in text
+
+
+def test_a_variants_flag_wins_over_the_changes_made_to_every_run(tmp_path, monkeypatch):
+    """``-- --backbone efficientnet_lite0`` once replaced the ``lite1`` variant's own --backbone."""
+    trained = []
+    monkeypatch.setattr(ablate.train_voc, "main", lambda args: trained.append(args))
+    extra = ["--backbone", "efficientnet_lite0", "--normalization", "tf"]
+    args = argparse.Namespace(out=str(tmp_path), preset="fod-cpu", data_root="data", split="val", steps=3, extra=extra)
+    assert ablate.run_variant("lite1", 0, args) is None  # no results.json: the stub trained nothing
+    (run,) = trained
+    assert (run.backbone, run.normalization, run.steps, run.seed) == ("efficientnet_lite1", "tf", 3, 0)
