@@ -101,7 +101,7 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     add_amp_argument(parser)
     add_channels_last_argument(parser)
     parser.add_argument("--save-detections", metavar="FILE", help="with a model: write the detections JSON")
-    add_class_model_argument(parser, "e.g. clip_Y=checkpoint/fod-cpu-full/last.pth")
+    add_class_model_argument(parser, "e.g. clip_Y=checkpoint/full-size/last.pth")
     return parser
 
 

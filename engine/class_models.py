@@ -1,13 +1,13 @@
 """Class models: some classes detected by another model of the same classes, at that model's picture size.
 
 A small class can be found better by a model trained and run on larger pictures, while the others are found
-better at a smaller size (docs/cpu_recipe.md). VOC AP is computed class by class, so taking each class from
+better at a smaller size (docs/cpu_scratch.md). VOC AP is computed class by class, so taking each class from
 the model that detects it best combines them
 without one model's false positives reaching another's classes: every model keeps only its own classes
 (a score threshold of +inf for the others), and each picture's detections are merged, highest score first.
 
-    --class-model clip_Y=checkpoint/fod-cpu-full/last.pth
-    --class-model clip_Y=fod-cpu-full.onnx            (an export, run by onnxruntime)
+    --class-model clip_Y=checkpoint/full-size/last.pth  (e.g. trained with --resize 1440x2560)
+    --class-model clip_Y=full-size.onnx                  (an export, run by onnxruntime)
 """
 
 from __future__ import annotations

@@ -270,18 +270,22 @@ def test_presets_fill_unset_flags_and_flags_win(capsys):
     assert train_voc.parse_args(["--preset", "fod-cpu", "--crop", "256x256"]).crop == (256, 256)
     assert train_voc.parse_args(["--preset", "fod-cpu"]).tta and not train_voc.parse_args(["--preset", "demo"]).tta
     assert not train_voc.parse_args(["--preset", "fod-cpu", "--no-tta"]).tta  # a preset's switch can be turned off
-    full, cpu = (vars(train_voc.parse_args(["--preset", p])) for p in ("fod-cpu-full", "fod-cpu-scratch"))
-    changed = {k: (cpu[k], v) for k, v in full.items() if v != cpu[k]}
+    pretrained, scratch = (vars(train_voc.parse_args(["--preset", p])) for p in ("fod-cpu", "fod-cpu-scratch"))
+    changed = {k: (scratch[k], v) for k, v in pretrained.items() if v != scratch[k]}
     assert changed == {
-        "preset": ("fod-cpu-scratch", "fod-cpu-full"),
-        "resize": ((720, 1280), (1440, 2560)),
-        "time_budget": (30.0, 15.0),
-        "output_dir": ("checkpoint/fod-cpu-scratch", "checkpoint/fod-cpu-full"),
+        "preset": ("fod-cpu-scratch", "fod-cpu"),
+        "backbone": ("resnet18", "efficientnet_lite2"),
+        "pretrained": ("none", "imagenet"),
+        "lr": (0.02, 0.01),
+        "steps": (None, 1000),
+        "time_budget": (30.0, None),
+        "amp": ("auto", "off"),
+        "output_dir": ("checkpoint/fod-cpu-scratch", "checkpoint/fod-cpu"),
     }
     with pytest.raises(SystemExit):
         train_voc.parse_args(["--preset", "fod-cpu", "--help"])
     shown = " ".join(capsys.readouterr().out.split())
-    assert "(default: 720x1280)" in shown and "(default: efficientnet_lite0)" in shown
+    assert "(default: 720x1280)" in shown and "(default: efficientnet_lite2)" in shown
     assert "(default: 320x320)" in shown
     with pytest.raises(SystemExit):
         train_voc.parse_args(["--crop", "320,320"])  # one size syntax: AxB
@@ -296,7 +300,7 @@ def test_presets_change_only_what_differs_from_the_flag_defaults():
 
 
 def test_a_typed_length_replaces_the_presets_length():
-    """``--preset demo --epochs 2`` once trained the preset's 900 steps: its --steps beat the typed --epochs."""
+    """``--preset demo --epochs 2`` once trained the preset's steps: its --steps beat the typed --epochs."""
     demo = train_voc.parse_args(["--preset", "demo", "--epochs", "2"])
     assert (demo.epochs, demo.steps, demo.time_budget) == (2, None, None)
     budgeted = train_voc.parse_args(["--preset", "demo", "--time-budget", "2"])
@@ -304,8 +308,8 @@ def test_a_typed_length_replaces_the_presets_length():
     scratch = train_voc.parse_args(["--preset", "fod-cpu-scratch", "--steps", "10"])
     assert (scratch.steps, scratch.time_budget) == (10, None)
     assert train_voc.parse_args(["--preset", "fod-cpu-scratch", "--epochs", "3"]).time_budget is None
-    untouched = train_voc.parse_args(["--preset", "demo", "--lr", "0.01"])
-    assert (untouched.steps, untouched.lr) == (900, 0.01)
+    untouched = train_voc.parse_args(["--preset", "demo", "--lr", "0.02"])
+    assert (untouched.steps, untouched.lr) == (200, 0.02)
 
 
 def test_the_demo_trains_one_epoch_when_asked_and_keeps_the_data_set_it_finds(tmp_path):
