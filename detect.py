@@ -47,7 +47,6 @@ from engine.flags import (
     add_device_argument,
     threshold_spec,
 )
-from engine.memory_format import resolve_channels_last
 from engine.thresholds import deploy_thresholds, read_thresholds
 
 DEFAULT_THRESHOLD = 0.3
@@ -102,7 +101,7 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
         for member in members:
             print(f"network: {compile_detector(member.detector)}")
     amp, _ = resolve_amp(args.amp, device)
-    set_channels_last(members, resolve_channels_last(args.channels_last, device)[0])
+    set_channels_last(members, args.channels_last, device)
     report = detect_files(
         detector.to(device),
         find_pictures(args.input),

@@ -45,7 +45,6 @@ from engine.flags import (
     threshold_spec,
 )
 from engine.inference import eval_loader, predict
-from engine.memory_format import resolve_channels_last
 from engine.metrics import METRICS, coco_metrics, evaluate_detections, format_results, load_detections
 from engine.plots import plot_pr_curves
 
@@ -122,7 +121,7 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
             refuse_compiling_onnx(members)
         device = torch.device(args.device)
         amp, _ = resolve_amp(args.amp, device)
-        set_channels_last(members, resolve_channels_last(args.channels_last, device)[0])
+        set_channels_last(members, args.channels_last, device)
         parts = []
         for member, threshold in zip(members, member_thresholds(members)):
             config = member.detector.config

@@ -162,7 +162,6 @@ def main(args: argparse.Namespace, clock: Callable[[], float] = time.monotonic) 
     rank, world_size, local_rank = init_distributed()
     device, num_gpus = process_device(args.device, local_rank, not args.no_data_parallel)
     amp, why = resolve_amp(args.amp, device)
-    channels_last, layout = resolve_channels_last(args.channels_last, device)
     classes = resolve_classes(args.classes)
     output_dir = prepare_output_dir(Path(args.output_dir))
     if args.synthetic and is_main_process():
@@ -170,7 +169,9 @@ def main(args: argparse.Namespace, clock: Callable[[], float] = time.monotonic) 
     barrier()
 
     checkpoint = load_resume_checkpoint(args.resume, classes) if args.resume else None
-    normalization = FCOSConfig.from_dict(checkpoint["config"]).normalization if checkpoint else args.normalization
+    stored = FCOSConfig.from_dict(checkpoint["config"]) if checkpoint else None
+    normalization = stored.normalization if stored else args.normalization
+    channels_last, layout = resolve_channels_last(args.channels_last, device, (stored or args).backbone)
     train_set, val_set = load_data(args, classes, normalization)
     batch_size = args.batch_size * num_gpus
     loader = train_loader(args, train_set, batch_size, device, rank, world_size)

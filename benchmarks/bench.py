@@ -388,7 +388,8 @@ def bench_recipe_step(repeats: int, recipe: str = "fod-cpu", compile_too: bool =
     targets = benchmark_targets(RECIPE_BATCH, RECIPE_CROP)
     config = RECIPES[recipe]
     images = normalise(pictures, config.normalization)
-    eager = FCOSDetector(replace(config, channels_last=resolve_channels_last("auto", "cpu")[0])).train()
+    channels_last = resolve_channels_last("auto", "cpu", config.backbone)[0]
+    eager = FCOSDetector(replace(config, channels_last=channels_last)).train()
     models = {"eager": eager}
     theirs = torchvision_recipe_model(eager).train()
     runs = [("theirs", sgd_step(theirs, lambda: sum(theirs(list(pictures), targets).values())))]
@@ -500,7 +501,7 @@ def bench_deploy(repeats: int, checkpoint: Path | None = None, data_root: Path |
     else:
         torch.manual_seed(0)
         model = FCOSDetector(RECIPES["fod-cpu"]).eval()
-    model.set_channels_last(resolve_channels_last("auto", "cpu")[0])
+    model.set_channels_last(resolve_channels_last("auto", "cpu", model.config.backbone)[0])
     image = normalise(random_pictures(1, (736, 1280)), model.config.normalization)
     rows, notes = [], {}
     with tempfile.TemporaryDirectory() as tmp:

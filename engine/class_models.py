@@ -25,6 +25,7 @@ from torch import Tensor
 from .checkpoint import load_detector
 from .export import load_onnx_detector
 from .inference import Detector
+from .memory_format import resolve_channels_last
 
 
 @dataclass
@@ -73,11 +74,13 @@ def refuse_compiling_onnx(members: Iterable[Member]) -> None:
             raise ValueError(f"--compile is for checkpoints; {member.source} is run by onnxruntime, which optimises it")
 
 
-def set_channels_last(members: Iterable[Member], on: bool) -> None:
-    """The memory format of every member run by PyTorch (onnxruntime chooses its own)."""
+def set_channels_last(members: Iterable[Member], choice: str, device: torch.device | str) -> None:
+    """The memory format of every member run by PyTorch, each chosen for its own trunk (``--channels-last``);
+    onnxruntime chooses its own."""
     for member in members:
         if isinstance(member.detector, torch.nn.Module):
-            member.detector.set_channels_last(on)
+            backbone = member.detector.config.backbone
+            member.detector.set_channels_last(resolve_channels_last(choice, device, backbone)[0])
 
 
 def add_class_model_argument(parser: argparse.ArgumentParser, note: str) -> None:

@@ -20,6 +20,7 @@ from dataset.synthetic import generate
 from dataset.transforms import normalize_pad
 from dataset.voc import VOCDataset
 from engine.checkpoint import architecture_of, detector_from_checkpoint, save_checkpoint
+from engine.class_models import Member, combine, load_member, set_channels_last
 from engine.export import load_onnx_detector, model_inputs
 from model import FCOSConfig, FCOSDetector
 from model import backbone as trunks
@@ -211,3 +212,17 @@ def test_a_lite_model_and_a_resnet_combine_as_class_models(lite_checkpoint, tmp_
     combined = score("--checkpoint", str(tmp_path / "r18.pth"), "--class-model", f"clip_Y={root / 'lite.pth'}")
     assert combined["clip_Y"] == lite_alone["clip_Y"]
     assert all(combined[name] == resnet_alone[name] for name in ("nail", "clip_B", "L_stick"))
+
+
+def test_each_class_model_takes_the_memory_format_of_its_own_trunk(lite_checkpoint, monkeypatch):
+    """On an AVX2 CPU a ResNet runs channels-first and an EfficientNet-Lite channels-last, side by side."""
+    _, root = lite_checkpoint
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "AVX2")
+    resnet = FCOSDetector(FCOSConfig(backbone="resnet18", fpn_channels=32, head_convs=1, channels_last=True))
+    members = combine(Member(resnet, resnet.config.classes, "r18"), [load_member(("clip_Y",), str(root / "lite.pth"))])
+    set_channels_last(members, "auto", "cpu")
+    formats = {m.detector.config.backbone: m.detector.config.channels_last for m in members}
+    assert formats == {"resnet18": False, "efficientnet_lite0": True}
+    (lite,) = (m.detector for m in members if m.detector is not resnet)
+    assert resnet.head.cls_logits.weight.is_contiguous()
+    assert lite.head.cls_logits.weight.is_contiguous(memory_format=torch.channels_last)

@@ -169,6 +169,13 @@ def test_the_memory_format_follows_the_cpu_and_leaves_the_results(monkeypatch):
         "the CPU has AVX512, where channels-last convolutions are faster",
     )
     assert resolve_channels_last("off", "cpu")[0] is False and resolve_channels_last("auto", "cuda")[0] is True
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "AVX2")
+    assert resolve_channels_last("auto", "cpu", "resnet18")[0] is False
+    assert resolve_channels_last("auto", "cpu", "efficientnet_lite2") == (
+        True,
+        "efficientnet_lite2's depthwise convolutions run fastest channels-last on CPUs",
+    )
+    assert resolve_channels_last("off", "cpu", "efficientnet_lite0")[0] is False
     torch.manual_seed(0)
     model = FCOSDetector(small_config()).eval()
     images = torch.randn(1, 3, 96, 160)
