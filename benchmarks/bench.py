@@ -422,6 +422,29 @@ def bench_recipe_step(repeats: int, recipe: str = "fod-cpu", compile_too: bool =
     return rows
 
 
+def bench_recipe_formats(repeats: int, recipe: str = "fod-cpu") -> list[Row]:
+    """A CPU recipe's float32 training step in each memory format (batch 8 of 320x320), against torchvision's
+    FCOS of the same architecture as it comes; says which one ``--channels-last auto`` takes here."""
+    torch.manual_seed(0)
+    pictures = random_pictures(RECIPE_BATCH, RECIPE_CROP)
+    targets = benchmark_targets(RECIPE_BATCH, RECIPE_CROP)
+    config = RECIPES[recipe]
+    images = normalise(pictures, config.normalization)
+    runs = []
+    for channels_last in (False, True):
+        model = FCOSDetector(replace(config, channels_last=channels_last)).train()
+        runs.append((describe(channels_last), sgd_step(model, lambda m=model: m(images, targets)["total_loss"])))
+    theirs = torchvision_recipe_model(model).train()
+    runs.append(("theirs", sgd_step(theirs, lambda: sum(theirs(list(pictures), targets).values()))))
+    ms = alternate(runs, repeats)
+    auto = describe(resolve_channels_last("auto", "cpu", config.backbone)[0])
+    what = f"{recipe} step, {config.backbone}, float32, eager"
+    return [
+        Row(f"{what}, ours {name}", ms[name], ms["theirs"], note="auto here" if name == auto else "")
+        for name in (describe(False), describe(True))
+    ]
+
+
 def bench_loop(data_root: Path, repeats: int, workers_options: Sequence[int] = (0, 1, 2)) -> list[Row]:
     """The fod-cpu training loop end to end (cached pictures, crops, flips, the DataLoader, one epoch each)
     against its step alone (the same batch again and again): pictures/s, the ratio is loop / step."""
@@ -594,7 +617,7 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     return parser
 
 
-SECTIONS = ("r50", "recipe", "loop", "deploy", "code")
+SECTIONS = ("r50", "recipe", "formats", "loop", "deploy", "code")
 
 
 def main(args: argparse.Namespace) -> list[Row]:
@@ -608,6 +631,8 @@ def main(args: argparse.Namespace) -> list[Row]:
         rows += [*bench_training_step(repeats), *bench_inference(repeats)]
     if "recipe" in sections:
         rows += [*bench_recipe_step(repeats, "fod-cpu"), *bench_recipe_step(repeats, "fod-cpu-scratch")]
+    if "formats" in sections:
+        rows += [*bench_recipe_formats(repeats, "fod-cpu"), *bench_recipe_formats(repeats, "fod-cpu-scratch")]
     if "loop" in sections:
         rows += bench_loop(args.data_root, repeats)
     if "deploy" in sections:
