@@ -3,8 +3,8 @@ the precision.
 
 Channels-last (NHWC) lets oneDNN run its fastest convolutions on CPUs with AVX-512, and feeds tensor cores on
 GPUs. On CPUs with AVX2 only, channels-first (NCHW) was faster for the ResNet-50 step (docs/speed.md), but not
-for EfficientNet-Lite: its depthwise convolutions have fast oneDNN kernels in NHWC only, and its step ran about
-1.2x as fast in NHWC with AVX2 kernels too. The choice goes by the trunk and the CPU's vector unit
+for EfficientNet-Lite, whose depthwise convolutions have fast oneDNN kernels in NHWC only, with AVX2 kernels
+too. The choice goes by the trunk and the CPU's vector unit
 (``torch.backends.cpu.get_cpu_capability()``), not by a timed probe, so that a machine always makes the same one.
 """
 
