@@ -377,17 +377,22 @@ def torchvision_recipe_model(ours: FCOSDetector) -> nn.Module:
     )
 
 
+def recipe_batch(recipe: str) -> tuple[FCOSConfig, Tensor, list[dict[str, Tensor]], Tensor]:
+    """A CPU recipe's detector config and one fixed-seed batch: pictures ``[B,3,H,W]`` in [0, 1] (torchvision's
+    input), their targets, and the same pictures normalised as our loader hands them over."""
+    torch.manual_seed(0)
+    pictures = random_pictures(RECIPE_BATCH, RECIPE_CROP)
+    config = RECIPES[recipe]
+    return config, pictures, benchmark_targets(RECIPE_BATCH, RECIPE_CROP), normalise(pictures, config.normalization)
+
+
 def bench_recipe_step(repeats: int, recipe: str = "fod-cpu", compile_too: bool = True) -> list[Row]:
     """One training step of a CPU recipe's detector (batch 8 of 320x320; ours with ``--channels-last auto``):
     eager and compiled, float32 and bfloat16, against torchvision's FCOS of the same architecture on the same
     input (float32, as it comes)."""
     from engine.amp import autocast
 
-    torch.manual_seed(0)
-    pictures = random_pictures(RECIPE_BATCH, RECIPE_CROP)
-    targets = benchmark_targets(RECIPE_BATCH, RECIPE_CROP)
-    config = RECIPES[recipe]
-    images = normalise(pictures, config.normalization)
+    config, pictures, targets, images = recipe_batch(recipe)
     channels_last = resolve_channels_last("auto", "cpu", config.backbone)[0]
     eager = FCOSDetector(replace(config, channels_last=channels_last)).train()
     models = {"eager": eager}
@@ -425,11 +430,7 @@ def bench_recipe_step(repeats: int, recipe: str = "fod-cpu", compile_too: bool =
 def bench_recipe_formats(repeats: int, recipe: str = "fod-cpu") -> list[Row]:
     """A CPU recipe's float32 training step in each memory format (batch 8 of 320x320), against torchvision's
     FCOS of the same architecture as it comes; says which one ``--channels-last auto`` takes here."""
-    torch.manual_seed(0)
-    pictures = random_pictures(RECIPE_BATCH, RECIPE_CROP)
-    targets = benchmark_targets(RECIPE_BATCH, RECIPE_CROP)
-    config = RECIPES[recipe]
-    images = normalise(pictures, config.normalization)
+    config, pictures, targets, images = recipe_batch(recipe)
     runs = []
     for channels_last in (False, True):
         model = FCOSDetector(replace(config, channels_last=channels_last)).train()
