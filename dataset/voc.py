@@ -22,7 +22,6 @@ import warnings
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import cv2
 import numpy as np
@@ -248,10 +247,18 @@ def annotation_xml(
     return ET.tostring(root, encoding="utf-8")
 
 
-def write_annotation(xml_path: str | Path, *fields: Any, **named: Any) -> None:
-    """Write the VOC XML file that :func:`annotation_xml` (same arguments after the path) makes."""
+def write_annotation(
+    xml_path: str | Path,
+    filename: str,
+    width: int,
+    height: int,
+    boxes: np.ndarray | Sequence[Sequence[float]],
+    names: Sequence[str],
+    difficult: Sequence[bool] | None = None,
+) -> None:
+    """Write ``xml_path``, the VOC XML file of :func:`annotation_xml` for these fields, making its folder."""
     Path(xml_path).parent.mkdir(parents=True, exist_ok=True)
-    Path(xml_path).write_bytes(annotation_xml(*fields, **named))
+    Path(xml_path).write_bytes(annotation_xml(filename, width, height, boxes, names, difficult))
 
 
 def picture_size(path: str | Path) -> tuple[int, int]:
