@@ -4,19 +4,21 @@ its ``val`` detections scored by ``eval_voc.py`` exactly as this project's model
     python -m benchmarks.peer_yolo --out runs/peer_yolo/default-s0 --seed 0
     python -m benchmarks.peer_yolo --out runs/peer_yolo/1280-s0 --imgsz 1280 --seed 0
     python -m benchmarks.peer_yolo --data-root DIR --out DIR --pictures 4125 --yolo close_mosaic=2 --yolo cache=ram
+    python -m benchmarks.peer_yolo --out runs/peer_yolo/30min-s0 --minutes 30 --seed 0
 
 Needs ``pip install -r benchmarks/requirements-peer.txt`` (ultralytics; nothing else in the project does). It
 
 1. writes ``<out>/yolo_data``: the VOC splits in YOLO's layout, pictures symlinked (never copied), a label file a
    picture (``class cx cy w h`` of the continuous box, relative to the picture's size; difficult objects left out,
    as this project's training leaves them out) and ``data.yaml`` with absolute paths;
-2. trains ``YOLO(--model)`` from random weights (no ``.pt`` is ever loaded) on the CPU for ``--epochs``, or as many
-   epochs as ``--pictures`` takes, with YOLO's own recipe otherwise (``--yolo KEY=VALUE`` changes one setting), and
-   counts the optimizer steps it actually takes: YOLO accumulates gradients to a nominal batch of 64 (``nbs``), ramping
-   up during its warm-up, so steps are fewer than batches. ``val`` picks nothing: YOLO validates only after the last
-   epoch (``val=False``), and ``last.pt`` is what is scored. On a CPU ultralytics loads the pictures in the training
-   process (it sets ``workers=0``) and, left alone, computes on cpu_count - 1 threads; here on ``--threads`` (default:
-   torch's, as this project's scripts run);
+2. trains ``YOLO(--model)`` from random weights (no ``.pt`` is ever loaded) on the CPU for ``--epochs``, as many
+   epochs as ``--pictures`` takes, or for ``--minutes`` (YOLO's ``time``: after each epoch it refits the number of
+   epochs and its LR schedule to the minutes left, and it stops within a batch of them), with YOLO's own recipe
+   otherwise (``--yolo KEY=VALUE`` changes one setting), and counts the optimizer steps it actually takes: YOLO
+   accumulates gradients to a nominal batch of 64 (``nbs``), ramping up during its warm-up, so steps are fewer than
+   batches. ``val`` picks nothing: YOLO validates only after the last epoch (``val=False``), and ``last.pt`` is what
+   is scored. On a CPU ultralytics loads the pictures in the training process (it sets ``workers=0``) and, left
+   alone, computes on cpu_count - 1 threads; here on ``--threads`` (default: torch's, as this project's scripts run);
 3. runs ``last.pt`` on every ``val`` picture, one at a time, at conf 0.001 with up to 300 detections a picture
    (YOLO's own validation settings), writes them as this project's detections JSON (VOC's 1-based frame of the
    original picture: xmin = x1 + 1, ymin = y1 + 1, xmax = x2, ymax = y2) and scores that file in this process with
@@ -431,6 +433,11 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     length = parser.add_mutually_exclusive_group()
     length.add_argument("--epochs", type=int, default=100, help="epochs of training (YOLO's default)")
     length.add_argument("--pictures", type=int, help="train for the epochs that show at least this many pictures")
+    length.add_argument(
+        "--minutes",
+        type=float,
+        help="train for this many minutes (YOLO's time setting: it refits its epochs and LR schedule to them)",
+    )
     parser.add_argument(
         "--yolo",
         action="append",
@@ -453,6 +460,8 @@ def check_args(args: argparse.Namespace) -> None:
     for flag in ("imgsz", "batch", "epochs", "threads", "max_det"):
         if getattr(args, flag) < 1:
             raise ValueError(f"--{flag.replace('_', '-')} must be at least 1, got {getattr(args, flag)}")
+    if args.minutes is not None and not args.minutes > 0:
+        raise ValueError(f"--minutes must be positive, got {args.minutes}")
 
 
 def machine(threads: int) -> dict[str, Any]:
@@ -483,14 +492,22 @@ def prepare_data(args: argparse.Namespace, classes: Sequence[str], out: Path) ->
 
 def train_settings(args: argparse.Namespace, train_pictures: int, extra: dict[str, Any], nbs: int) -> dict[str, Any]:
     """YOLO's train settings of the run (length, batch, size, seed, the ``--yolo`` ones), its plan printed."""
-    epochs = args.epochs if args.pictures is None else epochs_for(args.pictures, train_pictures)
+    if args.minutes is not None:
+        length = {"epochs": args.epochs, "time": args.minutes / 60}
+        plan = f"{args.minutes:g} minutes of epochs of {train_pictures} pictures in batches of {args.batch}"
+    else:
+        epochs = args.epochs if args.pictures is None else epochs_for(args.pictures, train_pictures)
+        length = {"epochs": epochs}
+        plan = (
+            f"{epochs} epochs of {train_pictures} pictures = {epochs * train_pictures} pictures, "
+            f"{math.ceil(train_pictures / args.batch) * epochs} batches of {args.batch}"
+        )
     print(
-        f"training {args.model} from random weights on the CPU, {args.threads} threads, seed {args.seed}: {epochs} "
-        f"epochs of {train_pictures} pictures = {epochs * train_pictures} pictures, "
-        f"{math.ceil(train_pictures / args.batch) * epochs} batches of {args.batch} at {args.imgsz}; gradients "
-        f"accumulate to {nbs} pictures a step (fewer during warm-up); beyond YOLO's defaults: {extra or 'nothing'}"
+        f"training {args.model} from random weights on the CPU, {args.threads} threads, seed {args.seed}: {plan} "
+        f"at {args.imgsz}; gradients accumulate to {nbs} pictures a step (fewer during warm-up); beyond YOLO's "
+        f"defaults: {extra or 'nothing'}"
     )
-    return {"epochs": epochs, "batch": args.batch, "imgsz": args.imgsz, "seed": args.seed, **extra}
+    return {**length, "batch": args.batch, "imgsz": args.imgsz, "seed": args.seed, **extra}
 
 
 def main(args: argparse.Namespace) -> dict[str, Any]:

@@ -26,6 +26,7 @@ from benchmarks.peer_yolo import (
     get_args_parser,
     label_text,
     network_off,
+    train_settings,
     write_data_yaml,
     yolo_boxes,
     yolo_detections,
@@ -189,8 +190,23 @@ def test_the_length_and_the_model_are_checked():
         check_args(get_args_parser().parse_args(["--model", "yolo11n.pt"]))
     with pytest.raises(ValueError, match="--batch must be at least 1"):
         check_args(get_args_parser().parse_args(["--batch", "0"]))
-    with pytest.raises(SystemExit):
-        get_args_parser().parse_args(["--epochs", "3", "--pictures", "100"])
+    with pytest.raises(ValueError, match="--minutes must be positive, got 0.0"):
+        check_args(get_args_parser().parse_args(["--minutes", "0"]))
+    for both in (["--epochs", "3", "--pictures", "100"], ["--pictures", "100", "--minutes", "30"]):
+        with pytest.raises(SystemExit):
+            get_args_parser().parse_args(both)
+
+
+def test_a_run_is_as_long_as_its_epochs_its_pictures_or_its_minutes(capsys):
+    def settings(*argv: str) -> dict:
+        return train_settings(get_args_parser().parse_args([*argv, "--seed", "3"]), 275, {"mosaic": 0.5}, 64)
+
+    common = {"batch": 16, "imgsz": 640, "seed": 3, "mosaic": 0.5}
+    assert settings() == {"epochs": 100, **common}
+    assert settings("--pictures", "8000") == {"epochs": 30, **common}
+    assert "30 epochs of 275 pictures = 8250 pictures, 540 batches of 16" in capsys.readouterr().out
+    assert settings("--minutes", "45") == {"epochs": 100, "time": 0.75, **common}
+    assert "45 minutes of epochs of 275 pictures" in capsys.readouterr().out
 
 
 def test_ultralytics_is_imported_by_the_benchmark_alone():
