@@ -25,7 +25,7 @@ from model.config import NORMALIZATIONS
 IMAGENET_MEAN, IMAGENET_STD = NORMALIZATIONS["imagenet"]
 NOISE_LEVEL = 0.02  # sensor noise: 2% of the pixel range (about 5 grey levels)
 
-AUGMENTATIONS = ("flip", "color", "photo", "blur", "noise", "rotate", "crop")
+AUGMENTATIONS = ("flip", "color", "photo", "blur", "noise", "rotate", "crop", "paste")
 DEFAULT_AUGMENT = ("flip", "color", "rotate")
 
 
@@ -56,7 +56,8 @@ def build_augmentation(augment: Sequence[str] = DEFAULT_AUGMENT, normalization: 
         "rotate" rotation within +-10 degrees, p 0.5; each box becomes the bounding box of
                  its rotated corners; the corners it brings in get ``normalization``'s mean colour,
                  which normalises to about 0.
-    ("noise" is added after normalisation: :func:`build_noise`.) Boxes are then clamped to the
+    ("noise" is added after normalisation: :func:`build_noise`; "paste", objects of other pictures laid
+    against the crop's own, before these: :mod:`dataset.paste`.) Boxes are then clamped to the
     picture and degenerate ones (side < 1 px) dropped together with their labels. Returns None when
     nothing geometric or photometric is asked for.
     """

@@ -34,6 +34,7 @@ from torchvision import tv_tensors
 from cli import DefaultsFormatter, parse_size, run
 from dataset.drawing import draw_detections
 from dataset.near_duplicates import MEASURE, NEAR_DUPLICATE_THRESHOLD, SplitCheck, check_split, split_report
+from dataset.paste import ObjectBank, cut_out
 from dataset.sizes import format_size, resize_scale, resized_shape
 from dataset.transforms import (
     DEFAULT_AUGMENT,
@@ -329,7 +330,8 @@ class VOCDataset(Dataset):
         cache: keep decoded, resized pictures (uint8) in memory. Each DataLoader worker has its own
             copy unless every picture is loaded (``load_picture``) before the workers start, as
             ``train_voc.py --cache`` does: forked workers then share the parent's.
-        augment: names from ``dataset.transforms.AUGMENTATIONS`` used when train.
+        augment: names from ``dataset.transforms.AUGMENTATIONS`` used when train ("paste": objects of the
+            split pasted into the crop, :meth:`object_bank`).
         normalization: the pixel statistics (a name of :data:`model.config.NORMALIZATIONS`) the model expects.
 
     Annotations are parsed and picture headers read when the data set is built, so missing or
@@ -364,6 +366,8 @@ class VOCDataset(Dataset):
         self.normalization = normalization
         self.augmentation = build_augmentation(augment, normalization) if train else None
         self.noise = build_noise(augment, normalization) if train else None
+        self.paste = train and "paste" in augment
+        self._bank: ObjectBank | None = None
         self.ids = read_split(self.root, split)
         sizes = [picture_size(self.image_path(i)) for i in self.ids]
         self.annotations = [
@@ -401,6 +405,20 @@ class VOCDataset(Dataset):
             self._pictures[index] = item
         return item
 
+    def object_bank(self) -> ObjectBank:
+        """Cut-outs of the split's objects (difficult ones left out) in the resized pictures, for the
+        ``"paste"`` augmentation; cut once, on first use (before workers fork when the pictures are cached)."""
+        if self._bank is None:
+            cutouts = []
+            for index, ann in enumerate(self.annotations):
+                picture, (h0, w0) = self.load_picture(index)
+                scale = torch.tensor([picture.shape[1] / w0, picture.shape[0] / h0]).repeat(2)
+                boxes = xml_to_pixels(torch.from_numpy(ann["boxes"][~ann["difficult"]])) * scale
+                labels = ann["labels"][~ann["difficult"]]
+                cutouts += [cut_out(picture, box.tolist(), label) for box, label in zip(boxes, labels)]
+            self._bank = ObjectBank([c for c in cutouts if c is not None])
+        return self._bank
+
     def __getitem__(self, index: int) -> tuple[torch.Tensor, dict]:
         picture, (h0, w0) = self.load_picture(index)
         ann = self.annotations[index]
@@ -411,6 +429,7 @@ class VOCDataset(Dataset):
         labels = torch.from_numpy(ann["labels"][keep])
         difficult = torch.from_numpy(ann["difficult"][keep])
         offset = torch.zeros(2, dtype=torch.float32)
+        jitter = 1.0
 
         if self.crop_size is not None:
             picture, boxes, inside, (x0, y0, jitter) = random_crop(
@@ -419,6 +438,10 @@ class VOCDataset(Dataset):
             labels, difficult = labels[inside], difficult[inside]
             offset = torch.tensor([x0, y0]) / scale
             scale = scale * jitter
+
+        if self.paste:
+            picture, boxes, labels, kept = self.object_bank().paste(picture, boxes, labels, jitter)
+            difficult = torch.cat([difficult[kept], difficult.new_zeros(len(labels) - int(kept.sum()))])
 
         if self.augmentation is not None:
             h, w = picture.shape[:2]

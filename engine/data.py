@@ -64,7 +64,10 @@ def start_epoch(loader: DataLoader, seed: int, epoch: int, rank: int = 0) -> Non
 
 
 def cache_pictures(dataset: VOCDataset, show_progress: bool = True) -> None:
-    """Decode every picture once into the data set's cache (before workers fork, so that they share it)."""
+    """Decode every picture once into the data set's cache, and cut the objects that ``"paste"`` pastes (before
+    workers fork, so that they share both)."""
     if dataset.cache:
         for i in tqdm(range(len(dataset)), desc="caching pictures", disable=not show_progress, leave=False):
             dataset.load_picture(i)
+    if dataset.paste:
+        dataset.object_bank()
