@@ -10,6 +10,7 @@ or a crop maps a box exactly (:func:`xml_to_pixels`, :func:`pixels_to_xml`).
 
     python -m dataset.voc --data-root ../shared/foreign_object_dataset --split train
     python -m dataset.voc --data-root DIR --split train --show 4 --out outputs/samples
+    python -m dataset.voc --data-root DIR --show 8 --resize 720x1280 --crop 320x320 --augment flip,paste
     python -m dataset.voc --data-root DIR --split train --benchmark
     python -m dataset.voc --data-root DIR --check-split --train-split train --val-split val
 """
@@ -513,6 +514,10 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     parser.add_argument("--classes", default="fod", help='"fod", "voc", "a,b,c" or a text file')
     parser.add_argument("--show", type=int, default=0, metavar="K", help="write K augmented samples with boxes")
     parser.add_argument("--out", default="outputs/samples", help="folder for --show")
+    parser.add_argument(
+        "--augment", default=",".join(DEFAULT_AUGMENT), help="comma list of the augmentations --show applies"
+    )
+    parser.add_argument("--crop", type=parse_size, metavar="HxW", help="--show crops of this size around an object")
     parser.add_argument("--benchmark", action="store_true", help="measure DataLoader throughput")
     parser.add_argument("--resize", type=parse_size, default="922x1640", metavar="SHORTxLONG", help="picture size")
     parser.add_argument("--batch-size", type=int, default=2, help="pictures a batch, with --benchmark")
@@ -558,7 +563,10 @@ def main(args: argparse.Namespace) -> None:
         print(f"difficult: {num_difficult}")
 
     if args.show:
-        ds = VOCDataset(args.data_root, args.split, classes, train=True, resize_size=args.resize)
+        augment = tuple(a for a in args.augment.split(",") if a)
+        ds = VOCDataset(
+            args.data_root, args.split, classes, True, args.resize, crop_size=args.crop, cache=True, augment=augment
+        )
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
         for k in range(args.show):

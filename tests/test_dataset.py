@@ -103,6 +103,15 @@ def test_cli_show_and_benchmark(synth, tmp_path, capsys):
     assert "images/s" in capsys.readouterr().out
 
 
+def test_cli_shows_crops_with_the_augmentations_asked_for(synth, tmp_path):
+    args = ["--data-root", str(synth), "--show", "3", "--out", str(tmp_path), "--resize", "360x640"]
+    voc.main(voc.get_args_parser().parse_args(args + ["--crop", "160x192", "--augment", "flip,paste"]))
+    shown = sorted(tmp_path.glob("*.jpg"))
+    assert len(shown) == 3 and all(cv2.imread(str(p)).shape == (160, 192, 3) for p in shown)
+    with pytest.raises(ValueError, match="unknown augmentation"):
+        voc.main(voc.get_args_parser().parse_args(args + ["--augment", "flip,mosaic"]))
+
+
 def test_resolve_classes(tmp_path):
     assert resolve_classes(None) == FOD_CLASSES and resolve_classes("voc") == VOC_CLASSES and len(VOC_CLASSES) == 20
     assert resolve_classes("a, b,c") == ("a", "b", "c") and resolve_classes(["x", "y"]) == ("x", "y")
