@@ -33,6 +33,7 @@ VARIANTS: dict[str, tuple[list[str], list[str]]] = {
     "blur-noise": (["--augment", "flip,blur,noise"], []),
     "rotate": (["--augment", "flip,rotate"], []),
     "paste": (["--augment", "flip,paste"], []),
+    "no-paste": (["--augment", "flip"], []),
     "scale-jitter": (["--scale-jitter", "1.25"], []),
     "resize-922": (["--resize", "922x1640"], []),
     "resize-1440": (["--resize", "1440x2560"], []),

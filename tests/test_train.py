@@ -277,6 +277,7 @@ def test_presets_fill_unset_flags_and_flags_win(capsys):
         "backbone": ("resnet18", "efficientnet_lite2"),
         "pretrained": ("none", "imagenet"),
         "lr": (0.02, 0.01),
+        "augment": ("flip", "flip,paste"),
         "steps": (None, 1000),
         "time_budget": (30.0, None),
         "amp": ("auto", "off"),
