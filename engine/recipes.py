@@ -48,8 +48,8 @@ PRESETS: dict[str, dict[str, Any]] = {
     "fod-288": dict(FOD, resize="288x512"),
     "voc": VOC,
     # An ImageNet EfficientNet-Lite2 from its pip wheel (offline), fine-tuned as the original fine-tuned its
-    # ResNet50 (BatchNorm, the stem and the first stage frozen), in float32 for a fixed number of steps; objects
-    # pasted against objects teach the piles that unseen scenes hold.
+    # ResNet50 (BatchNorm, the stem and the first stage frozen), in float32 for a fixed number of steps, with
+    # objects pasted against objects (copy-paste gained on both seeds: docs/cpu_recipe.md).
     "fod-cpu": dict(
         CPU, backbone="efficientnet_lite2", pretrained="imagenet", lr=0.01, steps=1000, augment="flip,paste", tta=True
     ),
