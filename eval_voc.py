@@ -20,7 +20,7 @@ from typing import Any
 import torch
 
 from cli import DefaultsFormatter, parse_size, run
-from dataset.voc import VOCDataset, load_ground_truth, resolve_classes
+from dataset import VOCDataset, load_ground_truth, resolve_classes
 from engine.amp import resolve_amp
 from engine.analysis import analyse
 from engine.annotate import check_writable, write_json_atomically

@@ -69,7 +69,7 @@ import yaml
 import eval_voc
 from benchmarks.bench import cpu_name
 from cli import DefaultsFormatter, run
-from dataset.voc import VOCDataset, resolve_classes, xml_to_pixels
+from dataset import VOCDataset, resolve_classes, xml_to_pixels
 from engine.annotate import write_json_atomically
 from engine.inference import to_detections
 
@@ -132,7 +132,7 @@ def convert_split(root: str | Path, split: str, classes: Sequence[str], out: Pat
     """Write ``out/images/<split>/<id>.jpg`` (symlinks to the VOC pictures) and ``out/labels/<split>/<id>.txt`` for
     every picture of the split, replacing what an earlier conversion left there (YOLO's label cache included).
 
-    The VOC files are checked as the project's loader checks them (:class:`dataset.voc.VOCDataset`: a missing or
+    The VOC files are checked as the project's loader checks them (:class:`dataset.VOCDataset`: a missing or
     unreadable picture or XML, an unknown class, an empty box, an XML size that disagrees with its picture are errors
     naming the file). Difficult objects are left out. Returns the numbers of pictures and boxes written.
     """

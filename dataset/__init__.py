@@ -1,30 +1,44 @@
-"""VOC2007-layout loading, augmentation, collation and synthetic foreign-object data.
+"""VOC2007-layout loading, augmentation, collation and synthetic foreign-object data."""
 
-Names are loaded lazily from ``dataset.voc`` so that ``python -m dataset.voc`` runs the module
-only once.
-"""
-
-from __future__ import annotations
-
-import importlib
-from typing import Any
+from dataset.annotations import (
+    FOD_CLASSES,
+    VOC_CLASSES,
+    GroundTruth,
+    annotation_path,
+    image_path,
+    load_ground_truth,
+    parse_annotation,
+    pixels_to_xml,
+    read_annotations,
+    read_split,
+    resolve_classes,
+    write_annotation,
+    write_split,
+    xml_to_pixels,
+)
+from dataset.decoding import load_resized, picture_size
+from dataset.loader_benchmark import benchmark_loader
+from dataset.voc_dataset import VOCDataset, boxes_to_original, collate_fn
 
 __all__ = [
     "FOD_CLASSES",
     "VOC_CLASSES",
+    "GroundTruth",
     "VOCDataset",
+    "annotation_path",
+    "benchmark_loader",
     "boxes_to_original",
     "collate_fn",
+    "image_path",
     "load_ground_truth",
+    "load_resized",
     "parse_annotation",
+    "picture_size",
     "pixels_to_xml",
+    "read_annotations",
     "read_split",
     "resolve_classes",
+    "write_annotation",
+    "write_split",
     "xml_to_pixels",
 ]
-
-
-def __getattr__(name: str) -> Any:
-    if name in __all__:
-        return getattr(importlib.import_module("dataset.voc"), name)
-    raise AttributeError(f"module 'dataset' has no attribute {name!r}")

@@ -30,10 +30,10 @@ from pathlib import Path
 from PIL import Image, UnidentifiedImageError
 
 from cli import DefaultsFormatter, run
+from dataset.annotations import annotation_xml, fit_box_to_picture, image_path, resolve_classes, split_path
 from dataset.exports import Record, read_coco, read_csv, read_labelme, read_via, read_yolo, read_yolo_names
-from dataset.near_duplicates import MEASURE, NEAR_DUPLICATE_THRESHOLD, split_report, thumbnails
+from dataset.near_duplicates import MEASURE, NEAR_DUPLICATE_THRESHOLD, check_voc_split, split_report, thumbnails
 from dataset.splits import clusters, group_keys, split_clusters
-from dataset.voc import annotation_xml, check_voc_split, fit_box_to_picture, image_path, resolve_classes, split_path
 
 
 @dataclass(frozen=True)

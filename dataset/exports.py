@@ -22,8 +22,8 @@ from typing import Any
 import yaml
 from pycocotools.coco import COCO
 
+from dataset.decoding import picture_size
 from dataset.pictures import IMAGE_SUFFIXES
-from dataset.voc import picture_size
 
 Box = tuple[float, float, float, float]
 

@@ -20,6 +20,8 @@ import cv2
 import numpy as np
 import torch
 
+from dataset.annotations import image_path, read_split
+
 THUMBNAIL_SIZE = (36, 64)  # (H, W)
 NEAR_DUPLICATE_THRESHOLD = 0.3
 MEASURE = "mean squared difference of normalised 64x36 grey thumbnails"
@@ -103,6 +105,15 @@ def check_split(
         raise ValueError(f"the near-duplicate threshold must be positive, got {threshold}")
     distance, nearest = thumbnail_distances(thumbnails(val), thumbnails(train)).min(dim=1)
     return SplitCheck(nearest, distance, threshold)
+
+
+def check_voc_split(
+    root: str | Path, train_split: str = "train", val_split: str = "val", threshold: float = NEAR_DUPLICATE_THRESHOLD
+) -> tuple[SplitCheck, list[str], list[str]]:
+    """:func:`check_split` of a VOC set's splits; returns it with the train and val ids."""
+    train_ids, val_ids = read_split(root, train_split), read_split(root, val_split)
+    check = check_split([image_path(root, i) for i in train_ids], [image_path(root, i) for i in val_ids], threshold)
+    return check, train_ids, val_ids
 
 
 def split_report(check: SplitCheck, train_ids: Sequence[str], val_ids: Sequence[str], worst: int = 5) -> str:

@@ -11,8 +11,9 @@ import cv2
 import torch
 from torch.utils.data import Dataset
 
+from dataset.decoding import load_resized
 from dataset.transforms import normalize_pad
-from dataset.voc import collate_fn, load_resized
+from dataset.voc_dataset import collate_fn
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 

@@ -21,12 +21,13 @@ import time
 import zlib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import NamedTuple
 
 import cv2
 import numpy as np
 
 from cli import DefaultsFormatter, parse_size, run
-from dataset.voc import FOD_CLASSES, split_path, write_annotation, write_split
+from dataset.annotations import FOD_CLASSES, split_path, write_annotation, write_split
 
 JPEG_QUALITY = 85
 MARKER = "synthetic.json"  # written by generate(): the folder is this project's to rewrite
@@ -34,9 +35,18 @@ MARKER = "synthetic.json"  # written by generate(): the folder is this project's
 CLASS_LENGTH = {"nail": 1.1, "clip_B": 0.95, "clip_Y": 0.75, "L_stick": 1.2}
 ALPHA_VISIBLE = 0.25  # a pixel belongs to an object's box when its coverage is at least this
 
-# A part: ("poly", points [K, 2] in object units, colour RGB) or ("line", points, colour, thickness
-# in object units, closed). Objects span x in [-0.5, 0.5] before scaling by their length in pixels.
-Part = tuple
+
+class Part(NamedTuple):
+    """One shape of an object drawn by :func:`_draw_object`: a filled polygon, or a line through ``points``.
+
+    Objects span x in [-0.5, 0.5] of object units before scaling by their length in pixels.
+    """
+
+    kind: str  # "poly" (filled) or "line"
+    points: np.ndarray  # float32 [K, 2], object units
+    colour: np.ndarray  # float32 [3], RGB
+    thickness: float = 0.0  # a line's, in object units (at least one pixel)
+    closed: bool = False  # a line's: back to its first point
 
 
 def _rect(x0: float, x1: float, y0: float, y1: float) -> np.ndarray:
@@ -62,13 +72,13 @@ def _nail(rng: np.random.Generator) -> list[Part]:
     hw, head = rng.uniform(0.08, 0.11), rng.uniform(0.17, 0.22)
     dark, light = col * 0.6, np.minimum(col * 1.35 + 20, 255)
     parts: list[Part] = [
-        ("poly", _disc(-0.4, head), col * 0.9),
-        ("poly", _rect(-0.43, 0.38, -hw, hw), col),
-        ("poly", np.array([[0.38, -hw], [0.5, 0.0], [0.38, hw]], np.float32), col),
+        Part("poly", _disc(-0.4, head), col * 0.9),
+        Part("poly", _rect(-0.43, 0.38, -hw, hw), col),
+        Part("poly", np.array([[0.38, -hw], [0.5, 0.0], [0.38, hw]], np.float32), col),
     ]
     for x in np.arange(-0.34, 0.36, 0.08):
-        parts.append(("line", np.array([[x, -hw], [x + 0.03, hw]], np.float32), dark, 0.0, False))
-    parts.append(("line", np.array([[-0.42, -hw * 0.35], [0.4, -hw * 0.2]], np.float32), light, 0.0, False))
+        parts.append(Part("line", np.array([[x, -hw], [x + 0.03, hw]], np.float32), dark))
+    parts.append(Part("line", np.array([[-0.42, -hw * 0.35], [0.4, -hw * 0.2]], np.float32), light))
     return parts
 
 
@@ -79,18 +89,19 @@ def _clip_b(rng: np.random.Generator) -> list[Part]:
     back, front = rng.uniform(0.28, 0.34), rng.uniform(0.22, 0.27)
     body = np.array([[-0.5, -back], [0.05, -front], [0.05, front], [-0.5, back]], np.float32)
     parts: list[Part] = [
-        ("poly", body, black),
-        ("line", np.array([[-0.5, -back], [-0.5, back]], np.float32), black + 45, 0.0, False),
-        ("line", np.array([[0.03, -0.2], [0.5, -0.13], [0.5, 0.13], [0.03, 0.2]], np.float32), wire, 0.035, False),
+        Part("poly", body, black),
+        Part("line", np.array([[-0.5, -back], [-0.5, back]], np.float32), black + 45),
+        Part(
+            "line", np.array([[0.03, -0.2], [0.5, -0.13], [0.5, 0.13], [0.03, 0.2]], np.float32), wire, thickness=0.035
+        ),
     ]
     if rng.random() < 0.5:
         parts.append(
-            (
+            Part(
                 "line",
                 np.array([[0.03, -0.2], [-0.38, -0.13], [-0.38, 0.13], [0.03, 0.2]], np.float32),
                 wire * 0.9,
-                0.035,
-                False,
+                thickness=0.035,
             )
         )
     return parts
@@ -105,15 +116,13 @@ def _clip_y(rng: np.random.Generator) -> list[Part]:
     )
     ring = np.array([[-0.38, -0.5 * w], [-0.5, -0.45 * w], [-0.5, 0.45 * w], [-0.38, 0.5 * w]], np.float32)
     return [
-        ("poly", body, yellow),
-        ("line", ring, yellow * 0.8, 0.04, True),
-        ("line", np.array([[-0.05, 0.0], [0.5, 0.0]], np.float32), yellow * 0.45, 0.0, False),
-        (
+        Part("poly", body, yellow),
+        Part("line", ring, yellow * 0.8, thickness=0.04, closed=True),
+        Part("line", np.array([[-0.05, 0.0], [0.5, 0.0]], np.float32), yellow * 0.45),
+        Part(
             "line",
             np.array([[-0.3, -0.35 * w], [0.35, -0.55 * w]], np.float32),
             np.minimum(yellow + 40, 255),
-            0.0,
-            False,
         ),
     ]
 
@@ -124,9 +133,9 @@ def _l_stick(rng: np.random.Generator) -> list[Part]:
     t, s = rng.uniform(0.045, 0.065), rng.uniform(0.35, 0.5) * (1 if rng.random() < 0.5 else -1)
     light = np.minimum(col * 1.3 + 30, 255)
     return [
-        ("poly", _rect(-0.5, 0.5, -t, t), col),
-        ("poly", _rect(0.5 - 2 * t, 0.5, min(-t, s), max(t, s)), col * 0.92),
-        ("line", np.array([[-0.48, -t * 0.3], [0.45, -t * 0.3]], np.float32), light, 0.0, False),
+        Part("poly", _rect(-0.5, 0.5, -t, t), col),
+        Part("poly", _rect(0.5 - 2 * t, 0.5, min(-t, s), max(t, s)), col * 0.92),
+        Part("line", np.array([[-0.48, -t * 0.3], [0.45, -t * 0.3]], np.float32), light),
     ]
 
 
@@ -232,7 +241,7 @@ def _draw_object(
     h, w = img.shape[:2]
     c, s = np.cos(angle), np.sin(angle)
     rot = np.array([[c, -s], [s, c]], np.float32) * length
-    placed = [p[1] @ rot.T + centre for p in parts]
+    placed = [part.points @ rot.T + centre for part in parts]
     allpts = np.concatenate(placed)
     margin = 3 + int(np.ceil(np.abs(shadow).max()))
     x0, y0 = np.maximum(np.floor(allpts.min(0)).astype(int) - margin, 0)
@@ -243,13 +252,13 @@ def _draw_object(
     for part, pts in zip(parts, placed):
         mask = np.zeros((ph, pw), np.uint8)
         fixed = np.round((pts - (x0, y0)) * 16).astype(np.int32)
-        if part[0] == "poly":
+        if part.kind == "poly":
             cv2.fillPoly(mask, [fixed], 255, cv2.LINE_AA, 4)
         else:
-            thickness = max(1, int(round(part[3] * length)))
-            cv2.polylines(mask, [fixed], part[4], 255, thickness, cv2.LINE_AA, 4)
+            thickness = max(1, int(round(part.thickness * length)))
+            cv2.polylines(mask, [fixed], part.closed, 255, thickness, cv2.LINE_AA, 4)
         a = mask.astype(np.float32)[:, :, None] / 255.0
-        colour += a * (part[2] - colour)
+        colour += a * (part.colour - colour)
         alpha = np.maximum(alpha, a[:, :, 0])
     patch = img[y0:y1, x0:x1]
     dx, dy = int(round(shadow[0])), int(round(shadow[1]))

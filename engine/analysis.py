@@ -18,8 +18,8 @@ import numpy as np
 import torch
 from torchvision.ops import box_iou
 
+from dataset import GroundTruth, xml_to_pixels
 from dataset.drawing import class_colour, label_box
-from dataset.voc import GroundTruth, xml_to_pixels
 
 from .metrics import Detection, match_detections
 from .plots import new_figure, save_figure

@@ -16,7 +16,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from dataset.voc import VOCDataset, boxes_to_original, collate_fn, pixels_to_xml
+from dataset import VOCDataset, boxes_to_original, collate_fn, pixels_to_xml
 from model import FCOSConfig
 
 from .amp import autocast

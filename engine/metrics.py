@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from dataset.voc import GroundTruth
+from dataset import GroundTruth
 
 Detection = dict[str, Any]
 

@@ -120,7 +120,7 @@ def test_error_list_names_each_miss_and_false_alarm_with_its_cause():
 def test_eval_analysis_writes_everything_and_detect_uses_its_thresholds(tmp_path, capsys):
     root = tmp_path / "data"
     generate(root, {"val": 3}, seed=2, size=(120, 200))
-    from dataset.voc import load_ground_truth
+    from dataset import load_ground_truth
 
     truth = load_ground_truth(root, "val", CLASSES)
     detections = [

@@ -18,14 +18,18 @@ from dataset import (
     VOCDataset,
     boxes_to_original,
     collate_fn,
+    load_resized,
     parse_annotation,
+    pixels_to_xml,
     read_split,
     resolve_classes,
     voc,
+    write_annotation,
+    write_split,
+    xml_to_pixels,
 )
 from dataset.synthetic import generate
 from dataset.transforms import build_augmentation, crop_boxes, normalize_pad, sample_crop_window
-from dataset.voc import load_resized, pixels_to_xml, write_annotation, write_split, xml_to_pixels
 
 REAL = Path(__file__).parents[1].parent / "shared" / "foreign_object_dataset"
 needs_real = pytest.mark.skipif(not REAL.is_dir(), reason="real data set not present")

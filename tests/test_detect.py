@@ -16,10 +16,10 @@ from PIL import Image
 
 import cli
 import detect
+from dataset import VOCDataset, load_ground_truth, xml_to_pixels
 from dataset.drawing import class_colour
 from dataset.pictures import PictureDataset, find_pictures
 from dataset.synthetic import generate
-from dataset.voc import VOCDataset, load_ground_truth, xml_to_pixels
 from engine.checkpoint import newest_checkpoint
 from eval_voc import get_args_parser as eval_args_parser
 from eval_voc import main as eval_main

@@ -15,10 +15,10 @@ from torch import nn
 
 import eval_voc
 import export_onnx
+from dataset import VOCDataset
 from dataset.pictures import PictureDataset
 from dataset.synthetic import generate
 from dataset.transforms import normalize_pad
-from dataset.voc import VOCDataset
 from engine.checkpoint import architecture_of, detector_from_checkpoint, save_checkpoint
 from engine.class_models import Member, combine, load_member, set_channels_last
 from engine.export import load_onnx_detector, model_inputs

@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 from torch import nn
 
-from dataset.voc import VOCDataset
+from dataset import VOCDataset
 from engine.inference import eval_loader, predict
 from eval_voc import get_args_parser, main
 

@@ -13,8 +13,8 @@ import pytest
 import torch
 
 import train_voc
+from dataset import parse_annotation
 from dataset.synthetic import generate
-from dataset.voc import parse_annotation
 from engine.checkpoint import CheckpointError, load_checkpoint, load_detector, save_checkpoint
 from model import FCOSConfig, FCOSDetector
 
@@ -239,7 +239,7 @@ def test_annotation_errors_are_one_line_from_train(tmp_path, edit, message):
 
 
 def test_boxes_outside_the_picture_are_clipped_with_a_warning_or_refused(tmp_path):
-    from dataset.voc import write_annotation
+    from dataset import write_annotation
 
     write_annotation(tmp_path / "past.xml", "p.jpg", 640, 480, [[600, 10, 700, 50]], ["nail"])
     with pytest.warns(UserWarning, match="past.xml: object 0 .* clipped to \\[600.0, 10.0, 640.0, 50.0\\]"):

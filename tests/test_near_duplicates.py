@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from dataset import read_split, voc
+from dataset import image_path, read_split, voc, write_annotation, write_split
 from dataset.near_duplicates import (
     check_split,
     connected_components,
@@ -20,7 +20,6 @@ from dataset.near_duplicates import (
     thumbnails,
 )
 from dataset.splits import clusters, group_keys, split_clusters
-from dataset.voc import image_path, write_annotation, write_split
 
 REAL = Path(__file__).parents[1].parent / "shared" / "foreign_object_dataset"
 

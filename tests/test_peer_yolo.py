@@ -32,9 +32,9 @@ from benchmarks.peer_yolo import (
     yolo_detections,
     yolo_overrides,
 )
+from dataset import FOD_CLASSES, load_ground_truth, write_annotation, write_split
 from dataset.exports import read_yolo
 from dataset.synthetic import generate
-from dataset.voc import FOD_CLASSES, load_ground_truth, write_annotation, write_split
 
 REPO = Path(__file__).resolve().parents[1]
 # found, not imported: importing ultralytics here would write its settings into the user's folder and set

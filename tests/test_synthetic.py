@@ -91,7 +91,7 @@ def test_tight_box_around_drawn_pixels(name):
         assert y1 - 2 <= ys.min() <= y1 and y2 <= ys.max() <= y2 + 2
         outside = np.ones(img.shape[:2], bool)
         outside[y1 : y2 + 1, x1 : x2 + 1] = False
-        brightest = max(float(part[2].max()) for part in parts)
+        brightest = max(float(part.colour.max()) for part in parts)
         assert img.max(2)[outside].max() < synthetic.ALPHA_VISIBLE * brightest  # only faint antialiasing outside
 
 

@@ -6,7 +6,7 @@ import random
 import numpy as np
 import pytest
 
-from dataset.voc import load_ground_truth
+from dataset import load_ground_truth
 from engine.metrics import coco_metrics, evaluate_detections, format_results, validate_detections, voc_ap
 from engine.plots import plot_pr_curves
 
