@@ -3,8 +3,6 @@
     python detect.py --checkpoint checkpoint/fod-cpu/last.pth --input test_images --output-dir outputs/detect
     python detect.py --input "photos/*.png" --score-threshold auto         # newest *.pth under checkpoint/
     python detect.py --onnx fcos.onnx --input test_images --output-dir outputs/detect_onnx
-    python detect.py --checkpoint CKPT --class-model clip_Y=FULL_SIZE_CKPT --input test_images
-    python detect.py --onnx MODEL.onnx --class-model clip_Y=FULL_SIZE.onnx --input test_images
 
 Each input picture (jpg, jpeg, png, bmp; a file, a folder or a glob pattern) gives a picture of its original size
 in ``--output-dir`` (same stem; .png stays .png, anything else becomes .jpg) with every box drawn in its class's
@@ -29,16 +27,6 @@ from dataset.pictures import find_pictures
 from engine.amp import resolve_amp
 from engine.annotate import detect_files
 from engine.checkpoint import load_detector, newest_checkpoint
-from engine.class_models import (
-    Member,
-    add_class_model_argument,
-    combine,
-    load_member,
-    member_thresholds,
-    refuse_compiling_onnx,
-    set_channels_last,
-)
-from engine.compiling import compile_detector
 from engine.export import load_onnx_detector
 from engine.flags import (
     add_amp_argument,
@@ -47,6 +35,7 @@ from engine.flags import (
     add_device_argument,
     threshold_spec,
 )
+from engine.inference import compile_network, place
 from engine.thresholds import deploy_thresholds, read_thresholds
 
 DEFAULT_THRESHOLD = 0.3
@@ -79,43 +68,36 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     add_compile_argument(parser)
     add_amp_argument(parser)
     add_channels_last_argument(parser)
-    add_class_model_argument(parser, "with --score-threshold auto each class takes its own model's thresholds")
     return parser
 
 
 def main(args: argparse.Namespace) -> dict[str, Any]:
     """Detect on every picture of ``args.input``; returns the report's fields, the checkpoint and the thresholds."""
     if args.onnx:
-        detector, stored, source = load_onnx_detector(args.onnx), None, Path(args.onnx)
-        device = torch.device("cpu")
+        source = Path(args.onnx)
+        detector = load_onnx_detector(source)
+        stored, device = detector.thresholds, torch.device("cpu")
     else:
         source = Path(args.checkpoint) if args.checkpoint else newest_checkpoint()
         detector, checkpoint = load_detector(source)
         stored, device = checkpoint.get("thresholds"), torch.device(args.device)
     classes = detector.config.classes
-    primary = Member(detector, classes, str(source), stored or getattr(detector, "thresholds", None))
-    members = combine(primary, [load_member(names, path) for names, path in args.class_model])
-    thresholds = member_thresholds(members, lambda points: choose_threshold(args, points, classes))
-    if args.compile:
-        refuse_compiling_onnx(members)
-        for member in members:
-            print(f"network: {compile_detector(member.detector)}")
+    threshold = choose_threshold(args, stored, classes)
     amp, _ = resolve_amp(args.amp, device)
-    set_channels_last(members, args.channels_last, device)
+    detector = place(detector, device=device, channels_last=args.channels_last)
+    if args.compile:
+        print(f"network: {compile_network(detector, source)}")
     report = detect_files(
-        detector.to(device),
+        detector,
         find_pictures(args.input),
         Path(args.output_dir),
-        device,
-        amp,
-        thresholds[-1],
-        args.batch_size,
-        args.workers,
-        class_models=[(m.detector.to(device), t) for m, t in zip(members[:-1], thresholds[:-1])],
+        device=device,
+        amp=amp,
+        score_threshold=threshold,
+        batch_size=args.batch_size,
+        workers=args.workers,
     )
 
-    each_class = torch.stack(thresholds).amin(0).tolist()  # the threshold of the member that detects the class
-    threshold = args.score_threshold if args.score_threshold != "auto" else each_class
     counts = Counter(det["category"] for det in report.detections)
     shown = (
         f"{threshold:g}"

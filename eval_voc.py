@@ -4,8 +4,6 @@
     python eval_voc.py --onnx fcos_int8.onnx --data-root DIR --split val
     python eval_voc.py --detections dets.json --data-root DIR --split val [--classes a,b,c]
     python eval_voc.py --checkpoint CKPT --data-root DIR --split val --analysis outputs/analysis
-    python eval_voc.py --checkpoint CKPT --class-model clip_Y=FULL_SIZE_CKPT --data-root DIR --split val
-    python eval_voc.py --onnx MODEL.onnx --class-model clip_Y=FULL_SIZE.onnx --data-root DIR --split val
 
 Prints ``ap for CLASS is X`` per class and ``mAP=====>X`` like the original, then a table.
 """
@@ -25,17 +23,6 @@ from engine.amp import resolve_amp
 from engine.analysis import analyse
 from engine.annotate import check_writable, write_json_atomically
 from engine.checkpoint import load_detector
-from engine.class_models import (
-    Member,
-    add_class_model_argument,
-    combine,
-    load_member,
-    member_thresholds,
-    merge_detections,
-    refuse_compiling_onnx,
-    set_channels_last,
-)
-from engine.compiling import compile_detector
 from engine.export import load_onnx_detector
 from engine.flags import (
     add_amp_argument,
@@ -44,7 +31,7 @@ from engine.flags import (
     add_device_argument,
     threshold_spec,
 )
-from engine.inference import eval_loader, predict
+from engine.inference import compile_network, evaluate, place
 from engine.metrics import METRICS, coco_metrics, evaluate_detections, format_results, load_detections
 from engine.plots import plot_pr_curves
 
@@ -85,7 +72,7 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
         "--resize",
         type=parse_size,
         metavar="SHORTxLONG",
-        help="picture size to evaluate at (default: the checkpoint's; a --class-model keeps its own)",
+        help="picture size to evaluate at (default: the model's)",
     )
     parser.add_argument(
         "--tta",
@@ -100,7 +87,6 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     add_amp_argument(parser)
     add_channels_last_argument(parser)
     parser.add_argument("--save-detections", metavar="FILE", help="with a model: write the detections JSON")
-    add_class_model_argument(parser, "e.g. clip_Y=checkpoint/full-size/last.pth")
     return parser
 
 
@@ -108,36 +94,37 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
     for folder in (args.plot, args.analysis, args.save_detections and Path(args.save_detections).parent):
         if folder:
             check_writable(Path(folder))  # before the work, not after it
-    if args.class_model and not (args.checkpoint or args.onnx):
-        raise ValueError("--class-model goes with --checkpoint or --onnx")
     if args.checkpoint or args.onnx:
         if args.classes is not None:
             raise ValueError("--classes is only for --detections; a model carries its classes")
-        detector = load_detector(args.checkpoint)[0] if args.checkpoint else load_onnx_detector(args.onnx)
-        classes = detector.config.classes
-        primary = Member(detector, classes, args.checkpoint or args.onnx)
-        members = combine(primary, [load_member(names, path) for names, path in args.class_model])
-        if args.compile:
-            refuse_compiling_onnx(members)
+        source = args.checkpoint or args.onnx
+        detector = load_detector(source)[0] if args.checkpoint else load_onnx_detector(source)
         device = torch.device(args.device)
         amp, _ = resolve_amp(args.amp, device)
-        set_channels_last(members, args.channels_last, device)
-        parts = []
-        for member, threshold in zip(members, member_thresholds(members)):
-            config = member.detector.config
-            size = args.resize if member.detector is detector and args.resize else config.resize_size
-            dataset = VOCDataset(
-                args.data_root, args.split, classes, resize_size=size, normalization=config.normalization
-            )
-            if args.compile:
-                print(f"network: {compile_detector(member.detector)}")
-            if len(members) > 1:
-                print(f"{', '.join(member.classes)}: {member.source} at {size[0]}x{size[1]}")
-            loader = eval_loader(dataset, args.batch_size, args.workers, device)
-            parts.append(predict(member.detector.to(device), loader, device, classes, amp, args.tta, threshold))
-        detections = merge_detections(parts, detector.config.max_detections)
+        detector = place(detector, device=device, channels_last=args.channels_last)
+        if args.compile:
+            print(f"network: {compile_network(detector, source)}")
+        config = detector.config
+        classes = config.classes
+        dataset = VOCDataset(
+            args.data_root,
+            args.split,
+            classes,
+            resize_size=args.resize or config.resize_size,
+            normalization=config.normalization,
+        )
+        result, detections = evaluate(
+            detector,
+            dataset,
+            device=device,
+            batch_size=args.batch_size,
+            workers=args.workers,
+            amp=amp,
+            flip=args.tta,
+            iou_threshold=args.iou,
+            metric=args.metric,
+        )
         ground_truth = dataset.ground_truth()
-        result = evaluate_detections(detections, ground_truth, classes, args.iou, args.metric)
         if args.save_detections:
             write_json_atomically(detections, Path(args.save_detections))
             print(f"detections written to {args.save_detections}")

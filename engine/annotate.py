@@ -6,7 +6,6 @@ import json
 import os
 import sys
 import time
-from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +20,6 @@ from dataset.drawing import draw_detections
 from dataset.pictures import PictureDataset, collate_pictures
 from model import FCOSConfig
 
-from .class_models import merge_detections
 from .inference import Detector, detect_batch, to_detections
 
 
@@ -93,60 +91,27 @@ def picture_loader(
     )
 
 
-def detect_without_drawing(
-    detector: Detector,
-    pictures: Sequence[Path],
-    device: torch.device,
-    amp: str,
-    threshold: torch.Tensor,
-    batch_size: int,
-    workers: int,
-) -> tuple[dict[str, list[dict[str, Any]]], float]:
-    """A class model's pass: its detections by image id, and the seconds its network took. Files that
-    cannot be read are skipped here; the main pass reports them."""
-    found: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    seconds = 0.0
-    for images, targets, _ in picture_loader(pictures, detector.config, batch_size, workers, device):
-        if targets:
-            tic = time.perf_counter()
-            outputs = detect_batch(detector, images.to(device), amp, score_threshold=threshold)
-            seconds += time.perf_counter() - tic
-            for output, target in zip(outputs, targets):
-                found[target["image_id"]] += to_detections(output, target, detector.config.classes)
-    return found, seconds
-
-
 def detect_files(
     detector: Detector,
     pictures: Sequence[Path],
     output_dir: Path,
+    *,
     device: torch.device | str = "cpu",
     amp: str = "off",
     score_threshold: float | Sequence[float] | None = None,
     batch_size: int = 2,
     workers: int = 0,
     progress: bool = True,
-    class_models: Sequence[tuple[Detector, torch.Tensor]] = (),
 ) -> DetectReport:
     """Detect on every picture: annotated copies (boxes in class colours, ``class score`` labels, a legend)
     and ``detections.json`` in ``output_dir``, boxes in the original pixels' XML frame. A file that cannot be
     read or written is reported (``failures``) and skipped. ``score_threshold``: one number, or one per
-    class (the detector's own threshold when None). ``class_models``: further detectors of the same classes,
-    each with its per-class thresholds (+inf for the classes it does not detect; see
-    :mod:`engine.class_models`), run at their own picture size and merged into each picture's detections."""
+    class (the detector's own threshold when None)."""
     device = torch.device(device)
     config = detector.config
     threshold = torch.tensor(score_threshold) if isinstance(score_threshold, (list, tuple)) else score_threshold
     check_outputs(pictures, output_dir)
     report, model_seconds, start = DetectReport(), 0.0, time.perf_counter()
-    extra: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for class_model, class_threshold in class_models:
-        found, seconds = detect_without_drawing(
-            class_model, pictures, device, amp, class_threshold, batch_size, workers
-        )
-        model_seconds += seconds
-        for image_id, detections in found.items():
-            extra[image_id] += detections
     loader = picture_loader(pictures, config, batch_size, workers, device)
     with tqdm(total=len(pictures), desc="detect", unit="picture", disable=not progress) as bar:
         for images, targets, failed in loader:
@@ -160,8 +125,6 @@ def detect_files(
                 report.processed += len(targets)
                 for output, target in zip(outputs, targets):
                     found = to_detections(output, target, config.classes)
-                    if class_models:
-                        found = merge_detections([found, extra[target["image_id"]]], config.max_detections)
                     report.detections += found
                     path = output_path(target["path"], output_dir)
                     if cv2.imwrite(str(path), draw_detections(target["picture"].numpy(), found, config.classes)):

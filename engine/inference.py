@@ -9,6 +9,7 @@ A detector here is anything with a ``config`` (:class:`model.FCOSConfig`),
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 from typing import Any, Protocol
 
 import torch
@@ -20,6 +21,8 @@ from dataset import VOCDataset, boxes_to_original, collate_fn, pixels_to_xml
 from model import FCOSConfig
 
 from .amp import autocast
+from .compiling import compile_detector
+from .memory_format import resolve_channels_last
 from .metrics import evaluate_detections
 
 
@@ -73,11 +76,11 @@ def to_detections(output: dict[str, Tensor], target: dict[str, Any], classes: Se
 def predict(
     detector: Detector,
     batches: Iterable,
+    *,
     device: torch.device | str,
     classes: Sequence[str],
     amp: str = "off",
     flip: bool = False,
-    score_threshold: float | Tensor | None = None,
     progress: bool = True,
 ) -> list[dict[str, Any]]:
     """Detections JSON entries for every picture of ``batches`` (images, targets) from a VOC or picture loader."""
@@ -86,7 +89,7 @@ def predict(
         detector.eval()
     detections: list[dict[str, Any]] = []
     for images, targets in tqdm(batches, desc="detect", unit="batch", disable=not progress, leave=False):
-        outputs = detect_batch(detector, images.to(device, non_blocking=True), amp, flip, score_threshold)
+        outputs = detect_batch(detector, images.to(device, non_blocking=True), amp, flip)
         for output, target in zip(outputs, targets):
             detections += to_detections(output, target, classes)
     return detections
@@ -107,6 +110,7 @@ def eval_loader(dataset: VOCDataset, batch_size: int, workers: int, device: torc
 def evaluate(
     detector: Detector,
     dataset: VOCDataset,
+    *,
     device: torch.device | str,
     batch_size: int = 2,
     workers: int = 2,
@@ -119,6 +123,24 @@ def evaluate(
     """Detect on ``dataset`` (``train=False``) and score it: (:func:`engine.metrics.evaluate_detections`'s
     result, the detections)."""
     loader = eval_loader(dataset, batch_size, workers, device)
-    detections = predict(detector, loader, device, dataset.classes, amp, flip, progress=progress)
+    detections = predict(
+        detector, loader, device=device, classes=dataset.classes, amp=amp, flip=flip, progress=progress
+    )
     result = evaluate_detections(detections, dataset.ground_truth(), dataset.classes, iou_threshold, metric)
     return result, detections
+
+
+def place(detector: Detector, *, device: torch.device | str, channels_last: str = "auto") -> Detector:
+    """``detector`` on ``device``, a PyTorch network in the memory format ``channels_last`` (``--channels-last``)
+    chooses for its trunk; onnxruntime chooses its own."""
+    if isinstance(detector, torch.nn.Module):
+        detector.set_channels_last(resolve_channels_last(channels_last, device, detector.config.backbone)[0])
+    return detector.to(device)
+
+
+def compile_network(detector: Detector, source: str | Path) -> str:
+    """``torch.compile`` the network of ``detector`` where it works (see :func:`engine.compiling.compile_detector`);
+    ``ValueError`` naming ``source`` for an ONNX model."""
+    if not isinstance(detector, torch.nn.Module):
+        raise ValueError(f"--compile is for checkpoints; {source} is run by onnxruntime, which optimises it")
+    return compile_detector(detector)

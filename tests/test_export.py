@@ -10,6 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
+import cli
 import detect
 import eval_voc
 import export_onnx
@@ -161,25 +162,41 @@ def test_export_needs_a_writable_place_and_a_checkpoint(tmp_path):
         )
 
 
-def test_int8_export_quantises_the_convolutions_only_and_keeps_the_metadata(exported, tmp_path):
+@pytest.mark.parametrize("flag", ["--check", "--int8"])
+def test_unreadable_pictures_are_named_before_the_export(exported, tmp_path, monkeypatch, capsys, flag):
+    _, root = exported
+    (tmp_path / "pictures").mkdir()
+    (tmp_path / "pictures" / "broken.jpg").write_bytes(b"not a picture")
+    (tmp_path / "pictures" / "empty.png").write_bytes(b"")
+
+    def export_onnx_(*args, **kwargs):
+        raise AssertionError("exported before the pictures were read")
+
+    monkeypatch.setattr(export_onnx, "export_onnx", export_onnx_)
+    monkeypatch.delenv("FCOS_DEBUG", raising=False)
+    argv = ["--checkpoint", str(root / "model.pth"), "--output", str(tmp_path / "m.onnx"), "--check", ""]
+    args = export_onnx.get_args_parser().parse_args([*argv, flag, str(tmp_path / "pictures")])
+    with pytest.raises(SystemExit) as err:
+        cli.run(export_onnx.main, args, "export_onnx.py")
+    printed = capsys.readouterr().err.strip()
+    assert err.value.code == 2 and printed.startswith(f"export_onnx.py: error: {flag} {tmp_path / 'pictures'}: ")
+    assert "broken.jpg" in printed and "empty.png" in printed and "\n" not in printed
+    assert list(tmp_path.iterdir()) == [tmp_path / "pictures"]
+
+
+def test_int8_export_quantises_the_convolutions_only_and_keeps_the_metadata(exported, tmp_path, monkeypatch):
     """``--int8``: every convolution in int8 but the head's last ones, so scores and box sides are not rounded to
-    8 bits; the scores stay near float32's."""
+    8 bits; the scores stay near float32's. Run from another folder: the default ``--check`` is the project's
+    sample pictures wherever it runs."""
     model, root = exported
+    monkeypatch.chdir(tmp_path)
     result = export_onnx.main(
         export_onnx.get_args_parser().parse_args(
-            [
-                "--checkpoint",
-                str(root / "model.pth"),
-                "--output",
-                str(tmp_path / "m.onnx"),
-                "--check",
-                "",
-                "--int8",
-                str(root / "pictures"),
-            ]
+            ["--checkpoint", str(root / "model.pth"), "--output", "m.onnx", "--int8", str(root / "pictures")]
         )
     )
-    assert result["int8"] == tmp_path / "m_int8.onnx" and sorted(p.name for p in tmp_path.iterdir()) == [
+    assert result["difference"]["scores"] < 1e-4
+    assert result["int8"] == Path("m_int8.onnx") and sorted(p.name for p in tmp_path.iterdir()) == [
         "m.onnx",
         "m_int8.onnx",
     ]
@@ -204,6 +221,14 @@ def test_int8_export_quantises_the_convolutions_only_and_keeps_the_metadata(expo
     assert (int8_scores - scores).abs().mean() < 0.005
 
 
+def close(a, b):
+    """Two detections lists the same up to onnxruntime's rounding (same order, classes, pictures)."""
+    assert len(a) == len(b) > 0
+    for x, y in zip(a, b):
+        assert (x["image_id"], x["category"]) == (y["image_id"], y["category"])
+        assert abs(x["score"] - y["score"]) <= 1e-3 and max(abs(p - q) for p, q in zip(x["bbox"], y["bbox"])) <= 0.5
+
+
 def test_eval_voc_scores_the_onnx_model_as_the_checkpoint(exported, tmp_path):
     _, root = exported
     generate(tmp_path / "voc", {"val": 3}, seed=0, size=(96, 160))
@@ -225,73 +250,17 @@ def test_eval_voc_scores_the_onnx_model_as_the_checkpoint(exported, tmp_path):
             )
         )
         found[flag] = json.loads(saved.read_text())
-    a, b = found["--checkpoint"], found["--onnx"]
-    assert len(a) == len(b) > 0
-    for x, y in zip(a, b):
-        assert (x["image_id"], x["category"]) == (y["image_id"], y["category"])
-        assert abs(x["score"] - y["score"]) <= 1e-3 and max(abs(p - q) for p, q in zip(x["bbox"], y["bbox"])) <= 0.5
-    with pytest.raises(ValueError, match="--compile is for checkpoints; .*model.onnx is run by onnxruntime"):
-        eval_voc.main(
-            eval_voc.get_args_parser().parse_args(
-                ["--onnx", str(root / "model.onnx"), "--data-root", str(tmp_path / "voc"), "--compile"]
-            )
-        )
-
-
-def close(a, b):
-    """Two detections lists the same up to onnxruntime's rounding (same order, classes, pictures)."""
-    assert len(a) == len(b) > 0
-    for x, y in zip(a, b):
-        assert (x["image_id"], x["category"]) == (y["image_id"], y["category"])
-        assert abs(x["score"] - y["score"]) <= 1e-3 and max(abs(p - q) for p, q in zip(x["bbox"], y["bbox"])) <= 0.5
-
-
-def test_a_class_model_can_be_an_onnx_export(exported, tmp_path):
-    """``--class-model clip_Y=model.onnx`` with a checkpoint, and a checkpoint class model with ``--onnx``: the
-    same detections as two checkpoints; detect.py takes the export's stored thresholds for its classes. (A
-    class model is compared with a class model, not with the model alone: its classes do not compete with the
-    others for the per-level top-k, so alone and combined differ where that cap binds, as it does here.)"""
-    _, root = exported
-    pth, onnx_file = str(root / "model.pth"), str(root / "model.onnx")
-    generate(tmp_path / "voc", {"val": 3}, seed=0, size=(96, 160))
-    found = {}
-    for name, argv in {
-        "pth+pth": ["--checkpoint", pth, "--class-model", f"clip_Y={pth}"],
-        "pth+onnx": ["--checkpoint", pth, "--class-model", f"clip_Y={onnx_file}"],
-        "onnx+pth": ["--onnx", onnx_file, "--class-model", f"clip_Y={pth}"],
-    }.items():
-        saved = tmp_path / f"{name}.json"
-        eval_voc.main(
-            eval_voc.get_args_parser().parse_args(
-                [*argv, "--data-root", str(tmp_path / "voc"), "--split", "val", "--workers", "0"]
-                + ["--save-detections", str(saved)]
-            )
-        )
-        found[name] = json.loads(saved.read_text())
-    close(found["pth+pth"], found["pth+onnx"])
-    close(found["pth+pth"], found["onnx+pth"])
-
-    common = ["--input", str(root / "pictures"), "--workers", "0", "--score-threshold", "auto"]
-    runs = {}
-    for name, class_model in (("pth+pth", pth), ("pth+onnx", onnx_file)):
-        argv = ["--checkpoint", pth, "--class-model", f"clip_Y={class_model}", "--output-dir", str(tmp_path / name)]
-        runs[name] = detect.main(detect.get_args_parser().parse_args([*argv, *common]))
-    assert runs["pth+onnx"]["threshold"] == pytest.approx([0.2, 0.25, 0.3, 0.35])
-    close(*(json.loads((tmp_path / name / "detections.json").read_text()) for name in runs))
+    close(found["--checkpoint"], found["--onnx"])
 
 
 @pytest.mark.parametrize("script", [eval_voc, detect])
-def test_compile_refuses_an_onnx_class_model_by_name(exported, tmp_path, script):
+def test_compile_refuses_an_onnx_model_by_name(exported, tmp_path, script):
     _, root = exported
     generate(tmp_path / "voc", {"val": 1}, seed=0, size=(96, 160))
     place = {
         eval_voc: ["--data-root", str(tmp_path / "voc")],
         detect: ["--input", str(root / "pictures"), "--output-dir", str(tmp_path / "out")],
     }[script]
-    for argv in (
-        ["--checkpoint", str(root / "model.pth"), "--class-model", f"clip_Y={root / 'model.onnx'}"],
-        ["--onnx", str(root / "model.onnx")],
-    ):
-        args = script.get_args_parser().parse_args([*argv, *place, "--compile"])
-        with pytest.raises(ValueError, match="--compile is for checkpoints; .*model.onnx is run by onnxruntime"):
-            script.main(args)
+    args = script.get_args_parser().parse_args(["--onnx", str(root / "model.onnx"), *place, "--compile"])
+    with pytest.raises(ValueError, match="--compile is for checkpoints; .*model.onnx is run by onnxruntime"):
+        script.main(args)
