@@ -134,10 +134,17 @@ class OnnxDetector:
 
 def model_inputs(pictures: list[Path], config: FCOSConfig) -> list[Tensor]:
     """Each readable picture as the model of ``config`` sees it, one at a time: ``[1, 3, H, W]``, resized,
-    normalised and padded to multiples of 32 (calibration pictures for :func:`quantize_int8`)."""
+    normalised and padded to multiples of 32 (calibration pictures for :func:`quantize_int8`). A ``ValueError``
+    naming the pictures when none can be read."""
     dataset = PictureDataset(pictures, config.resize_size, config.normalization)
-    images = (collate_pictures([dataset[i]])[0] for i in range(len(dataset)))
-    return [image for image in images if image is not None]
+    images, unreadable = [], []
+    for i in range(len(dataset)):
+        image, _, failed = collate_pictures([dataset[i]])
+        images += [] if image is None else [image]
+        unreadable += [f"{target['path']} ({target['error']})" for target in failed]
+    if not images:
+        raise ValueError(f"no readable picture: {', '.join(unreadable)}")
+    return images
 
 
 def quantize_int8(path: str | Path, output: str | Path, calibration: list[Tensor]) -> Path:
