@@ -36,9 +36,7 @@ from engine.flags import (
     threshold_spec,
 )
 from engine.inference import compile_network, place
-from engine.thresholds import deploy_thresholds, read_thresholds
-
-DEFAULT_THRESHOLD = 0.3
+from engine.thresholds import FALLBACK_THRESHOLD, deploy_thresholds, read_thresholds
 
 
 def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
@@ -57,7 +55,7 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     parser.add_argument(
         "--score-threshold",
         type=threshold_spec,
-        default=DEFAULT_THRESHOLD,
+        default=FALLBACK_THRESHOLD,
         help="keep detections scoring at least this; auto: each class's best-F1 threshold, from "
         "--thresholds or the checkpoint's final evaluation",
     )
@@ -133,7 +131,7 @@ def choose_threshold(
     missing = [name for name in classes if name not in points]
     if missing:
         raise ValueError(f"the thresholds lack the classes {missing} of this model")
-    return deploy_thresholds(points, classes, DEFAULT_THRESHOLD)
+    return deploy_thresholds(points, classes, FALLBACK_THRESHOLD)
 
 
 if __name__ == "__main__":

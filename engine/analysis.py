@@ -23,7 +23,7 @@ from dataset.drawing import class_colour, label_box
 
 from .metrics import Detection, match_detections
 from .plots import new_figure, save_figure
-from .thresholds import PRECISION_TARGETS, curve, deploy_thresholds, operating_points
+from .thresholds import FALLBACK_THRESHOLD, PRECISION_TARGETS, curve, deploy_thresholds, operating_points
 
 ERROR_FIELDS = ("image_id", "kind", "category", "x1", "y1", "x2", "y2", "score", "best_iou", "cause")
 
@@ -353,7 +353,11 @@ def analyse(
     points = operating_points(result)
     (out_dir / "thresholds.json").write_text(json.dumps(points, indent=2))
     write_curves(result, out_dir)
-    threshold = deploy_thresholds(points, tuple(classes), 0.5) if score_threshold == "auto" else float(score_threshold)
+    threshold = (
+        deploy_thresholds(points, tuple(classes), FALLBACK_THRESHOLD)
+        if score_threshold == "auto"
+        else float(score_threshold)
+    )
     shown = kept(detections, classes, threshold)
     write_confusion(confusion_matrix(shown, ground_truth, classes, iou_threshold), classes, out_dir)
     errors = error_list(shown, ground_truth, classes, iou_threshold)

@@ -52,12 +52,39 @@ def voc_ap(recall: np.ndarray, precision: np.ndarray, use_07_metric: bool = Fals
     return float(np.sum((mrec[change + 1] - mrec[change]) * mpre[change + 1]))
 
 
+def _by_class_and_score(
+    detections: Iterable[Detection], ground_truth: GroundTruth, classes: Sequence[str]
+) -> tuple[np.ndarray, ...]:
+    """Detections as arrays sorted by class, then descending score (stable, so ties keep the input order):
+    ``order [D]`` (input index of each row), ``image [D]`` (index in ``ground_truth``'s order), ``label [D]``
+    (0-based class), ``boxes [D,4]`` and ``scores [D]``.
+
+    Raises ``ValueError`` for a detection whose image is not in ``ground_truth`` or whose category is not in
+    ``classes``.
+    """
+    classes = tuple(classes)
+    class_index = {name: i for i, name in enumerate(classes)}
+    image_index = {image_id: i for i, image_id in enumerate(ground_truth)}
+    detections = list(detections)
+    try:
+        image = np.array([image_index[d["image_id"]] for d in detections], dtype=np.int64)
+    except KeyError as err:
+        raise ValueError(f"detection for image {err.args[0]!r}, which is not in the ground truth") from None
+    try:
+        label = np.array([class_index[d["category"]] for d in detections], dtype=np.int64)
+    except KeyError as err:
+        raise ValueError(f"detection of category {err.args[0]!r}, which is not one of {classes}") from None
+    scores = np.array([d["score"] for d in detections], dtype=np.float64)
+    boxes = np.array([d["bbox"] for d in detections], dtype=np.float64).reshape(-1, 4)
+    order = np.lexsort((-scores, label))  # lexsort is stable
+    return order, image[order], label[order], boxes[order], scores[order]
+
+
 def _match(
     det_image: np.ndarray,
     det_class: np.ndarray,
     det_boxes: np.ndarray,
     ground_truth: GroundTruth,
-    image_index: dict[str, int],
     num_classes: int,
     iou_threshold: float,
 ) -> tuple[np.ndarray, ...]:
@@ -75,7 +102,7 @@ def _match(
     gt_labels = [g["labels"] for g in ground_truth.values()]
     gt_difficult = [g["difficult"] for g in ground_truth.values()]
     counts = np.array([len(b) for b in gt_labels], dtype=np.int64)
-    gt_image = np.repeat(np.array([image_index[i] for i in ground_truth], dtype=np.int64), counts)
+    gt_image = np.repeat(np.arange(len(ground_truth), dtype=np.int64), counts)
     boxes = np.concatenate(gt_boxes).astype(np.float64).reshape(-1, 4) if len(gt_boxes) else np.zeros((0, 4))
     labels = np.concatenate(gt_labels).astype(np.int64) if len(gt_labels) else np.zeros(0, np.int64)
     difficult = np.concatenate(gt_difficult).astype(bool) if len(gt_difficult) else np.zeros(0, bool)
@@ -147,23 +174,8 @@ def evaluate_detections(
     if metric not in METRICS:
         raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
     classes = tuple(classes)
-    class_index = {name: i for i, name in enumerate(classes)}
-    image_index = {image_id: i for i, image_id in enumerate(ground_truth)}
-    detections = list(detections)
-    try:
-        det_image = np.array([image_index[d["image_id"]] for d in detections], dtype=np.int64)
-    except KeyError as err:
-        raise ValueError(f"detection for image {err.args[0]!r}, which is not in the ground truth") from None
-    try:
-        det_class = np.array([class_index[d["category"]] for d in detections], dtype=np.int64)
-    except KeyError as err:
-        raise ValueError(f"detection of category {err.args[0]!r}, which is not one of {classes}") from None
-    det_score = np.array([d["score"] for d in detections], dtype=np.float64)
-    det_boxes = np.array([d["bbox"] for d in detections], dtype=np.float64).reshape(-1, 4)
-
-    order = np.lexsort((-det_score, det_class))  # by class, then descending score; lexsort is stable
-    det_image, det_class, det_boxes, det_score = det_image[order], det_class[order], det_boxes[order], det_score[order]
-    tp, fp, _, _ = _match(det_image, det_class, det_boxes, ground_truth, image_index, len(classes), iou_threshold)
+    _, det_image, det_class, det_boxes, det_score = _by_class_and_score(detections, ground_truth, classes)
+    tp, fp, _, _ = _match(det_image, det_class, det_boxes, ground_truth, len(classes), iou_threshold)
 
     num_gt = np.zeros(len(classes), dtype=np.int64)
     for g in ground_truth.values():
@@ -198,16 +210,8 @@ def match_detections(
     """How each detection fares under the VOC rules, in the input's order: ``tp``, ``fp`` [D] bools (both False
     when ignored on a difficult object), ``gt`` [D] (index of the best same-class ground truth in
     ``ground_truth``'s order of pictures and objects, -1 for none) and ``iou`` [D] (its IoU, 0 for none)."""
-    class_index = {name: i for i, name in enumerate(classes)}
-    image_index = {image_id: i for i, image_id in enumerate(ground_truth)}
-    det_image = np.array([image_index[d["image_id"]] for d in detections], dtype=np.int64)
-    det_class = np.array([class_index[d["category"]] for d in detections], dtype=np.int64)
-    det_score = np.array([d["score"] for d in detections], dtype=np.float64)
-    det_boxes = np.array([d["bbox"] for d in detections], dtype=np.float64).reshape(-1, 4)
-    order = np.lexsort((-det_score, det_class))
-    tp, fp, gt, iou = _match(
-        det_image[order], det_class[order], det_boxes[order], ground_truth, image_index, len(classes), iou_threshold
-    )
+    order, det_image, det_class, det_boxes, _ = _by_class_and_score(detections, ground_truth, classes)
+    tp, fp, gt, iou = _match(det_image, det_class, det_boxes, ground_truth, len(classes), iou_threshold)
     result = {"tp": tp, "fp": fp, "gt": gt, "iou": np.maximum(iou, 0.0)}
     back = np.empty_like(order)
     back[order] = np.arange(len(order))

@@ -16,6 +16,13 @@ import numpy as np
 
 PRECISION_TARGETS = (0.90, 0.95)
 
+# The score threshold to deploy with where none was measured: detect.py's default, and the threshold of a class
+# without a best-F1 point (no ground truth or no detection in the split evaluated), so that such a class is
+# deployed as a model without measured thresholds is. Not the config's score_threshold (0.05): that is the
+# evaluation's floor, low so that AP sees the whole precision-recall curve, and deployed it fills a picture
+# with false alarms.
+FALLBACK_THRESHOLD = 0.3
+
 
 def curve(result: dict[str, Any], name: str) -> dict[str, np.ndarray]:
     """Class ``name``'s ``threshold``, ``precision``, ``recall`` and ``f1`` at every distinct score (descending)."""
@@ -54,7 +61,8 @@ def operating_points(result: dict[str, Any]) -> dict[str, dict[str, dict[str, fl
 
 
 def deploy_thresholds(points: dict[str, Any], classes: tuple[str, ...], fallback: float) -> list[float]:
-    """The best-F1 threshold of each class in ``classes`` order, ``fallback`` where a class has none."""
+    """The best-F1 threshold of each class in ``classes`` order, ``fallback`` (:data:`FALLBACK_THRESHOLD` when
+    deploying) where a class has none."""
     chosen = []
     for name in classes:
         threshold = points.get(name, {}).get("best_f1", {}).get("threshold")

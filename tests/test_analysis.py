@@ -11,7 +11,7 @@ import eval_voc
 from dataset.synthetic import generate
 from engine.analysis import confusion_matrix, error_list, kept
 from engine.metrics import evaluate_detections
-from engine.thresholds import curve, deploy_thresholds, operating_points
+from engine.thresholds import FALLBACK_THRESHOLD, curve, deploy_thresholds, operating_points
 
 CLASSES = ("nail", "clip_B", "clip_Y", "L_stick")
 
@@ -169,6 +169,24 @@ def test_eval_analysis_writes_everything_and_detect_uses_its_thresholds(tmp_path
         ["--score-threshold", "auto", "--thresholds", str(out / "thresholds.json")]
     )
     chosen = detect.choose_threshold(args, None, CLASSES)
-    assert chosen == deploy_thresholds(result["analysis"]["points"], CLASSES, detect.DEFAULT_THRESHOLD)
+    assert chosen == deploy_thresholds(result["analysis"]["points"], CLASSES, FALLBACK_THRESHOLD)
     with pytest.raises(ValueError, match="needs per-class thresholds"):
         detect.choose_threshold(detect.get_args_parser().parse_args(["--score-threshold", "auto"]), None, CLASSES)
+
+
+def test_a_class_without_a_best_f1_point_counts_at_the_fallback_threshold(tmp_path):
+    """``--analysis`` with ``auto``: a class the split has no object of is shown at FALLBACK_THRESHOLD, the
+    threshold detect.py deploys it at, so its confident false alarms are listed."""
+    root = tmp_path / "data"
+    generate(root, {"val": 2}, seed=2, size=(120, 200))
+    classes = (*CLASSES, "bolt")  # no bolt in the pictures
+    detections = [det("val_00000", "bolt", FALLBACK_THRESHOLD + 0.05, [1, 1, 20, 20])]
+    (tmp_path / "dets.json").write_text(json.dumps(detections))
+    argv = ["--detections", str(tmp_path / "dets.json"), "--data-root", str(root), "--split", "val"]
+    argv += ["--classes", ",".join(classes), "--analysis", str(tmp_path / "analysis")]
+    result = eval_voc.main(eval_voc.get_args_parser().parse_args(argv))
+    assert result["analysis"]["threshold"] == [FALLBACK_THRESHOLD] * len(classes)
+    assert [(e["kind"], e["category"]) for e in result["analysis"]["errors"] if e["kind"] == "false_alarm"] == [
+        ("false_alarm", "bolt")
+    ]
+    assert detect.get_args_parser().parse_args([]).score_threshold == FALLBACK_THRESHOLD

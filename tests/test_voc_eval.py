@@ -7,7 +7,14 @@ import numpy as np
 import pytest
 
 from dataset import load_ground_truth
-from engine.metrics import coco_metrics, evaluate_detections, format_results, validate_detections, voc_ap
+from engine.metrics import (
+    coco_metrics,
+    evaluate_detections,
+    format_results,
+    match_detections,
+    validate_detections,
+    voc_ap,
+)
 from engine.plots import plot_pr_curves
 
 
@@ -107,11 +114,15 @@ def test_no_detections_gives_zero_ap():
     assert result["ap"] == {"a": 0.0} and result["map"] == 0.0
 
 
-def test_unknown_image_or_category_raises():
-    with pytest.raises(ValueError, match="'Z'"):
-        evaluate_detections([det("Z", "a", 0.5, [0, 0, 1, 1])], HAND_GT, ["a"])
-    with pytest.raises(ValueError, match="'q'"):
-        evaluate_detections([det("A", "q", 0.5, [0, 0, 1, 1])], HAND_GT, ["a"])
+@pytest.mark.parametrize("score", [evaluate_detections, match_detections])
+def test_unknown_image_or_category_raises(score):
+    with pytest.raises(ValueError, match="image 'Z', which is not in the ground truth"):
+        score([det("Z", "a", 0.5, [0, 0, 1, 1])], HAND_GT, ["a"])
+    with pytest.raises(ValueError, match="category 'q', which is not one of"):
+        score([det("A", "q", 0.5, [0, 0, 1, 1])], HAND_GT, ["a"])
+
+
+def test_unknown_metric_raises():
     with pytest.raises(ValueError, match="metric"):
         evaluate_detections([], HAND_GT, ["a"], metric="coco")
 
