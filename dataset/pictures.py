@@ -11,7 +11,7 @@ import cv2
 import torch
 from torch.utils.data import Dataset
 
-from dataset.decoding import load_resized
+from dataset.decoding import load_resized, read_picture
 from dataset.transforms import normalize_pad
 from dataset.voc_dataset import collate_fn
 
@@ -46,7 +46,9 @@ class PictureDataset(Dataset):
         target: "path", "image_id" (the stem), "orig_size" (H0, W0), "scale" float32 [2] (new_w / W0, new_h / H0)
             and "offset" zeros [2] (what ``boxes_to_original`` reads), "picture" uint8 [H0, W0, 3] BGR (the
             original, to draw on); for a file that cannot be read only "path" and "error".
-    Grayscale pictures become three equal channels and an alpha channel is dropped.
+    Pictures are read upright, as viewers show them (their EXIF orientation applied), and the boxes found are
+    in that frame. Grayscale pictures become three equal channels and an alpha channel is dropped. A file that
+    is too large to decode safely cannot be read; a truncated one is read as far as it goes, with a warning.
     """
 
     def __init__(self, paths: Sequence[Path], resize_size: Sequence[int], normalization: str = "imagenet") -> None:
@@ -60,11 +62,9 @@ class PictureDataset(Dataset):
     def __getitem__(self, index: int) -> tuple[torch.Tensor | None, dict[str, Any]]:
         path = self.paths[index]
         try:
-            original = cv2.imread(str(path), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
-            if original is None:
-                raise ValueError(f"{path}: cannot decode image")
+            original = read_picture(path)
             picture, (h0, w0) = load_resized(path, self.resize_size, decoded=original)
-        except (OSError, ValueError, cv2.error) as err:
+        except (OSError, ValueError) as err:
             return None, {"path": path, "error": str(err).removeprefix(f"{path}: ").strip()}
         height, width = picture.shape[:2]
         return normalize_pad(picture, normalization=self.normalization), {
@@ -73,7 +73,7 @@ class PictureDataset(Dataset):
             "orig_size": (h0, w0),
             "scale": torch.tensor([width / w0, height / h0], dtype=torch.float32),
             "offset": torch.zeros(2, dtype=torch.float32),
-            "picture": torch.from_numpy(original),
+            "picture": torch.from_numpy(cv2.cvtColor(original, cv2.COLOR_RGB2BGR)),
         }
 
 

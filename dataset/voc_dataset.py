@@ -22,7 +22,7 @@ from dataset.annotations import (
     resolve_classes,
     xml_to_pixels,
 )
-from dataset.decoding import load_resized, picture_size
+from dataset.decoding import PictureHeader, load_resized, read_header
 from dataset.paste import ObjectBank, cut_out
 from dataset.transforms import DEFAULT_AUGMENT, build_augmentation, build_noise, normalize_pad, random_crop
 
@@ -58,6 +58,11 @@ class VOCDataset(Dataset):
     Annotations are parsed and picture headers read when the data set is built, so missing or
     unreadable files and bad annotations are reported before training starts; :meth:`ground_truth`
     gives the parsed annotations to the metric, so they are read once.
+
+    Each picture is read in the frame its XML's <size> names (``upright``, a bool a picture): upright, as
+    viewers show it (:mod:`dataset.decoding`), when the size is the upright one or the XML gives none; as
+    its pixels are stored when the size is the stored one and the picture is stored on its side. The
+    boxes, the ground truth and the detections all stay in that frame.
     """
 
     def __init__(
@@ -90,15 +95,25 @@ class VOCDataset(Dataset):
         self.paste = train and "paste" in augment
         self._bank: ObjectBank | None = None
         self.ids = read_split(self.root, split)
-        sizes = [picture_size(self.image_path(i)) for i in self.ids]
-        self.annotations = read_annotations(self.root, self.ids, self._classes, sizes)
-        for image_id, size, ann in zip(self.ids, sizes, self.annotations):
-            if (ann["width"], ann["height"]) != size:
-                raise ValueError(
-                    f"{annotation_path(self.root, image_id)}: <size> says {ann['width']}x"
-                    f"{ann['height']} but {self.image_path(image_id)} is {size[0]}x{size[1]}"
-                )
+        headers = [read_header(self.image_path(i)) for i in self.ids]
+        self.annotations = read_annotations(self.root, self.ids, self._classes, [h.upright for h in headers])
+        self.upright = [
+            self._drawn_upright(image_id, header, (ann["width"], ann["height"]))
+            for image_id, header, ann in zip(self.ids, headers, self.annotations)
+        ]
         self._pictures: dict[int, tuple[np.ndarray, tuple[int, int]]] = {}
+
+    def _drawn_upright(self, image_id: str, header: PictureHeader, size: tuple[int, int]) -> bool:
+        """Whether the boxes of ``image_id``, whose XML says its picture is ``size`` (W, H), were drawn on the
+        upright view of the picture (else on its pixels as stored); upright when both frames fit."""
+        if size in (header.upright, header.stored):
+            return size == header.upright
+        (w, h), (uw, uh) = header.stored, header.upright
+        upright = f" ({uw}x{uh} upright)" if header.upright != header.stored else ""
+        raise ValueError(
+            f"{annotation_path(self.root, image_id)}: <size> says {size[0]}x{size[1]} but "
+            f"{self.image_path(image_id)} is {w}x{h}{upright}"
+        )
 
     @property
     def classes(self) -> tuple[str, ...]:
@@ -118,7 +133,7 @@ class VOCDataset(Dataset):
         """Resized uint8 RGB picture [h, w, 3] and the original (H0, W0), from the cache if kept."""
         if index in self._pictures:
             return self._pictures[index]
-        item = load_resized(self.image_path(self.ids[index]), self.resize_size)
+        item = load_resized(self.image_path(self.ids[index]), self.resize_size, upright=self.upright[index])
         if self.cache:
             self._pictures[index] = item
         return item
