@@ -149,17 +149,16 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
     if args.plot:
         print(f"{len(plot_pr_curves(result, args.plot))} precision-recall curves written to {args.plot}")
     if args.analysis:
-        images = Path(args.data_root) / "JPEGImages"
         result["analysis"] = analyse(
             result,
             detections,
-            ground_truth,
-            classes,
-            Path(args.analysis),
-            images,
-            args.score_threshold,
-            args.iou,
-            args.worst,
+            ground_truth=ground_truth,
+            classes=classes,
+            out_dir=Path(args.analysis),
+            images_dir=Path(args.data_root) / "JPEGImages",
+            score_threshold=args.score_threshold,
+            iou_threshold=args.iou,
+            worst=args.worst,
         )
     return result
 

@@ -84,6 +84,7 @@ def _match(
     det_image: np.ndarray,
     det_class: np.ndarray,
     det_boxes: np.ndarray,
+    *,
     ground_truth: GroundTruth,
     num_classes: int,
     iou_threshold: float,
@@ -175,7 +176,14 @@ def evaluate_detections(
         raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
     classes = tuple(classes)
     _, det_image, det_class, det_boxes, det_score = _by_class_and_score(detections, ground_truth, classes)
-    tp, fp, _, _ = _match(det_image, det_class, det_boxes, ground_truth, len(classes), iou_threshold)
+    tp, fp, _, _ = _match(
+        det_image,
+        det_class,
+        det_boxes,
+        ground_truth=ground_truth,
+        num_classes=len(classes),
+        iou_threshold=iou_threshold,
+    )
 
     num_gt = np.zeros(len(classes), dtype=np.int64)
     for g in ground_truth.values():
@@ -211,7 +219,14 @@ def match_detections(
     when ignored on a difficult object), ``gt`` [D] (index of the best same-class ground truth in
     ``ground_truth``'s order of pictures and objects, -1 for none) and ``iou`` [D] (its IoU, 0 for none)."""
     order, det_image, det_class, det_boxes, _ = _by_class_and_score(detections, ground_truth, classes)
-    tp, fp, gt, iou = _match(det_image, det_class, det_boxes, ground_truth, len(classes), iou_threshold)
+    tp, fp, gt, iou = _match(
+        det_image,
+        det_class,
+        det_boxes,
+        ground_truth=ground_truth,
+        num_classes=len(classes),
+        iou_threshold=iou_threshold,
+    )
     result = {"tp": tp, "fp": fp, "gt": gt, "iou": np.maximum(iou, 0.0)}
     back = np.empty_like(order)
     back[order] = np.arange(len(order))

@@ -9,7 +9,8 @@ import pytest
 import detect
 import eval_voc
 from dataset.synthetic import generate
-from engine.analysis import confusion_matrix, error_list, kept
+from engine import analysis_pictures
+from engine.analysis import confusion_matrix, error_list, reaching_threshold
 from engine.metrics import evaluate_detections
 from engine.thresholds import FALLBACK_THRESHOLD, curve, deploy_thresholds, operating_points
 
@@ -76,7 +77,7 @@ def test_confusion_matrix_by_hand():
         det("a", "L_stick", 0.7, [500, 500, 540, 540]),  # nothing there
         det("b", "clip_Y", 0.2, [10, 10, 40, 40]),
     ]  # below the threshold below: the clip_Y is missed
-    matrix = confusion_matrix(kept(detections, CLASSES, 0.5), ground_truth, CLASSES)
+    matrix = confusion_matrix(detections, ground_truth, CLASSES, score_threshold=0.5)
     expected = np.zeros((5, 5), dtype=np.int64)
     expected[0, 0] = 1  # nail -> nail
     expected[1, 2] = 1  # clip_B -> clip_Y
@@ -85,8 +86,8 @@ def test_confusion_matrix_by_hand():
     expected[4, 0] = 1  # duplicate nail
     expected[4, 3] = 1  # L_stick on background
     np.testing.assert_array_equal(matrix, expected)
-    per_class = kept(detections, CLASSES, [0.95, 0.5, 0.1, 0.5])  # nail's 0.95 drops both nails, clip_Y's 0.1 keeps b's
-    assert [d["category"] for d in per_class] == ["clip_Y", "L_stick", "clip_Y"]
+    per_class = reaching_threshold(detections, CLASSES, [0.95, 0.5, 0.1, 0.5])  # nail's 0.95 drops both nails,
+    assert per_class == [2, 3, 4]  # clip_Y's 0.1 keeps b's
 
 
 def test_error_list_names_each_miss_and_false_alarm_with_its_cause():
@@ -190,3 +191,34 @@ def test_a_class_without_a_best_f1_point_counts_at_the_fallback_threshold(tmp_pa
         ("false_alarm", "bolt")
     ]
     assert detect.get_args_parser().parse_args([]).score_threshold == FALLBACK_THRESHOLD
+
+
+def test_error_pictures_mark_the_false_alarm_by_its_index_not_its_rounded_corner(tmp_path, monkeypatch):
+    """A duplicate 0.02 pixels off the found detection: same corner at 0.1 pixel, yet only it is FP, and
+    errors.csv names it by its place in the detections file."""
+    root = tmp_path / "data"
+    generate(root, {"val": 1}, seed=2, size=(120, 200))
+    from dataset import load_ground_truth
+
+    truth = load_ground_truth(root, "val", CLASSES)["val_00000"]
+    box, name = truth["boxes"][0].tolist(), CLASSES[truth["labels"][0] - 1]
+    detections = [
+        det("val_00000", CLASSES[label - 1], 0.9, b.tolist()) for b, label in zip(truth["boxes"], truth["labels"])
+    ]
+    detections.append(det("val_00000", name, 0.8, [box[0] + 0.02, box[1] + 0.02, box[2], box[3]]))
+    (tmp_path / "dets.json").write_text(json.dumps(detections))
+    labels = []
+    monkeypatch.setattr(analysis_pictures, "label_box", lambda picture, text, *rest, **kw: labels.append(text))
+    argv = ["--detections", str(tmp_path / "dets.json"), "--data-root", str(root), "--split", "val"]
+    eval_voc.main(
+        eval_voc.get_args_parser().parse_args([*argv, "--analysis", str(tmp_path / "a"), "--score-threshold", "0.5"])
+    )
+    errors = list(csv.DictReader(open(tmp_path / "a" / "errors.csv")))
+    assert [(e["kind"], e["cause"], e["detection_index"], e["object_index"]) for e in errors] == [
+        ("false_alarm", "duplicate", str(len(detections) - 1), "")
+    ]
+    assert (
+        labels.count(f"FP {name} 0.80") == 1
+        and f"{name} 0.90" in labels
+        and not any(t.startswith("MISS") for t in labels)
+    )
