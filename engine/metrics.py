@@ -238,8 +238,8 @@ def validate_detections(
 ) -> None:
     """Check ``detections`` against the contract; raise ``ValueError`` naming ``source`` and the entry.
 
-    Each entry must be a dict with ``image_id`` (one of ``ground_truth_ids``), ``category`` (one of
-    ``classes``), a finite number ``score`` and ``bbox``: 4 finite numbers with x2 >= x1 and y2 >= y1.
+    Each entry must be a dict with ``image_id`` (a string, one of ``ground_truth_ids``), ``category`` (a string,
+    one of ``classes``), a finite number ``score`` and ``bbox``: 4 finite numbers with x2 >= x1 and y2 >= y1.
     """
     if not isinstance(detections, list):
         raise ValueError(f"{source}: expected a JSON list of detections, got {type(detections).__name__}")
@@ -264,6 +264,9 @@ def validate_detections(
             raise ValueError(f"{where}: bbox must be 4 finite numbers [x1, y1, x2, y2], got {bbox!r}")
         if bbox[2] < bbox[0] or bbox[3] < bbox[1]:
             raise ValueError(f"{where}: bbox {bbox!r} has x2 < x1 or y2 < y1")
+        for key in ("image_id", "category"):
+            if not isinstance(det[key], str):
+                raise ValueError(f"{where}: {key} must be a string, got {det[key]!r}")
         if det["image_id"] not in ids:
             raise ValueError(f"{where}: image {det['image_id']!r} is not in the split")
         if det["category"] not in names:
@@ -363,7 +366,7 @@ def load_detections(path: str | Path, ground_truth_ids: Iterable[str], classes: 
     if not path.is_file():
         raise FileNotFoundError(f"{path}: detections file not found")
     try:
-        detections = json.loads(path.read_text(encoding="utf-8"))
+        detections = json.loads(path.read_text(encoding="utf-8-sig"))  # Windows tools often write a BOM
     except UnicodeDecodeError:
         raise ValueError(f"{path}: not a JSON text file (binary content)") from None
     except json.JSONDecodeError as err:

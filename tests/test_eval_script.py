@@ -121,6 +121,8 @@ def test_coco_and_plot(voc, capsys, tmp_path):
         (json.dumps([{"image_id": "x1", "category": "nail", "score": 0.5, "bbox": [1, 1, 5]}]), "bbox must be 4"),
         (json.dumps(DETECTIONS + [dict(DETECTIONS[0], image_id="x9")]), "detection 5: image 'x9' is not in the split"),
         (json.dumps([dict(DETECTIONS[0], category="bolt")]), "category 'bolt' is not one of"),
+        (json.dumps([dict(DETECTIONS[0], image_id=["x1"])]), "detection 0: image_id must be a string, got ['x1']"),
+        (json.dumps([dict(DETECTIONS[0], category={"name": "nail"})]), "detection 0: category must be a string, got"),
     ],
 )
 def test_clear_errors(voc, content, message):
@@ -130,6 +132,14 @@ def test_clear_errors(voc, content, message):
         run(["--detections", str(dets), "--data-root", str(root)])
     assert str(err.value).startswith(f"{dets}: ")
     assert message in str(err.value)
+
+
+def test_a_detections_file_with_a_byte_order_mark_scores_as_without(voc, capsys):
+    """Many Windows tools start UTF-8 text with a byte-order mark."""
+    root, dets = voc
+    dets.write_text(json.dumps(DETECTIONS), encoding="utf-8-sig")
+    result = run(["--detections", str(dets), "--data-root", str(root), "--split", "val"])
+    assert capsys.readouterr().out.splitlines()[:7] == EXPECTED and result["map"] == pytest.approx(0.5)
 
 
 def test_missing_files_and_flag_misuse(voc, tmp_path):
