@@ -14,7 +14,10 @@ with activation ranges measured on those pictures (a few dozen like the ones it 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import errno
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -57,7 +60,7 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
     detector, checkpoint = load_detector(args.checkpoint)
     checked = pictures_for("--check", args.check, detector.config) if args.check else []
     calibration = pictures_for("--int8", args.int8, detector.config) if args.int8 else []
-    with tempfile.TemporaryDirectory(dir=output.parent if str(output.parent) else ".") as tmp:
+    with full_disk_named(output), tempfile.TemporaryDirectory(dir=output.parent if str(output.parent) else ".") as tmp:
         path = export_onnx(detector, Path(tmp) / output.name, args.opset, checkpoint.get("thresholds"))
         worst = compare(detector, path, checked) if checked else None
         int8 = None
@@ -74,6 +77,18 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
             f"{worst['scores']:.2e} in scores, {worst['boxes']:.2e} px in boxes"
         )
     return {"output": output, "int8": int8, "difference": worst}
+
+
+@contextlib.contextmanager
+def full_disk_named(output: Path) -> Iterator[None]:
+    """A full disk reported with ``output``'s name: the write that fails is to a temporary file, and Python's
+    error for it names no file at all."""
+    try:
+        yield
+    except OSError as err:
+        if err.errno != errno.ENOSPC:
+            raise
+        raise OSError(errno.ENOSPC, err.strerror, str(output)) from None
 
 
 def pictures_for(flag: str, spec: str, config: FCOSConfig) -> list[torch.Tensor]:

@@ -1,5 +1,6 @@
 """ONNX export: dynamic sizes, the same detections as PyTorch, self-describing metadata, clear errors."""
 
+import errno
 import json
 from collections import defaultdict
 from pathlib import Path
@@ -182,6 +183,25 @@ def test_unreadable_pictures_are_named_before_the_export(exported, tmp_path, mon
     assert err.value.code == 2 and printed.startswith(f"export_onnx.py: error: {flag} {tmp_path / 'pictures'}: ")
     assert "broken.jpg" in printed and "empty.png" in printed and "\n" not in printed
     assert list(tmp_path.iterdir()) == [tmp_path / "pictures"]
+
+
+def test_a_full_disk_names_the_output(exported, tmp_path, monkeypatch, capsys):
+    """The export writes to a temporary file, with onnx.save, whose error on a full disk names no file."""
+    _, root = exported
+
+    def export_onnx_(detector, path, *args, **kwargs):
+        with open(path, "wb") as f:
+            f.write(b"partial")
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(export_onnx, "export_onnx", export_onnx_)
+    monkeypatch.delenv("FCOS_DEBUG", raising=False)
+    argv = ["--checkpoint", str(root / "model.pth"), "--output", str(tmp_path / "m.onnx"), "--check", ""]
+    with pytest.raises(SystemExit) as err:
+        cli.run(export_onnx.main, export_onnx.get_args_parser().parse_args(argv), "export_onnx.py")
+    printed = capsys.readouterr().err.strip()
+    assert err.value.code == 2 and printed == f"export_onnx.py: error: {tmp_path / 'm.onnx'}: no space left on the disk"
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_int8_export_quantises_the_convolutions_only_and_keeps_the_metadata(exported, tmp_path, monkeypatch):
