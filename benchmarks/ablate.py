@@ -4,7 +4,7 @@
     python -m benchmarks.ablate --data-root DIR --only baseline,photo,ema --seeds 0 1 2
     python -m benchmarks.ablate --out runs/ablate --table          # the table of what has run so far
 
-Every run is ``train_voc.py --preset <preset> --steps N --seed S`` plus the variant's flags (run in this
+Every run is ``train_voc.py --preset <preset> --steps N --seed S`` with the variant's change (run in this
 process, its output in ``<out>/<variant>/seed<S>.log``), into
 ``<out>/<variant>/seed<S>/`` (its ``results.json`` holds mAP, per-class AP, steps and minutes). A run whose
 results exist is not run again, so an interrupted sweep continues where it stopped. Variants that only
@@ -21,56 +21,58 @@ import json
 import statistics
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import eval_voc
 import train_voc
+from engine.recipes import PRESETS
 
-# name -> (train flags, eval-only flags); one change each against the preset
-VARIANTS: dict[str, tuple[list[str], list[str]]] = {
-    "baseline": ([], []),
-    "color": (["--augment", "flip,color"], []),
-    "photo": (["--augment", "flip,photo"], []),
-    "blur-noise": (["--augment", "flip,blur,noise"], []),
-    "rotate": (["--augment", "flip,rotate"], []),
-    "paste": (["--augment", "flip,paste"], []),
-    "no-paste": (["--augment", "flip"], []),
-    "scale-jitter": (["--scale-jitter", "1.25"], []),
-    "resize-922": (["--resize", "922x1640"], []),
-    "resize-1440": (["--resize", "1440x2560"], []),
+# name -> (the change to the training config, eval_voc.py flags that only change the scoring); one change each
+VARIANTS: dict[str, tuple[dict[str, Any], list[str]]] = {
+    "baseline": ({}, []),
+    "color": ({"augment": ("flip", "color")}, []),
+    "photo": ({"augment": ("flip", "photo")}, []),
+    "blur-noise": ({"augment": ("flip", "blur", "noise")}, []),
+    "rotate": ({"augment": ("flip", "rotate")}, []),
+    "paste": ({"augment": ("flip", "paste")}, []),
+    "no-paste": ({"augment": ("flip",)}, []),
+    "scale-jitter": ({"scale_jitter": 1.25}, []),
+    "resize-922": ({"resize": (922, 1640)}, []),
+    "resize-1440": ({"resize": (1440, 2560)}, []),
     # the full pictures with every size range doubled: objects stay on the levels they have at 720x1280
-    "resize-1440-ranges": (["--resize", "1440x2560", "--size-ranges", "128", "256", "512", "1024"], []),
-    "crop-256": (["--crop", "256x256"], []),
-    "crop-448": (["--crop", "448x448"], []),
-    "background": (["--background-crops", "0.2"], []),
-    "ema": (["--ema"], []),
-    "no-tta": ([], ["--no-tta"]),
-    "resnet34": (["--backbone", "resnet34"], []),
-    "fpn-64": (["--fpn-channels", "64"], []),
-    "fpn-256": (["--fpn-channels", "256"], []),
+    "resize-1440-ranges": ({"resize": (1440, 2560), "size_ranges": (128.0, 256.0, 512.0, 1024.0)}, []),
+    "crop-256": ({"crop": (256, 256)}, []),
+    "crop-448": ({"crop": (448, 448)}, []),
+    "background": ({"background_crops": 0.2}, []),
+    "ema": ({"ema": True}, []),
+    "no-tta": ({}, ["--no-tta"]),
+    "resnet34": ({"backbone": "resnet34"}, []),
+    "fpn-64": ({"fpn_channels": 64}, []),
+    "fpn-256": ({"fpn_channels": 256}, []),
     # against the pretrained recipe (fod-cpu)
-    "lr-0.005": (["--lr", "0.005"], []),
-    "lr-0.02": (["--lr", "0.02"], []),
-    "lite0": (["--backbone", "efficientnet_lite0"], []),
-    "lite1": (["--backbone", "efficientnet_lite1"], []),
-    "lite2": (["--backbone", "efficientnet_lite2"], []),
-    "frozen-0": (["--frozen-stages", "0"], []),
-    "frozen-2": (["--frozen-stages", "2"], []),
-    "frozen-3": (["--frozen-stages", "3"], []),
-    "norm-imagenet": (["--normalization", "imagenet"], []),
-    "norm-tf": (["--normalization", "tf"], []),
-    "flip-color-rotate": (["--augment", "flip,color,rotate"], []),
+    "lr-0.005": ({"lr": 0.005}, []),
+    "lr-0.02": ({"lr": 0.02}, []),
+    "lite0": ({"backbone": "efficientnet_lite0"}, []),
+    "lite1": ({"backbone": "efficientnet_lite1"}, []),
+    "lite2": ({"backbone": "efficientnet_lite2"}, []),
+    "frozen-0": ({"frozen_stages": 0}, []),
+    "frozen-2": ({"frozen_stages": 2}, []),
+    "frozen-3": ({"frozen_stages": 3}, []),
+    "norm-imagenet": ({"normalization": "imagenet"}, []),
+    "norm-tf": ({"normalization": "tf"}, []),
+    "flip-color-rotate": ({"augment": ("flip", "color", "rotate")}, []),
 }
 
 
 def run_variant(name: str, seed: int, args: argparse.Namespace) -> dict | None:
     """The variant's results.json, training (or scoring the baseline's model) first when it has none."""
-    train_flags, eval_flags = VARIANTS[name]
+    changes, eval_flags = VARIANTS[name]
     out = Path(args.out) / name / f"seed{seed}"
     results = out / "results.json"
     if results.is_file():
         return json.loads(results.read_text())
     out.mkdir(parents=True, exist_ok=True)
-    if eval_flags and not train_flags:  # score the baseline's model another way
+    if eval_flags and not changes:  # score the baseline's model another way
         base = Path(args.out) / "baseline" / f"seed{seed}"
         if run_variant("baseline", seed, args) is None:
             return None
@@ -82,29 +84,19 @@ def run_variant(name: str, seed: int, args: argparse.Namespace) -> dict | None:
             json.dumps({**base_results, "map": scored["map"], "ap": scored["ap"], "eval_flags": eval_flags}, indent=2)
         )
         return json.loads(results.read_text())
-    argv = [
-        "--preset",
-        args.preset,
-        "--data-root",
-        args.data_root,
-        "--val-split",
-        args.split,
-        "--steps",
-        str(args.steps),
-        "--seed",
-        str(seed),
-        "--output-dir",
-        str(out),
-        "--save-every",
-        "0",
-        *args.extra,
-        *train_flags,
-        *eval_flags,
-    ]
-    print("train_voc.py " + " ".join(argv), flush=True)
+    config = train_voc.parse_config(["--preset", args.preset, *args.extra]).override(
+        data_root=args.data_root,
+        val_split=args.split,
+        steps=args.steps,
+        seed=seed,
+        output_dir=str(out),
+        save_every=0,
+        **changes,
+    )
+    print(f"{name} seed {seed}: {config.changes(PRESETS[args.preset])}", flush=True)
     try:
         with logged(out.parent / f"seed{seed}.log"):
-            train_voc.main(train_voc.parse_args(argv))
+            train_voc.main(config)
     except Exception as err:  # one failed run is reported and the sweep goes on
         print(f"{name} seed {seed}: {type(err).__name__}: {err}", flush=True)
     return json.loads(results.read_text()) if results.is_file() else None

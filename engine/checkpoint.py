@@ -4,8 +4,9 @@ A checkpoint is a dict of plain values and tensors (``torch.load(weights_only=Tr
 
 - ``model``: the detector's state dict; ``config``: :meth:`model.FCOSConfig.to_dict`; ``classes``; ``epoch``
 - written by training, for ``--resume``: ``optimizer``, ``scaler``, ``step``, ``state``
-  (:meth:`engine.state.TrainState.to_dict`), ``args`` (the flags of the run), and with ``--ema`` the averaged
-  weights ``ema`` and their count ``ema_updates``
+  (:meth:`engine.state.TrainState.to_dict`), ``train_config`` (the run's settings,
+  :meth:`engine.config.TrainConfig.to_dict`), and with ``--ema`` the averaged weights ``ema`` and their count
+  ``ema_updates``
 - after the final evaluation: ``thresholds``, the per-class operating points of ``detect.py --score-threshold auto``
 
 Deployment uses ``ema`` when present, else ``model``.
@@ -13,7 +14,6 @@ Deployment uses ``ema`` when present, else ``model``.
 
 from __future__ import annotations
 
-import argparse
 import os
 import pickle
 from pathlib import Path
@@ -24,6 +24,7 @@ from torch import Tensor
 
 from model import FCOSConfig, FCOSDetector
 
+from .config import TrainConfig
 from .state import TrainState
 from .train import Trainer
 
@@ -95,16 +96,12 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     return checkpoint
 
 
-def plain_args(args: argparse.Namespace) -> dict[str, Any]:
-    """The flags of a run as plain values (tuples as lists), for checkpoints and ``results.json``."""
-    return {k: list(v) if isinstance(v, tuple) else v for k, v in vars(args).items()}
-
-
 def training_checkpoint(
     model: FCOSDetector,
+    *,
     trainer: Trainer,
     state: TrainState,
-    args: argparse.Namespace,
+    config: TrainConfig,
     thresholds: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Everything ``--resume`` needs, and the weights to deploy."""
@@ -117,7 +114,7 @@ def training_checkpoint(
         "epoch": state.epoch,
         "step": state.step,
         "state": state.to_dict(),
-        "args": plain_args(args),
+        "train_config": config.to_dict(),
     }
     if trainer.ema is not None:
         checkpoint["ema"], checkpoint["ema_updates"] = trainer.ema.module.state_dict(), int(trainer.ema.n_averaged)

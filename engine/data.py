@@ -9,7 +9,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, RandomSampler
 from tqdm import tqdm
 
-from dataset.voc import VOCDataset, collate_fn
+from dataset import VOCDataset, collate_fn
 
 
 def derived_seed(*parts: int) -> int:
@@ -26,6 +26,7 @@ def seed_everything(seed: int) -> None:
 def make_train_loader(
     dataset: Dataset,
     batch_size: int,
+    *,
     workers: int,
     seed: int,
     rank: int = 0,

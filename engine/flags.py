@@ -13,12 +13,12 @@ from .memory_format import CHANNELS_LAST_CHOICES
 Flags = argparse._ActionsContainer  # a parser or one of its argument groups
 
 
-def add_device_argument(flags: Flags) -> None:
-    flags.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="cpu, cuda or cuda:N")
+def add_device_argument(flags: Flags) -> argparse.Action:
+    return flags.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="cpu, cuda or cuda:N")
 
 
-def add_amp_argument(flags: Flags) -> None:
-    flags.add_argument(
+def add_amp_argument(flags: Flags) -> argparse.Action:
+    return flags.add_argument(
         "--amp",
         nargs="?",
         const="auto",
@@ -29,8 +29,8 @@ def add_amp_argument(flags: Flags) -> None:
     )
 
 
-def add_channels_last_argument(flags: Flags) -> None:
-    flags.add_argument(
+def add_channels_last_argument(flags: Flags) -> argparse.Action:
+    return flags.add_argument(
         "--channels-last",
         nargs="?",
         const="on",
@@ -40,8 +40,8 @@ def add_channels_last_argument(flags: Flags) -> None:
     )
 
 
-def add_compile_argument(flags: Flags) -> None:
-    flags.add_argument(
+def add_compile_argument(flags: Flags) -> argparse.Action:
+    return flags.add_argument(
         "--compile",
         action=argparse.BooleanOptionalAction,
         default=False,

@@ -1,4 +1,5 @@
-"""A training run: how its parts are built from the flags, and the object that holds them through the epochs.
+"""A training run: how its parts are built from its :class:`TrainConfig`, and the object that holds them through
+the epochs.
 
 ``train_voc.py`` reads as the recipe (data, model, optimizer, resume, schedule, loop, evaluation) by calling
 the builders here; :class:`Run` holds what the loop, the checkpoints and the evaluation share.
@@ -6,7 +7,6 @@ the builders here; :class:`Run` holds what the loop, the checkpoints and the eva
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import json
 import math
@@ -18,12 +18,12 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
+from dataset import VOCDataset
 from dataset.synthetic import ensure_data_set
-from dataset.transforms import check_augment
-from dataset.voc import VOCDataset
 from model import FCOSConfig, FCOSDetector
 
-from .checkpoint import plain_args, remove_partial_checkpoints, save_checkpoint, training_checkpoint
+from .checkpoint import remove_partial_checkpoints, save_checkpoint, training_checkpoint
+from .config import TrainConfig
 from .data import cache_pictures, make_train_loader, start_epoch
 from .distributed import is_main_process
 from .inference import evaluate
@@ -51,106 +51,102 @@ def prepare_output_dir(path: Path) -> Path:
     return path
 
 
-def prepare_synthetic(args: argparse.Namespace) -> None:
-    """The demo's synthetic pictures in --data-root, unless a data set with the run's splits is already there."""
-    spec = args.synthetic
-    counts = {k: spec[k] for k in ("train", "val", "test")}
-    splits = [s for s in (args.train_split, args.val_split) if s]
-    if not ensure_data_set(args.data_root, counts, spec["seed"], splits):
-        say(f"using the data set already in {args.data_root}")
+def prepare_synthetic(config: TrainConfig) -> None:
+    """The demo's synthetic pictures in its data root, unless a data set with the run's splits is already there."""
+    spec = config.synthetic
+    counts = {"train": spec.train, "val": spec.val, "test": spec.test}
+    splits = [s for s in (config.train_split, config.val_split) if s]
+    if not ensure_data_set(config.data_root, counts, spec.seed, splits):
+        say(f"using the data set already in {config.data_root}")
 
 
 def load_data(
-    args: argparse.Namespace, classes: tuple[str, ...], normalization: str
+    config: TrainConfig, classes: tuple[str, ...], normalization: str
 ) -> tuple[VOCDataset, VOCDataset | None]:
     """The training split with its crops and augmentation (cached if asked) and the validation split, every
     file read and checked now rather than after hours of training."""
     train_set = VOCDataset(
-        args.data_root,
-        args.train_split,
+        config.data_root,
+        config.train_split,
         classes,
         train=True,
-        resize_size=args.resize,
-        crop_size=args.crop,
-        cache=args.cache,
-        augment=check_augment(args.augment.split(",")),
-        scale_jitter=args.scale_jitter,
-        background_crops=args.background_crops,
+        resize_size=config.resize,
+        crop_size=config.crop,
+        cache=config.cache,
+        augment=config.augment,
+        scale_jitter=config.scale_jitter,
+        background_crops=config.background_crops,
         normalization=normalization,
     )
     val_set = None
-    if args.val_split:
+    if config.val_split:
         val_set = VOCDataset(
-            args.data_root, args.val_split, classes, resize_size=args.resize, normalization=normalization
+            config.data_root, config.val_split, classes, resize_size=config.resize, normalization=normalization
         )
     cache_pictures(train_set, is_main_process())
     return train_set, val_set
 
 
 def train_loader(
-    args: argparse.Namespace, train_set: VOCDataset, batch_size: int, device: torch.device, rank: int, world_size: int
+    config: TrainConfig, train_set: VOCDataset, *, batch_size: int, device: torch.device, rank: int, world_size: int
 ) -> DataLoader:
     """Shuffled full batches of ``batch_size`` (per process); ``ValueError`` when the split makes none."""
-    loader = make_train_loader(train_set, batch_size, args.workers, args.seed, rank, world_size, device.type == "cuda")
+    loader = make_train_loader(
+        train_set,
+        batch_size,
+        workers=config.workers,
+        seed=config.seed,
+        rank=rank,
+        world_size=world_size,
+        pin_memory=device.type == "cuda",
+    )
     if len(loader) == 0:
         raise ValueError(
-            f"{len(train_set) // world_size} pictures of split {args.train_split!r} per process make no "
+            f"{len(train_set) // world_size} pictures of split {config.train_split!r} per process make no "
             f"full batch of {batch_size}; lower --batch-size"
         )
     return loader
 
 
 def build_model(
-    args: argparse.Namespace, classes: tuple[str, ...], checkpoint: dict[str, Any] | None = None
+    config: TrainConfig, classes: tuple[str, ...], checkpoint: dict[str, Any] | None = None
 ) -> FCOSDetector:
-    """The detector the flags describe; a resumed one gets the checkpoint's settings and weights."""
+    """The detector the config describes; a resumed one gets the checkpoint's settings and weights."""
     if checkpoint is not None:
         model = FCOSDetector(FCOSConfig.from_dict(checkpoint["config"]), load_pretrained=False)
         model.load_state_dict(checkpoint["model"])
         return model
-    pretrained: bool | str = {"none": False, "imagenet": True}.get(args.pretrained, args.pretrained)
-    config = FCOSConfig(
-        classes=classes,
-        backbone=args.backbone,
-        pretrained=pretrained,
-        frozen_stages=args.frozen_stages,
-        normalization=args.normalization,
-        fpn_channels=args.fpn_channels,
-        head_convs=args.head_convs,
-        size_ranges=tuple(zip([-1.0, *args.size_ranges], [*args.size_ranges, math.inf])),
-        resize_size=args.resize,
-    )
-    return FCOSDetector(config)
+    return FCOSDetector(config.detector_config(classes))
 
 
 def build_trainer(
-    args: argparse.Namespace, model: FCOSDetector, step_model: nn.Module, amp: str, total_batch: int
+    config: TrainConfig, model: FCOSDetector, step_model: nn.Module, *, amp: str, total_batch: int
 ) -> Trainer:
     """SGD on the trainable parameters at the LR the linear rule gives for ``total_batch``, a gradient scaler
-    for float16, the weight average (``--ema``) and the guards. ``step_model``: the model's
+    for float16, the weight average (``ema``) and the guards. ``step_model``: the model's
     :class:`TrainStep`, maybe inside DataParallel or DDP."""
-    lr = args.lr * total_batch / args.lr_batch if args.lr_batch else args.lr
+    lr = config.learning_rate(total_batch)
     params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.SGD(params, lr=lr, momentum=args.momentum, weight_decay=args.weight_decay)
+    optimizer = torch.optim.SGD(params, lr=lr, momentum=config.momentum, weight_decay=config.weight_decay)
     scaler = torch.amp.GradScaler(next(model.parameters()).device.type, enabled=amp == "fp16")
     return Trainer(
-        step_model,
-        optimizer,
-        scaler,
-        lr,
-        args.warmup_steps,
-        args.schedule,
-        args.clip_grad_norm,
-        args.max_bad_steps,
-        make_ema(model, args.ema_decay) if args.ema else None,
+        step_model=step_model,
+        optimizer=optimizer,
+        scaler=scaler,
+        base_lr=lr,
+        warmup_steps=config.warmup_steps,
+        schedule=config.schedule,
+        clip_grad_norm=config.clip_grad_norm,
+        max_bad_steps=config.max_bad_steps,
+        ema=make_ema(model, config.ema_decay) if config.ema else None,
     )
 
 
-@dataclass
+@dataclass(kw_only=True)
 class Run:
     """One training run: what the loop, the checkpoints and the evaluation share."""
 
-    args: argparse.Namespace
+    config: TrainConfig
     model: FCOSDetector
     trainer: Trainer
     state: TrainState
@@ -165,8 +161,7 @@ class Run:
 
     @property
     def planned(self) -> int:
-        """The steps --steps or --epochs ask for; a time budget may end the run sooner."""
-        return self.args.steps or self.args.epochs * len(self.loader)
+        return self.config.planned_steps(len(self.loader))
 
     @property
     def deployed(self) -> FCOSDetector:
@@ -174,15 +169,14 @@ class Run:
         return self.trainer.ema.module if self.trainer.ema is not None else self.model
 
     def plan(self) -> None:
-        milestones = tuple(e * len(self.loader) for e in self.args.lr_steps)
         plan_run(
             self.state,
-            self.planned,
-            milestones,
-            self.trainer.base_lr,
-            self.args.warmup_steps,
-            self.budget,
-            self.resumed,
+            planned=self.planned,
+            milestones=tuple(e * len(self.loader) for e in self.config.lr_steps),
+            base_lr=self.trainer.base_lr,
+            warmup_steps=self.config.warmup_steps,
+            budget=self.budget,
+            resumed=self.resumed,
         )
         if self.resumed and not self.state.finished:
             say(
@@ -191,29 +185,35 @@ class Run:
             )
 
     def nothing_left(self) -> str:
-        state, args = self.state, self.args
-        if args.time_budget:
+        state, config = self.state, self.config
+        if config.time_budget:
             return (
-                f"nothing left to do: {args.resume} trained {state.step} steps in {state.train_seconds / 60:.1f} "
-                f"of its --time-budget {args.time_budget:g} minutes. To train longer, pass a larger --time-budget "
+                f"nothing left to do: {config.resume} trained {state.step} steps in {state.train_seconds / 60:.1f} "
+                f"of its --time-budget {config.time_budget:g} minutes. To train longer, pass a larger --time-budget "
                 f"(total minutes, those already spent included)"
             )
         return (
-            f"nothing left to do: {args.resume} finished its schedule at step {state.step} (epoch {state.epoch}). "
+            f"nothing left to do: {config.resume} finished its schedule at step {state.step} (epoch {state.epoch}). "
             f"To train longer, pass --epochs above {state.epoch} or --steps above {state.step}"
         )
 
     def fit(self) -> None:
         """Epochs until the schedule ends (or --epochs), each followed by :meth:`end_of_epoch`."""
-        state, args = self.state, self.args
+        state, config = self.state, self.config
         log = StepLog(self.output_dir / "log.csv", state.step if self.resumed else None) if is_main_process() else None
         state.history = list(log.rows) if log else []
         with log or contextlib.nullcontext():
-            while not state.finished and state.epoch < (math.inf if args.steps else args.epochs):
+            while not state.finished and state.epoch < config.epoch_limit:
                 before = (state.step, state.skipped_steps)
-                start_epoch(self.loader, args.seed, state.epoch + 1, self.rank)
+                start_epoch(self.loader, config.seed, state.epoch + 1, self.rank)
                 self.trainer.train_one_epoch(
-                    self.loader, state, state.epoch + 1, self.device, self.budget, log, self.planned
+                    self.loader,
+                    state,
+                    epoch=state.epoch + 1,
+                    device=self.device,
+                    budget=self.budget,
+                    log=log,
+                    max_steps=self.planned,
                 )
                 if (state.step, state.skipped_steps) == before:
                     break  # out of time before the epoch's first step: nothing to log or save
@@ -230,7 +230,7 @@ class Run:
         """Report, validate every --val-every epochs (best.pth), write checkpoints and the loss curve."""
         if not is_main_process():
             return
-        state, args = self.state, self.args
+        state, config = self.state, self.config
         log.flush()
         last = state.history[-1] if state.history else {}
         print(
@@ -240,23 +240,22 @@ class Run:
             f"about {state.minutes_left:.1f} min left",
             flush=True,
         )
-        if args.val_every and self.val_set is not None and state.epoch % args.val_every == 0:
+        if config.val_every and self.val_set is not None and state.epoch % config.val_every == 0:
             self.validate()
-        periodic = args.save_every and state.epoch % args.save_every == 0
+        periodic = config.save_every and state.epoch % config.save_every == 0
         self.save("last.pth", *([f"model_{state.epoch}.pth"] if periodic else []))
         plot_losses(state.history, self.output_dir / "loss.png")
 
     def evaluate(self, progress: bool = True) -> dict[str, Any]:
         """VOC AP of the deployed weights on --val-split."""
-        args = self.args
         result, _ = evaluate(
             self.deployed,
             self.val_set,
-            self.device,
-            args.batch_size,
-            args.workers,
-            self.amp,
-            args.tta,
+            device=self.device,
+            batch_size=self.config.batch_size,
+            workers=self.config.workers,
+            amp=self.amp,
+            flip=self.config.tta,
             progress=progress,
         )
         return result
@@ -265,7 +264,7 @@ class Run:
         """Score --val-split, append it to ``val_log.csv`` and keep the best weights in ``best.pth``."""
         state = self.state
         result = self.evaluate(progress=False)
-        print(f"epoch {state.epoch}: {self.args.val_split} mAP {result['map']:.4f}", flush=True)
+        print(f"epoch {state.epoch}: {self.config.val_split} mAP {result['map']:.4f}", flush=True)
         with open(self.output_dir / "val_log.csv", "a") as f:
             if f.tell() == 0:
                 f.write("epoch,step,map\n")
@@ -276,7 +275,9 @@ class Run:
 
     def save(self, *names: str, thresholds: dict[str, Any] | None = None) -> None:
         """The run as it stands, written atomically to each of ``names`` in the output folder."""
-        checkpoint = training_checkpoint(self.model, self.trainer, self.state, self.args, thresholds)
+        checkpoint = training_checkpoint(
+            self.model, trainer=self.trainer, state=self.state, config=self.config, thresholds=thresholds
+        )
         for name in names:
             save_checkpoint(checkpoint, self.output_dir / name)
 
@@ -286,12 +287,12 @@ class Run:
         auto``) and ``results.json`` written. Main process only."""
         if not is_main_process():
             return {}
-        args = self.args
-        if self.val_set is None or args.no_final_eval:
+        config = self.config
+        if self.val_set is None or not config.final_eval:
             self.save("last.pth")
             return {}
         result = self.evaluate()
-        print(f"{args.val_split} split of {args.data_root}:\n{format_results(result)}")
+        print(f"{config.val_split} split of {config.data_root}:\n{format_results(result)}")
         thresholds = operating_points(result)
         self.save("last.pth", thresholds=thresholds)
         self.write_results(result)
@@ -301,7 +302,7 @@ class Run:
         """The run in one JSON: the evaluation's mAP and per-class AP, steps, minutes and speed."""
         state = self.state
         summary = {
-            "split": self.args.val_split,
+            "split": self.config.val_split,
             "map": result["map"],
             "ap": result["ap"],
             "steps": state.step,
@@ -309,7 +310,7 @@ class Run:
             "train_minutes": state.train_seconds / 60,
             "images_per_second": state.images_per_second,
             "seconds_per_step": state.step_seconds / max(state.step, 1),
-            "tta": self.args.tta,
-            "args": plain_args(self.args),
+            "tta": self.config.tta,
+            "train_config": self.config.to_dict(),
         }
         (self.output_dir / "results.json").write_text(json.dumps(summary, indent=2))

@@ -60,6 +60,7 @@ def resize_schedule(state: TrainState, total_steps: int, warmup_steps: int) -> N
 
 def plan_run(
     state: TrainState,
+    *,
     planned: int,
     milestones: tuple[int, ...],
     base_lr: float,

@@ -87,7 +87,7 @@ def make_ema(model: nn.Module, decay: float) -> AveragedModel:
     return AveragedModel(model, multi_avg_fn=ema_update, use_buffers=True)
 
 
-@dataclass
+@dataclass(kw_only=True)
 class Trainer:
     """What an optimizer step needs: the wrapped model, optimizer, scaler, LR schedule and guards."""
 
@@ -136,6 +136,7 @@ class Trainer:
         self,
         batches: Iterable,
         state: TrainState,
+        *,
         epoch: int,
         device: torch.device,
         budget: TimeBudget | None = None,

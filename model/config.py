@@ -61,8 +61,6 @@ class FCOSConfig:
     max_detections: int = 100
     # the picture size (min_side, max_side) the model is evaluated at
     resize_size: tuple[int, int] = (922, 1640)
-    # NHWC weights and activations; the scripts choose it for the device they run on (engine/memory_format.py)
-    channels_last: bool = True
 
     def __post_init__(self) -> None:
         if self.normalization not in NORMALIZATIONS:
@@ -100,7 +98,9 @@ class FCOSConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> FCOSConfig:
-        """Inverse of :meth:`to_dict`; unknown keys are an error so stale checkpoints are noticed."""
+        """Inverse of :meth:`to_dict`; unknown keys are an error so stale checkpoints are noticed. Checkpoints
+        written before the memory format became the detector's own state (not a setting) still read."""
+        d = {k: v for k, v in d.items() if k != "channels_last"}
         known = {f.name for f in fields(cls)}
         unknown = set(d) - known
         if unknown:

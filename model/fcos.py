@@ -43,7 +43,7 @@ class FCOSDetector(nn.Module):
             config.prior_prob,
         )
         self.network = self._network
-        self.set_channels_last(config.channels_last)
+        self.set_channels_last(True)
 
     def forward(self, images: Tensor, targets: list[dict[str, Tensor]] | None = None):
         if not self.training:
@@ -54,13 +54,15 @@ class FCOSDetector(nn.Module):
         return normalise_losses(sums, sums["num_positive"])
 
     def set_channels_last(self, on: bool) -> None:
-        """Run the network channels-last (NHWC) or channels-first (NCHW); the results are the same."""
-        self.config.channels_last = on
+        """Run the network channels-last (NHWC) or channels-first (NCHW); the results are the same. The format
+        is how this process runs the network (chosen for its device: engine/memory_format.py), not a setting of
+        the model, so checkpoints do not hold it."""
+        self.channels_last = on
         self.to(memory_format=torch.channels_last if on else torch.contiguous_format)
 
     def _network(self, images: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """Backbone, FPN and head: ``cls_logits [B,N,C]``, ``box_regression [B,N,4]``, ``centerness_logits [B,N]``."""
-        if self.config.channels_last:
+        if self.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
         return self.head(self.fpn(self.backbone(images)), self.config.strides)
 

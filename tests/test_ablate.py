@@ -52,3 +52,4 @@ def test_a_variants_flag_wins_over_the_changes_made_to_every_run(tmp_path, monke
     assert ablate.run_variant("lite1", 0, args) is None  # no results.json: the stub trained nothing
     (run,) = trained
     assert (run.backbone, run.normalization, run.steps, run.seed) == ("efficientnet_lite1", "tf", 3, 0)
+    assert (run.augment, run.crop, run.lr) == (("flip", "paste"), (320, 320), 0.01)  # the preset's, as they are

@@ -206,7 +206,7 @@ def test_each_model_takes_the_memory_format_of_its_own_trunk(lite_checkpoint, mo
     """On an AVX2 CPU eval_voc.py and detect.py run a ResNet channels-first and an EfficientNet-Lite channels-last."""
     _, root = lite_checkpoint
     monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "AVX2")
-    resnet = FCOSDetector(FCOSConfig(backbone="resnet18", fpn_channels=32, head_convs=1, channels_last=True))
+    resnet = FCOSDetector(FCOSConfig(backbone="resnet18", fpn_channels=32, head_convs=1))  # channels-last as built
     lite = load_detector(root / "lite.pth")[0]
     for detector in (resnet, lite):
         place(detector, device="cpu", channels_last="auto")

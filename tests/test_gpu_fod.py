@@ -5,14 +5,14 @@ import subprocess
 import sys
 from pathlib import Path
 
-import train_voc
 from dataset.synthetic import generate
+from engine.recipes import PRESETS
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 def test_the_gpu_recipe_trains_from_scratch_scaled_from_the_cpu_one():
-    args = train_voc.parse_args(["--preset", "fod-gpu"])
+    args = PRESETS["fod-gpu"]
     assert (args.pretrained, args.crop, args.schedule, args.amp, args.cache) == (
         "none",
         (512, 512),
@@ -20,7 +20,7 @@ def test_the_gpu_recipe_trains_from_scratch_scaled_from_the_cpu_one():
         "auto",
         True,
     )
-    assert args.lr * args.batch_size / args.lr_batch == 0.08  # the CPU recipe's 0.02 at 8 pictures, linearly
+    assert args.learning_rate(args.batch_size) == 0.08  # the CPU recipe's 0.02 at 8 pictures, linearly
 
 
 def test_tiny_run_writes_the_report(tmp_path):

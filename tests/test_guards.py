@@ -5,6 +5,7 @@ import json
 import os
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import cv2
@@ -16,6 +17,7 @@ import train_voc
 from dataset import parse_annotation
 from dataset.synthetic import generate
 from engine.checkpoint import CheckpointError, load_checkpoint, load_detector, save_checkpoint
+from engine.config import BASE
 from model import FCOSConfig, FCOSDetector
 
 REPO = Path(__file__).resolve().parents[1]
@@ -125,21 +127,14 @@ def test_a_missing_checkpoint_and_a_weights_only_one_are_clear(data, tmp_path):
     assert status == 2 and printed == f"detect.py: error: {tmp_path / 'none.pth'}: checkpoint not found"
     with pytest.raises(CheckpointError, match="holds weights only"):
         train_voc.main(
-            train_voc.parse_args(
-                [
-                    "--data-root",
-                    str(data / "data"),
-                    "--resume",
-                    str(data / "good.pth"),
-                    "--output-dir",
-                    str(tmp_path),
-                    "--backbone",
-                    "resnet18",
-                    "--workers",
-                    "0",
-                    "--resize",
-                    "96x160",
-                ]
+            replace(
+                BASE,
+                data_root=str(data / "data"),
+                resume=str(data / "good.pth"),
+                output_dir=str(tmp_path),
+                backbone="resnet18",
+                workers=0,
+                resize=(96, 160),
             )
         )
 

@@ -182,7 +182,16 @@ def test_the_memory_format_follows_the_cpu_and_leaves_the_results(monkeypatch):
     with torch.no_grad():
         nhwc = model.dense(images)
         model.set_channels_last(False)
-        assert model.backbone.stem[0].weight.is_contiguous() and not model.config.channels_last
+        assert model.backbone.stem[0].weight.is_contiguous() and not model.channels_last
         nchw = model.dense(images)
     for a, b in zip(nhwc, nchw):
         torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
+
+
+def test_the_memory_format_is_the_detectors_state_not_a_setting():
+    """It was a config field, changed at run time and written into every checkpoint."""
+    model = FCOSDetector(small_config())
+    model.set_channels_last(False)
+    assert "channels_last" not in model.config.to_dict()
+    old = {**model.config.to_dict(), "channels_last": True}  # a checkpoint written when it was one
+    assert FCOSConfig.from_dict(old) == model.config

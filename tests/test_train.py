@@ -4,14 +4,17 @@ import math
 import os
 import socket
 import threading
+from dataclasses import replace
 
 import pytest
 import torch
 import torch.multiprocessing as mp
 
 import train_voc
+from dataset import VOCDataset
 from dataset.synthetic import generate
 from engine import train as engine_train
+from engine.config import BASE, TrainConfig
 from engine.data import make_train_loader, start_epoch
 from engine.recipes import PRESETS
 from engine.run import build_model
@@ -31,35 +34,24 @@ def data_root(tmp_path_factory):
     return root
 
 
-def tiny_args(data_root, output_dir, *extra):
-    return train_voc.parse_args(
-        [
-            "--data-root",
-            str(data_root),
-            "--output-dir",
-            str(output_dir),
-            "--backbone",
-            "resnet18",
-            "--fpn-channels",
-            "32",
-            "--head-convs",
-            "1",
-            "--resize",
-            "128x224",
-            "--batch-size",
-            "2",
-            "--epochs",
-            "1",
-            "--lr",
-            "0.01",
-            "--warmup-steps",
-            "2",
-            "--workers",
-            "0",
-            "--no-final-eval",
-            *extra,
-        ]
-    )
+# A ResNet18 FCOS with a one-conv head on 128x224 pictures: one epoch is 4 steps of 2 of the 8 training pictures.
+TINY = replace(
+    BASE,
+    backbone="resnet18",
+    fpn_channels=32,
+    head_convs=1,
+    resize=(128, 224),
+    batch_size=2,
+    epochs=1,
+    lr=0.01,
+    warmup_steps=2,
+    workers=0,
+    final_eval=False,
+)
+
+
+def tiny_config(data_root, output_dir, **changes):
+    return replace(TINY, data_root=str(data_root), output_dir=str(output_dir)).override(**changes)
 
 
 def load(path):
@@ -71,7 +63,7 @@ def weights(path):
 
 
 def tiny_model(data_root):
-    return build_model(tiny_args(data_root, "unused"), FOD)
+    return build_model(tiny_config(data_root, "unused"), FOD)
 
 
 class FakeClock:
@@ -209,27 +201,30 @@ def test_a_budget_with_less_left_than_a_step_takes_stops_before_that_step():
     assert budget.out_of_time()  # 0.2 s left, a step takes 0.7
 
 
+PLAN = {"planned": 1000, "milestones": (), "base_lr": 0.01, "warmup_steps": 2}
+
+
 @pytest.mark.timing
 def test_a_resumed_budget_with_less_left_than_a_step_reads_as_spent():
     """A run stopped (or killed) with 0.18 s of its 3 s left must not train past its budget when resumed."""
     state = TrainState(step=4, total_steps=7, train_seconds=2.82, budget_minutes=0.05)
-    plan_run(state, 1000, (), 0.01, 2, TimeBudget(0.05, state.train_seconds), resumed=True)
+    plan_run(state, **PLAN, budget=TimeBudget(0.05, state.train_seconds), resumed=True)
     assert state.finished and state.total_steps == 4
     grown = TrainState(step=4, total_steps=4, train_seconds=2.8, budget_minutes=0.05)
-    plan_run(grown, 1000, (), 0.01, 2, TimeBudget(0.1, grown.train_seconds, clock=lambda: 0.0), resumed=True)
+    plan_run(grown, **PLAN, budget=TimeBudget(0.1, grown.train_seconds, clock=lambda: 0.0), resumed=True)
     assert grown.total_steps == 4 + int(0.98 * (6 - 2.8) / 0.7)
 
 
 @pytest.mark.timing
 def test_time_budget_stops_training(data_root, tmp_path, step_clock):
     clock = step_clock(0.5)
-    summary = train_voc.main(tiny_args(data_root, tmp_path, "--epochs", "50", "--time-budget", "0.1"), clock)
+    summary = train_voc.main(tiny_config(data_root, tmp_path, epochs=50, time_budget=0.1), clock)
     assert summary["state"].step == 11  # 6 s: after 11 steps of 0.5 s, less than a step's time is left
     assert load(tmp_path / "last.pth")["state"]["total_steps"] == 11  # the checkpoint reads finished
 
 
 def test_steps_fix_the_length_of_training(data_root, tmp_path):
-    summary = train_voc.main(tiny_args(data_root, tmp_path, "--steps", "6", "--save-every", "0"))
+    summary = train_voc.main(tiny_config(data_root, tmp_path, steps=6, save_every=0))
     assert (summary["state"].step, summary["state"].epoch) == (6, 2)
     assert load(tmp_path / "last.pth")["state"]["total_steps"] == 6
 
@@ -239,13 +234,13 @@ def test_epoch_cut_off_before_its_first_step_is_not_saved(data_root, tmp_path, m
     """The budget running out while epoch 2 loads its first batch must leave epoch 1 as the last one."""
     clock, original = step_clock(0.5), Trainer.train_one_epoch
 
-    def out_of_time_in_epoch_2(self, batches, state, epoch, *args, **kwargs):
-        if epoch == 2:
+    def out_of_time_in_epoch_2(self, batches, state, **kwargs):
+        if kwargs["epoch"] == 2:
             clock.now += 3600
-        return original(self, batches, state, epoch, *args, **kwargs)
+        return original(self, batches, state, **kwargs)
 
     monkeypatch.setattr(Trainer, "train_one_epoch", out_of_time_in_epoch_2)
-    summary = train_voc.main(tiny_args(data_root, tmp_path, "--epochs", "3", "--time-budget", "10"), clock)
+    summary = train_voc.main(tiny_config(data_root, tmp_path, epochs=3, time_budget=10), clock)
     assert (summary["state"].epoch, summary["state"].step) == (1, 4)
     assert (load(tmp_path / "last.pth")["epoch"], load(tmp_path / "last.pth")["step"]) == (1, 4)
     assert not (tmp_path / "model_2.pth").exists() and "epoch 2:" not in capsys.readouterr().out
@@ -255,7 +250,7 @@ def test_epoch_cut_off_before_its_first_step_is_not_saved(data_root, tmp_path, m
 
 
 def test_presets_fill_unset_flags_and_flags_win(capsys):
-    args = train_voc.parse_args(["--preset", "fod", "--lr", "0.005"])
+    args = train_voc.parse_config(["--preset", "fod", "--lr", "0.005"])
     assert (args.backbone, args.resize, args.batch_size, args.epochs, args.lr) == (
         "resnet50",
         (922, 1640),
@@ -263,53 +258,71 @@ def test_presets_fill_unset_flags_and_flags_win(capsys):
         100,
         0.005,
     )
-    assert args.augment == "flip,color,rotate" and args.pretrained == "imagenet" and args.momentum == 0.9
-    assert args.output_dir == "checkpoint/fod"
-    assert train_voc.parse_args(["--preset", "fod-288"]).resize == (288, 512)
-    assert train_voc.parse_args(["--preset", "demo", "--save-every", "5"]).save_every == 5
-    assert train_voc.parse_args(["--preset", "fod-cpu", "--crop", "256x256"]).crop == (256, 256)
-    assert train_voc.parse_args(["--preset", "fod-cpu"]).tta and not train_voc.parse_args(["--preset", "demo"]).tta
-    assert not train_voc.parse_args(["--preset", "fod-cpu", "--no-tta"]).tta  # a preset's switch can be turned off
-    pretrained, scratch = (vars(train_voc.parse_args(["--preset", p])) for p in ("fod-cpu", "fod-cpu-scratch"))
-    changed = {k: (scratch[k], v) for k, v in pretrained.items() if v != scratch[k]}
+    assert args.augment == ("flip", "color", "rotate") and args.pretrained == "imagenet" and args.momentum == 0.9
+    assert args.output_path.as_posix() == "checkpoint/fod"
+    assert train_voc.parse_config(["--preset", "fod-288"]).resize == (288, 512)
+    assert train_voc.parse_config(["--preset", "demo", "--save-every", "5"]).save_every == 5
+    assert train_voc.parse_config(["--preset", "fod-cpu", "--crop", "256x256"]).crop == (256, 256)
+    assert train_voc.parse_config(["--preset", "fod-cpu"]).tta and not train_voc.parse_config(["--preset", "demo"]).tta
+    assert not train_voc.parse_config(["--preset", "fod-cpu", "--no-tta"]).tta  # a preset's switch can be turned off
+    pretrained, scratch = (train_voc.parse_config(["--preset", p]) for p in ("fod-cpu", "fod-cpu-scratch"))
+    changed = {k: (getattr(scratch, k), v) for k, v in pretrained.changes(scratch).items()}
     assert changed == {
         "preset": ("fod-cpu-scratch", "fod-cpu"),
         "backbone": ("resnet18", "efficientnet_lite2"),
         "pretrained": ("none", "imagenet"),
         "lr": (0.02, 0.01),
-        "augment": ("flip", "flip,paste"),
+        "augment": (("flip",), ("flip", "paste")),
         "steps": (None, 1000),
         "time_budget": (30.0, None),
         "amp": ("auto", "off"),
-        "output_dir": ("checkpoint/fod-cpu-scratch", "checkpoint/fod-cpu"),
     }
     with pytest.raises(SystemExit):
-        train_voc.parse_args(["--preset", "fod-cpu", "--help"])
+        train_voc.parse_config(["--preset", "fod-cpu", "--help"])
     shown = " ".join(capsys.readouterr().out.split())
     assert "(default: 720x1280)" in shown and "(default: efficientnet_lite2)" in shown
-    assert "(default: 320x320)" in shown
+    assert "(default: 320x320)" in shown and "(default: flip,paste)" in shown and "(default: on)" in shown
+    assert "fod-cpu: lr 0.01 (0.01 x 8/8, the linear rule) at --batch-size 8 on one device" in shown
     with pytest.raises(SystemExit):
-        train_voc.parse_args(["--crop", "320,320"])  # one size syntax: AxB
+        train_voc.parse_config(["--crop", "320,320"])  # one size syntax: AxB
     assert "720x1280" in capsys.readouterr().err
 
 
-def test_presets_change_only_what_differs_from_the_flag_defaults():
-    parser = train_voc.get_args_parser()
+def test_each_preset_is_named_and_shows_the_lr_it_runs_at(capsys):
+    """``fod``'s LR is 1e-3 for a total batch of 4: on one device at batch 2 the linear rule makes it 5e-4."""
     for name, preset in PRESETS.items():
-        repeated = {k: v for k, v in preset.items() if parser.get_default(k) == v}
-        assert not repeated, f"preset {name} repeats flag defaults {repeated}"
+        assert preset.preset == name and preset.output_path.as_posix() == f"checkpoint/{name}"
+    assert PRESETS["fod"].changes() == {"preset": "fod", "pretrained": "imagenet", "lr_batch": 4}
+    assert PRESETS["fod"].describe_lr(2) == "lr 0.0005 (0.001 x 2/4, the linear rule)"
+    with pytest.raises(SystemExit):
+        train_voc.parse_config(["--preset", "fod", "--help"])
+    assert "fod: lr 0.0005 (0.001 x 2/4, the linear rule) at --batch-size 2" in " ".join(
+        capsys.readouterr().out.split()
+    )
+
+
+def test_the_flags_are_the_configs_fields_and_typed_ones_win():
+    """Every flag typed into a config: the parse and the config agree field by field."""
+    config = train_voc.parse_config(
+        ["--crop", "64x96", "--lr-steps", "3", "5", "--augment", "flip,rotate", "--no-data-parallel", "--ema"]
+    )
+    assert config == replace(
+        BASE, crop=(64, 96), lr_steps=(3, 5), augment=("flip", "rotate"), data_parallel=False, ema=True
+    )
+    assert train_voc.parse_config([]) == BASE
+    assert isinstance(config, TrainConfig) and train_voc.parse_config(["--no-final-eval"]).final_eval is False
 
 
 def test_a_typed_length_replaces_the_presets_length():
     """``--preset demo --epochs 2`` once trained the preset's steps: its --steps beat the typed --epochs."""
-    demo = train_voc.parse_args(["--preset", "demo", "--epochs", "2"])
+    demo = train_voc.parse_config(["--preset", "demo", "--epochs", "2"])
     assert (demo.epochs, demo.steps, demo.time_budget) == (2, None, None)
-    budgeted = train_voc.parse_args(["--preset", "demo", "--time-budget", "2"])
+    budgeted = train_voc.parse_config(["--preset", "demo", "--time-budget", "2"])
     assert (budgeted.epochs, budgeted.steps, budgeted.time_budget) == (1000, None, 2.0)  # epochs bound the budget
-    scratch = train_voc.parse_args(["--preset", "fod-cpu-scratch", "--steps", "10"])
+    scratch = train_voc.parse_config(["--preset", "fod-cpu-scratch", "--steps", "10"])
     assert (scratch.steps, scratch.time_budget) == (10, None)
-    assert train_voc.parse_args(["--preset", "fod-cpu-scratch", "--epochs", "3"]).time_budget is None
-    untouched = train_voc.parse_args(["--preset", "demo", "--lr", "0.02"])
+    assert train_voc.parse_config(["--preset", "fod-cpu-scratch", "--epochs", "3"]).time_budget is None
+    untouched = train_voc.parse_config(["--preset", "demo", "--lr", "0.02"])
     assert (untouched.steps, untouched.lr) == (200, 0.02)
 
 
@@ -318,7 +331,7 @@ def test_the_demo_trains_one_epoch_when_asked_and_keeps_the_data_set_it_finds(tm
     mine = tmp_path / "mine"
     generate(mine, {"train": 8, "test": 2}, seed=5, size=(96, 160))
     before = {p: p.read_bytes() for p in mine.rglob("*") if p.is_file()}
-    args = train_voc.parse_args(
+    args = train_voc.parse_config(
         ["--preset", "demo", "--epochs", "1", "--data-root", str(mine), "--output-dir", str(tmp_path / "out")]
     )
     summary = train_voc.main(args)
@@ -327,8 +340,8 @@ def test_the_demo_trains_one_epoch_when_asked_and_keeps_the_data_set_it_finds(tm
 
 
 def test_size_ranges_flag_sets_the_levels_and_reaches_the_checkpoint(data_root, tmp_path):
-    assert build_model(tiny_args(data_root, "unused"), FOD).config.size_ranges == FCOSConfig().size_ranges
-    args = tiny_args(data_root, tmp_path, "--size-ranges", "128", "256", "512", "1024", "--steps", "1")
+    assert build_model(tiny_config(data_root, "unused"), FOD).config.size_ranges == FCOSConfig().size_ranges
+    args = tiny_config(data_root, tmp_path, size_ranges=(128.0, 256.0, 512.0, 1024.0), steps=1)
     assert build_model(args, FOD).config.size_ranges == (
         (-1.0, 128.0),
         (128.0, 256.0),
@@ -343,7 +356,7 @@ def test_size_ranges_flag_sets_the_levels_and_reaches_the_checkpoint(data_root, 
 
 def test_voc_preset_scales_the_learning_rate_with_the_batch(data_root, tmp_path, capsys):
     """0.01 is the official rate for 16 pictures a step; 2 pictures get 0.01 x 2 / 16."""
-    args = train_voc.parse_args(
+    args = train_voc.parse_config(
         [
             "--preset",
             "voc",
@@ -384,14 +397,14 @@ def test_voc_preset_scales_the_learning_rate_with_the_batch(data_root, tmp_path,
 
 
 def test_save_every_zero_keeps_only_last(data_root, tmp_path):
-    train_voc.main(tiny_args(data_root, tmp_path, "--epochs", "2", "--save-every", "0"))
+    train_voc.main(tiny_config(data_root, tmp_path, epochs=2, save_every=0))
     assert sorted(p.name for p in tmp_path.glob("*.pth")) == ["last.pth"]
-    train_voc.main(tiny_args(data_root, tmp_path / "every", "--epochs", "2"))
+    train_voc.main(tiny_config(data_root, tmp_path / "every", epochs=2))
     assert sorted(p.name for p in (tmp_path / "every").glob("*.pth")) == ["last.pth", "model_1.pth", "model_2.pth"]
 
 
 def test_one_cpu_step_writes_checkpoints_and_logs(data_root, tmp_path):
-    summary = train_voc.main(tiny_args(data_root, tmp_path, "--epochs", "1"))
+    summary = train_voc.main(tiny_config(data_root, tmp_path, epochs=1))
     assert summary["state"].step == 4 and summary["state"].skipped_steps == 0
     checkpoint = load(tmp_path / "last.pth")
     assert {"model", "optimizer", "scaler", "config", "classes", "epoch", "step", "state"} <= set(checkpoint)
@@ -402,28 +415,20 @@ def test_one_cpu_step_writes_checkpoints_and_logs(data_root, tmp_path):
     assert not list(tmp_path.glob("*.tmp"))
 
 
-LITE0 = ("--backbone", "efficientnet_lite0", "--pretrained", "imagenet", "--normalization", "tf")
+LITE0 = {"backbone": "efficientnet_lite0", "pretrained": "imagenet", "normalization": "tf"}
 
 
-@pytest.mark.parametrize("extra", [(), ("--ema",), LITE0])
+@pytest.mark.parametrize("extra", [{}, {"ema": True}, LITE0])
 def test_resume_is_exact(data_root, tmp_path, extra):
-    common = ("--augment", "flip,color,rotate,photo,noise", "--crop", "96x96", "--scale-jitter", "1.3", *extra)
-    train_voc.main(tiny_args(data_root, tmp_path / "straight", "--epochs", "2", *common))
-    train_voc.main(tiny_args(data_root, tmp_path / "resumed", "--epochs", "1", *common))
+    common = {"augment": ("flip", "color", "rotate", "photo", "noise"), "crop": (96, 96), "scale_jitter": 1.3, **extra}
+    train_voc.main(tiny_config(data_root, tmp_path / "straight", epochs=2, **common))
+    train_voc.main(tiny_config(data_root, tmp_path / "resumed", epochs=1, **common))
     torch.manual_seed(12345)  # whatever happened in between must not matter
     train_voc.main(
-        tiny_args(
-            data_root,
-            tmp_path / "resumed",
-            "--epochs",
-            "2",
-            "--resume",
-            str(tmp_path / "resumed" / "last.pth"),
-            *common,
-        )
+        tiny_config(data_root, tmp_path / "resumed", epochs=2, resume=str(tmp_path / "resumed" / "last.pth"), **common)
     )
     a, b = load(tmp_path / "straight" / "last.pth"), load(tmp_path / "resumed" / "last.pth")
-    for key in ("model", "ema") if "--ema" in extra else ("model",):
+    for key in ("model", "ema") if extra.get("ema") else ("model",):
         assert a[key].keys() == b[key].keys() and all(torch.equal(a[key][k], b[key][k]) for k in a[key])
     assert not torch.equal(
         a["model"]["head.cls_logits.weight"], weights(tmp_path / "resumed" / "model_1.pth")["head.cls_logits.weight"]
@@ -434,32 +439,32 @@ def test_resume_is_exact(data_root, tmp_path, extra):
 
 
 def test_resume_after_a_crash_drops_the_log_rows_after_the_checkpoint(data_root, tmp_path):
-    train_voc.main(tiny_args(data_root, tmp_path, "--epochs", "1"))
+    train_voc.main(tiny_config(data_root, tmp_path, epochs=1))
     log = tmp_path / "log.csv"
     log.write_text(log.read_text() + "5,2,1,1,1,3,0.01,9\n6,2,1,1,1,3,0.01,9\n")  # rows of an epoch that crashed
     (tmp_path / "last.pth.tmp").write_bytes(b"\0" * 1000)  # and its half-written checkpoint
-    train_voc.main(tiny_args(data_root, tmp_path, "--epochs", "2", "--resume", str(tmp_path / "last.pth")))
+    train_voc.main(tiny_config(data_root, tmp_path, epochs=2, resume=str(tmp_path / "last.pth")))
     steps = [int(row.split(",")[0]) for row in log.read_text().splitlines()[1:]]
     assert steps == list(range(1, 9))
     assert not (tmp_path / "last.pth.tmp").exists()
 
 
 def test_resume_with_other_classes_is_refused(data_root, tmp_path):
-    train_voc.main(tiny_args(data_root, tmp_path))
-    args = tiny_args(
-        data_root, tmp_path, "--classes", "nail,clip_B,clip_Y,L_stick,foreign", "--resume", str(tmp_path / "last.pth")
+    train_voc.main(tiny_config(data_root, tmp_path))
+    args = tiny_config(
+        data_root, tmp_path, classes="nail,clip_B,clip_Y,L_stick,foreign", resume=str(tmp_path / "last.pth")
     )
     with pytest.raises(ValueError, match="trained on classes"):
         train_voc.main(args)
 
 
 def test_resuming_a_finished_run_says_so_and_how_to_go_on(data_root, tmp_path, capsys):
-    train_voc.main(tiny_args(data_root, tmp_path, "--epochs", "1"))
-    summary = train_voc.main(tiny_args(data_root, tmp_path, "--epochs", "1", "--resume", str(tmp_path / "last.pth")))
+    train_voc.main(tiny_config(data_root, tmp_path, epochs=1))
+    summary = train_voc.main(tiny_config(data_root, tmp_path, epochs=1, resume=str(tmp_path / "last.pth")))
     assert summary["state"].step == 4
     printed = " ".join(capsys.readouterr().out.split())
     assert "nothing left to do" in printed and "--epochs above 1 or --steps above 4" in printed
-    summary = train_voc.main(tiny_args(data_root, tmp_path, "--epochs", "2", "--resume", str(tmp_path / "last.pth")))
+    summary = train_voc.main(tiny_config(data_root, tmp_path, epochs=2, resume=str(tmp_path / "last.pth")))
     assert summary["state"].step == 8
 
 
@@ -467,13 +472,13 @@ def test_resuming_a_finished_run_says_so_and_how_to_go_on(data_root, tmp_path, c
 def test_resuming_a_finished_budgeted_run_continues_with_more_minutes(data_root, tmp_path, capsys, step_clock):
     """At 0.7 s a step a 3 s budget ends at step 4 with 0.2 s left: resumed with the same budget, nothing is
     left to do (it once trained 3 more steps, the checkpoint saying 7 were planned)."""
-    common = ("--epochs", "50", "--resume", str(tmp_path / "last.pth"))
-    first = train_voc.main(tiny_args(data_root, tmp_path, "--epochs", "50", "--time-budget", "0.05"), step_clock(0.7))
+    common = {"epochs": 50, "resume": str(tmp_path / "last.pth")}
+    first = train_voc.main(tiny_config(data_root, tmp_path, epochs=50, time_budget=0.05), step_clock(0.7))
     assert first["state"].step == 4 and load(tmp_path / "last.pth")["state"]["total_steps"] == 4
-    again = train_voc.main(tiny_args(data_root, tmp_path, *common, "--time-budget", "0.05"), step_clock(0.7))
+    again = train_voc.main(tiny_config(data_root, tmp_path, **common, time_budget=0.05), step_clock(0.7))
     assert again["state"].step == 4
     assert "pass a larger --time-budget" in " ".join(capsys.readouterr().out.split())
-    more = train_voc.main(tiny_args(data_root, tmp_path, *common, "--time-budget", "0.1"), step_clock(0.7))
+    more = train_voc.main(tiny_config(data_root, tmp_path, **common, time_budget=0.1), step_clock(0.7))
     assert more["state"].step == 8  # 6 s in all: 4 more steps of 0.7 s leave less than one step's time
 
 
@@ -482,23 +487,23 @@ def test_resuming_a_finished_budgeted_run_continues_with_more_minutes(data_root,
 
 def test_missing_data_root_and_empty_split_are_clear(tmp_path, data_root):
     with pytest.raises(FileNotFoundError, match="nowhere: data set folder not found"):
-        train_voc.main(tiny_args(tmp_path / "nowhere", tmp_path / "out"))
+        train_voc.main(tiny_config(tmp_path / "nowhere", tmp_path / "out"))
     (data_root / "ImageSets" / "Main" / "empty.txt").write_text("\n")
     with pytest.raises(ValueError, match="split 'empty' lists no pictures"):
-        train_voc.main(tiny_args(data_root, tmp_path / "out", "--train-split", "empty"))
+        train_voc.main(tiny_config(data_root, tmp_path / "out", train_split="empty"))
 
 
 def test_a_broken_val_split_stops_the_run_before_training(data_root, tmp_path):
     (data_root / "ImageSets" / "Main" / "broken.txt").write_text("val_00000\nval_missing\n")
     with pytest.raises(FileNotFoundError, match="val_missing"):
-        train_voc.main(tiny_args(data_root, tmp_path, "--val-split", "broken"))
+        train_voc.main(tiny_config(data_root, tmp_path, val_split="broken"))
     assert not (tmp_path / "last.pth").exists()
 
 
 def test_output_dir_that_is_a_file_is_refused(data_root, tmp_path):
     (tmp_path / "file").write_text("x")
     with pytest.raises(NotADirectoryError, match="is a file"):
-        train_voc.main(tiny_args(data_root, tmp_path / "file"))
+        train_voc.main(tiny_config(data_root, tmp_path / "file"))
 
 
 def test_the_demo_never_writes_into_a_users_folder(tmp_path):
@@ -508,7 +513,9 @@ def test_the_demo_never_writes_into_a_users_folder(tmp_path):
     (users / "ImageSets" / "Main" / "val.txt").write_text("a\n")
     with pytest.raises(FileExistsError, match="not a synthetic data set"):
         train_voc.main(
-            train_voc.parse_args(["--preset", "demo", "--data-root", str(users), "--output-dir", str(tmp_path / "out")])
+            train_voc.parse_config(
+                ["--preset", "demo", "--data-root", str(users), "--output-dir", str(tmp_path / "out")]
+            )
         )
     assert (users / "train_00000.jpg").read_bytes() == b"precious"
     assert sorted(p.name for p in users.rglob("*")) == ["ImageSets", "Main", "train_00000.jpg", "val.txt"]
@@ -531,7 +538,7 @@ def inf_on_call(n):
 
 def test_non_finite_loss_is_skipped_and_counted(data_root, tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(TrainStep, "forward", inf_on_call({2}))
-    summary = train_voc.main(tiny_args(data_root, tmp_path))
+    summary = train_voc.main(tiny_config(data_root, tmp_path))
     assert summary["state"].skipped_steps == 1 and summary["state"].step == 3
     assert all(math.isfinite(v) for v in weights(tmp_path / "last.pth")["head.cls_logits.weight"].flatten().tolist())
     assert "step 1: non-finite loss" in capsys.readouterr().out
@@ -541,7 +548,7 @@ def test_only_the_main_process_reports_skipped_steps(data_root, tmp_path, monkey
     monkeypatch.setattr(TrainStep, "forward", inf_on_call(set(range(100))))
     monkeypatch.setattr(engine_train, "is_main_process", lambda: False)
     with pytest.raises(NonFiniteLossError):
-        train_voc.main(tiny_args(data_root, tmp_path, "--max-bad-steps", "2"))
+        train_voc.main(tiny_config(data_root, tmp_path, max_bad_steps=2))
     assert "non-finite loss" not in capsys.readouterr().out
 
 
@@ -549,13 +556,20 @@ def test_non_finite_losses_in_a_row_are_counted_across_epochs(data_root, tmp_pat
     """An epoch whose 4 steps were all skipped is not an epoch that ran out of time: the count goes on."""
     monkeypatch.setattr(TrainStep, "forward", inf_on_call(set(range(100))))
     with pytest.raises(NonFiniteLossError, match="6 non-finite losses in a row"):
-        train_voc.main(tiny_args(data_root, tmp_path, "--epochs", "3", "--max-bad-steps", "6", "--time-budget", "10"))
+        train_voc.main(tiny_config(data_root, tmp_path, epochs=3, max_bad_steps=6, time_budget=10))
 
 
 def test_non_finite_loss_leaves_weights_and_batchnorm_untouched(data_root):
     model = tiny_model(data_root)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
-    trainer = Trainer(TrainStep(model), optimizer, torch.amp.GradScaler("cpu", enabled=False), 0.1, 1, "cosine")
+    trainer = Trainer(
+        step_model=TrainStep(model),
+        optimizer=optimizer,
+        scaler=torch.amp.GradScaler("cpu", enabled=False),
+        base_lr=0.1,
+        warmup_steps=1,
+        schedule="cosine",
+    )
     before = {k: v.clone() for k, v in model.state_dict().items()}
     images = torch.full((2, 3, 128, 128), float("nan"))
     losses, applied = trainer.step(
@@ -569,15 +583,11 @@ def test_non_finite_loss_leaves_weights_and_batchnorm_untouched(data_root):
 
 
 def test_repeated_non_finite_losses_stop_training_and_keep_the_good_checkpoint(data_root, tmp_path, monkeypatch):
-    train_voc.main(tiny_args(data_root, tmp_path))
+    train_voc.main(tiny_config(data_root, tmp_path))
     good = weights(tmp_path / "last.pth")
     monkeypatch.setattr(TrainStep, "forward", inf_on_call(set(range(100))))
     with pytest.raises(NonFiniteLossError, match="2 non-finite losses in a row"):
-        train_voc.main(
-            tiny_args(
-                data_root, tmp_path, "--epochs", "2", "--max-bad-steps", "2", "--resume", str(tmp_path / "last.pth")
-            )
-        )
+        train_voc.main(tiny_config(data_root, tmp_path, epochs=2, max_bad_steps=2, resume=str(tmp_path / "last.pth")))
     kept = weights(tmp_path / "last.pth")
     assert all(torch.equal(good[k], kept[k]) for k in good)
 
@@ -639,20 +649,20 @@ def test_each_replica_thread_computes_in_the_chosen_dtype(data_root):
 
 def test_ddp_ranks_draw_their_own_augmentation(data_root):
     """Shuffling is shared by the processes (each takes its share); the augmentation each draws is its own."""
-    from dataset.voc import VOCDataset
-
     dataset = VOCDataset(
         data_root, "train", FOD, train=True, resize_size=(128, 224), crop_size=(64, 64), augment=("flip", "photo")
     )
     draws = {}
     for rank in (0, 1):
-        loader = make_train_loader(dataset, 2, 1, seed=0, rank=rank, world_size=2)
+        loader = make_train_loader(dataset, 2, workers=1, seed=0, rank=rank, world_size=2)
         start_epoch(loader, 0, epoch=1, rank=rank)
         draws[rank] = torch.initial_seed(), next(iter(loader))[0]
         start_epoch(loader, 0, epoch=1, rank=rank)
         assert torch.equal(next(iter(loader))[0], draws[rank][1])  # the same epoch draws the same again
     assert draws[0][0] != draws[1][0]
-    assert sorted(loader.sampler) != sorted(make_train_loader(dataset, 2, 1, 0, 0, 2).sampler)  # disjoint shares
+    assert sorted(loader.sampler) != sorted(
+        make_train_loader(dataset, 2, workers=1, seed=0, rank=0, world_size=2).sampler
+    )  # disjoint shares
 
 
 def _free_port():
@@ -666,7 +676,7 @@ def _ddp_worker(rank, world_size, port, data_root, output_dir):
         RANK=str(rank), WORLD_SIZE=str(world_size), LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port)
     )
     torch.set_num_threads(1)
-    summary = train_voc.main(tiny_args(data_root, output_dir, "--batch-size", "2"))
+    summary = train_voc.main(tiny_config(data_root, output_dir, batch_size=2))
     sums = {
         "cls_loss": torch.tensor([3.0 * (rank + 1)]),
         "cnt_loss": torch.tensor([1.0]),
@@ -700,21 +710,19 @@ def test_ddp_two_processes_end_with_equal_weights(data_root, tmp_path):
 
 def test_crop_training_checkpoint_evaluates_full_pictures(data_root, tmp_path):
     """Trained on 64x64 crops of 128x224 pictures; the checkpoint says both, and evaluation sees whole pictures."""
-    from dataset.voc import VOCDataset
     from engine.checkpoint import load_detector
     from engine.inference import eval_loader
 
-    train_voc.main(tiny_args(data_root, tmp_path, "--crop", "64x64"))
+    train_voc.main(tiny_config(data_root, tmp_path, crop=(64, 64)))
     model, checkpoint = load_detector(tmp_path / "last.pth")
-    assert checkpoint["args"]["crop"] == [64, 64] and tuple(checkpoint["config"]["resize_size"]) == (128, 224)
+    assert checkpoint["train_config"]["crop"] == [64, 64] and tuple(checkpoint["config"]["resize_size"]) == (128, 224)
     dataset = VOCDataset(data_root, "val", model.config.classes, resize_size=model.config.resize_size)
     images, targets = next(iter(eval_loader(dataset, 2, 0, "cpu")))
     assert images.shape[-2:] == (128, 224) and all(t["offset"].tolist() == [0.0, 0.0] for t in targets)
 
 
 def test_periodic_validation_keeps_best_and_the_final_thresholds_are_stored(data_root, tmp_path, capsys):
-    args = tiny_args(data_root, tmp_path, "--epochs", "2", "--val-every", "1", "--ema")
-    args.no_final_eval = False
+    args = tiny_config(data_root, tmp_path, epochs=2, val_every=1, ema=True, final_eval=True)
     summary = train_voc.main(args)
     header, *rows = (tmp_path / "val_log.csv").read_text().splitlines()
     assert header == "epoch,step,map"
