@@ -177,12 +177,20 @@ def read_via(path: str | Path, attribute: str = "class") -> list[Record]:
     return _nonempty(records, path)
 
 
+def _check_id(value: Any, where: str, key: str) -> None:
+    """A COCO id is an integer (or, in some tools' exports, a string)."""
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        raise ValueError(f"{where}: {key} must be an integer or a string, got {value!r}")
+
+
 def _check_entries(path: Path, entries: list, what: str, keys: Sequence[str]) -> dict[Any, dict]:
-    """COCO entries by id, each a JSON object with ``keys``; one id twice is an error."""
+    """COCO entries by id, each a JSON object with ``keys``; an id that is not an integer or a string, or one
+    id twice, is an error."""
     by_id: dict[Any, dict] = {}
     for k, entry in enumerate(entries):
         if not isinstance(entry, dict) or any(key not in entry for key in keys):
             raise ValueError(f"{path}: {what} {k}: needs {', '.join(keys)}, got {entry}")
+        _check_id(entry["id"], f"{path}: {what} {k}", "id")
         if entry["id"] in by_id:
             raise ValueError(f"{path}: {what} {k}: id {entry['id']!r} is used twice")
         by_id[entry["id"]] = entry
@@ -201,11 +209,21 @@ def read_coco(path: str | Path) -> list[Record]:
     data = _read_json(path, "annotation file")
     if not isinstance(data, dict) or not all(isinstance(data.get(k), list) for k in ("images", "annotations")):
         raise ValueError(f"{path}: not a COCO detection file (needs 'images' and 'annotations' lists)")
+    if not isinstance(data.get("categories") or [], list):
+        raise ValueError(f"{path}: 'categories' must be a list, got {data['categories']!r}")
     images = _check_entries(path, data["images"], "image", ("id", "file_name", "width", "height"))
+    for image in images.values():
+        if not isinstance(image["file_name"], str) or not image["file_name"]:
+            raise ValueError(f"{path}: image id {image['id']!r}: file_name must be a path, got {image['file_name']!r}")
     categories = _check_entries(path, data.get("categories") or [], "category", ("id", "name"))
+    for category in categories.values():
+        if not isinstance(category["name"], str):
+            raise ValueError(f"{path}: category id {category['id']!r}: name must be a string, got {category['name']!r}")
     _check_entries(path, data["annotations"], "annotation", ("id", "image_id", "category_id", "bbox"))
     for ann in data["annotations"]:
         where = f"{path}: annotation id {ann['id']!r}"
+        _check_id(ann["image_id"], where, "image_id")
+        _check_id(ann["category_id"], where, "category_id")
         if ann["image_id"] not in images:
             raise ValueError(f"{where}: image_id {ann['image_id']!r} is not in 'images'")
         if ann["category_id"] not in categories:
@@ -219,14 +237,14 @@ def read_coco(path: str | Path) -> list[Record]:
         image = coco.imgs[image_id]
         where = f"{path}: image id {image_id!r} ({image['file_name']!r})"
         width, height = _numbers([image["width"], image["height"]], where, "width and height")
-        record = Record(str(image["file_name"]), where, (int(width), int(height)))
+        record = Record(image["file_name"], where, (int(width), int(height)))
         for ann in coco.imgToAnns[image_id]:
             where = f"{path}: annotation id {ann['id']!r}"
             if not isinstance(ann["bbox"], list) or len(ann["bbox"]) != 4:
                 raise ValueError(f"{where}: bbox must be [x, y, w, h], got {ann['bbox']}")
             x, y, w, h = _numbers(ann["bbox"], where, "bbox values")
             box = _continuous_box((x, y, x + w, y + h), where)
-            record.add(box, str(coco.cats[ann["category_id"]]["name"]), where, bool(ann.get("iscrowd", 0)))
+            record.add(box, coco.cats[ann["category_id"]]["name"], where, bool(ann.get("iscrowd", 0)))
         records.append(record)
     return _nonempty(records, path)
 

@@ -11,6 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
+import cli
 from dataset import FOD_CLASSES, VOCDataset, parse_annotation, read_split
 from dataset import convert as conv
 from dataset.convert import convert
@@ -252,6 +253,33 @@ def test_coco_errors_name_file_and_entry(photos, tmp_path, where, value, error, 
         convert(read_coco(tmp_path / "coco.json"), photos, tmp_path / "voc", FOD_CLASSES)
     assert f"{tmp_path / 'coco.json'}: " in str(info.value) and words in str(info.value)
     assert not (tmp_path / "voc").exists()  # nothing written
+
+
+@pytest.mark.parametrize(
+    "where, value, words",
+    [
+        (("images", 0, "id"), [7], "image 0: id must be an integer or a string, got [7]"),
+        (("images", 1, "id"), {"id": 8}, "image 1: id must be an integer or a string, got {'id': 8}"),
+        (("images", 2, "id"), True, "image 2: id must be an integer or a string, got True"),
+        (("categories", 0, "id"), [1], "category 0: id must be an integer or a string, got [1]"),
+        (("annotations", 0, "id"), [1], "annotation 0: id must be an integer or a string, got [1]"),
+        (("annotations", 0, "image_id"), [7], "annotation id 1: image_id must be an integer or a string, got [7]"),
+        (("annotations", 1, "category_id"), {"id": 1}, "annotation id 2: category_id must be an integer or a string"),
+        (("images", 0, "file_name"), ["a.jpg"], "image id 7: file_name must be a path, got ['a.jpg']"),
+        (("categories", 0, "name"), ["nail"], "category id 1: name must be a string, got ['nail']"),
+        (("categories",), {"1": "nail"}, "'categories' must be a list, got {'1': 'nail'}"),
+    ],
+)
+def test_coco_fields_of_the_wrong_type_are_one_line_errors(photos, tmp_path, monkeypatch, capsys, where, value, words):
+    (tmp_path / "coco.json").write_text(json.dumps(_set(coco_export(), where, value)))
+    monkeypatch.delenv("FCOS_DEBUG", raising=False)
+    argv = ["--coco", str(tmp_path / "coco.json"), "--images", str(photos), "--out", str(tmp_path / "voc")]
+    with pytest.raises(SystemExit) as err:
+        cli.run(conv.main, conv.get_args_parser().parse_args(argv), "python -m dataset.convert")
+    printed = capsys.readouterr().err.strip()
+    assert err.value.code == 2 and printed.startswith(f"python -m dataset.convert: error: {tmp_path / 'coco.json'}: ")
+    assert words in printed and "\n" not in printed
+    assert not (tmp_path / "voc").exists()
 
 
 # ---------------------------------------------------------------- YOLO
