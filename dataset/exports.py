@@ -76,10 +76,11 @@ def _continuous_box(box: Sequence[float], where: str) -> Box:
 
 
 def _read_text(path: Path, what: str) -> str:
+    """The file as UTF-8 text, without the byte-order mark many Windows tools begin it with."""
     if not path.is_file():
         raise FileNotFoundError(f"{path}: {what} not found")
     try:
-        return path.read_text()
+        return path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError:
         raise ValueError(f"{path}: not a text file") from None
 

@@ -447,6 +447,52 @@ def test_labelme_errors_name_file_and_shape(photos, tmp_path, change, error, wor
     assert not (tmp_path / "voc").exists()
 
 
+# ---------------------------------------------------------------- every format
+
+
+def export_files(fmt: str, photos: Path, folder: Path) -> tuple[list[Path], list[str]]:
+    """The text files of a small export of ``photos`` in ``fmt``, written under ``folder`` (LabelMe's beside
+    the pictures), and the command line that converts it."""
+    if fmt == "labelme":
+        labelme_files(photos)
+        return [photos / "a.json", photos / "sub" / "b.json"], ["--labelme", str(photos)]
+    folder.mkdir()
+    if fmt == "yolo":
+        for name, text in {**YOLO_LABELS, "classes.txt": "\n".join(FOD_CLASSES) + "\n"}.items():
+            (folder / name).parent.mkdir(parents=True, exist_ok=True)
+            (folder / name).write_text(text)
+        classes = ["--yolo-classes", str(folder / "classes.txt")]
+        return sorted(folder.rglob("*.txt")), ["--yolo", str(folder), *classes, "--images", str(photos)]
+    name, text = {
+        "csv": ("export.csv", CSV),
+        "via": ("via.json", json.dumps(via_project())),
+        "coco": ("coco.json", json.dumps(coco_export())),
+    }[fmt]
+    file = folder / name
+    file.write_text(text)
+    return [file], [f"--{fmt}", str(file), "--images", str(photos)]
+
+
+@pytest.mark.parametrize(
+    "fmt, wrote",
+    [
+        ("csv", "3 images (train 3, val 0), 3 boxes"),
+        ("via", "2 images (train 2, val 0), 2 boxes"),
+        ("coco", "3 images (train 3, val 0), 3 boxes"),
+        ("yolo", "3 images (train 3, val 0), 4 boxes"),
+        ("labelme", "2 images (train 2, val 0), 3 boxes"),
+    ],
+)
+def test_a_utf8_byte_order_mark_is_read(photos, tmp_path, capsys, fmt, wrote):
+    """Many Windows tools begin a UTF-8 text file with a byte-order mark (EF BB BF)."""
+    files, argv = export_files(fmt, photos, tmp_path / "export")
+    for file in files:
+        file.write_text(file.read_text(), encoding="utf-8-sig")
+        assert file.read_bytes().startswith(b"\xef\xbb\xbf")
+    conv.main(conv.get_args_parser().parse_args([*argv, "--out", str(tmp_path / "voc")]))
+    assert f"wrote {wrote}" in capsys.readouterr().out
+
+
 # ---------------------------------------------------------------- nothing overwritten
 
 
