@@ -42,7 +42,7 @@ from engine.run import (
 )
 from engine.schedule import TimeBudget
 from engine.state import TrainState
-from engine.thresholds import deploy_thresholds
+from engine.thresholds import FALLBACK_THRESHOLD, deploy_thresholds
 from engine.train import TrainStep
 from model import FCOSConfig
 
@@ -177,7 +177,7 @@ def demo_epilogue(output_dir: Path, device: torch.device) -> None:
         sorted(Path("test_images").glob("*.jpg")),
         output_dir / "detections",
         device=device,
-        score_threshold=deploy_thresholds(points, model.config.classes, model.config.score_threshold),
+        score_threshold=deploy_thresholds(points, model.config.classes, FALLBACK_THRESHOLD),
         progress=False,
     )
     print(

@@ -563,7 +563,7 @@ def bench_deploy(repeats: int, checkpoint: Path | None = None, data_root: Path |
                 "onnxruntime int8, static quantisation",
             ):
                 detector, amp = ways[name]
-                result, _ = evaluate(detector, dataset, "cpu", batch_size=1, workers=0, amp=amp, progress=False)
+                result, _ = evaluate(detector, dataset, device="cpu", batch_size=1, workers=0, amp=amp, progress=False)
                 rows.append(Row(f"val mAP, {name}", 100 * result["map"], unit="%", note=checkpoint.name))
     return rows
 

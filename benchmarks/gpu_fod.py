@@ -54,17 +54,18 @@ def reset_peak(device: torch.device) -> None:
 def train_and_score(args: argparse.Namespace, device: torch.device) -> dict:
     """``train_voc.py --preset fod-gpu`` for --train-minutes (in this process), then ``val`` scored and timed."""
     out = Path(args.out) / "checkpoint"
-    config = PRESETS["fod-gpu"].override(
-        data_root=args.data_root,
-        time_budget=args.train_minutes,
-        output_dir=str(out),
-        final_eval=False,
-        workers=args.workers,
-        device=device.type,
-        backbone=args.backbone,
-        pretrained=args.pretrained,
+    changes = {
+        "data_root": args.data_root,
+        "time_budget": args.train_minutes,
+        "output_dir": str(out),
+        "final_eval": False,
+        "workers": args.workers,
+        "device": device.type,
+        "backbone": args.backbone,
+        "pretrained": args.pretrained,
         **(TINY if args.tiny else {}),
-    )
+    }
+    config = PRESETS["fod-gpu"].override(**changes)
     print(f"training {config.changes()}", flush=True)
     train_voc.main(config)
     state = load_checkpoint(out / "last.pth")["state"]
@@ -77,7 +78,7 @@ def train_and_score(args: argparse.Namespace, device: torch.device) -> dict:
     amp, _ = resolve_amp("auto", device)
     reset_peak(device)
     tic = time.perf_counter()
-    result, _ = evaluate(model, dataset, device, batch_size=4, workers=args.workers, amp=amp, progress=False)
+    result, _ = evaluate(model, dataset, device=device, batch_size=4, workers=args.workers, amp=amp, progress=False)
     seconds = time.perf_counter() - tic
     print(format_results(result))
     return {

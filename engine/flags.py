@@ -14,7 +14,9 @@ Flags = argparse._ActionsContainer  # a parser or one of its argument groups
 
 
 def add_device_argument(flags: Flags) -> argparse.Action:
-    return flags.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="cpu, cuda or cuda:N")
+    return flags.add_argument(
+        "--device", default="cuda" if torch.cuda.is_available() else "cpu", help="cpu, cuda or cuda:N"
+    )
 
 
 def add_amp_argument(flags: Flags) -> argparse.Action:
