@@ -14,8 +14,10 @@ Deployment uses ``ema`` when present, else ``model``.
 
 from __future__ import annotations
 
+import errno
 import os
 import pickle
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -36,8 +38,14 @@ class CheckpointError(ValueError):
 
 
 def save_checkpoint(state: dict[str, Any], path: str | Path) -> None:
-    """Write ``state`` to ``path`` atomically: a crash or a full disk mid-write leaves the previous file intact."""
+    """Write ``state`` to ``path`` atomically: a crash or a full disk mid-write leaves the previous file intact.
+    A state with a non-finite tensor (weights, buffers, optimizer state) is refused: no checkpoint ever holds one."""
     path = Path(path)
+    kept = f"; the previous {path.name} is left as it was" if path.exists() else ""
+    bad = non_finite_tensors(state)
+    if bad:
+        shown = ", ".join(bad[:3]) + (f" and {len(bad) - 3} more" if len(bad) > 3 else "")
+        raise CheckpointError(f"{path}: not written: {len(bad)} tensors hold NaN or infinite values ({shown}){kept}")
     tmp = path.with_name(path.name + TMP_SUFFIX)
     try:
         with open(tmp, "wb") as f:
@@ -46,12 +54,32 @@ def save_checkpoint(state: dict[str, Any], path: str | Path) -> None:
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except (OSError, RuntimeError) as err:
+        full = disk_full(err, path.parent)
         tmp.unlink(missing_ok=True)
-        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
-        if "write" in reason and "inline_container" in reason:
-            reason = "the file could not be written (is the disk full?)"
-        kept = f"; the previous {path.name} is intact" if path.exists() else ""
+        reason = "no space left on the disk" if full else str(err).splitlines()[0] if str(err) else type(err).__name__
         raise CheckpointError(f"{path}: cannot write the checkpoint ({reason}){kept}") from None
+
+
+def disk_full(err: Exception, folder: Path) -> bool:
+    """Whether a failed write ran out of disk: ENOSPC, or torch's writer failing (it words a full disk as an
+    ``inline_container.cc`` position or write error) on a disk with less than 64 MiB free."""
+    if isinstance(err, OSError):
+        return err.errno == errno.ENOSPC
+    return "inline_container" in str(err) and shutil.disk_usage(folder).free < 64 * 2**20
+
+
+def non_finite_tensors(state: Any, name: str = "") -> list[str]:
+    """The keys (dotted) of the floating-point tensors in ``state``, nested dicts and lists included, that hold a
+    NaN or an infinity."""
+    if isinstance(state, Tensor):
+        return [name] if state.is_floating_point() and not bool(torch.isfinite(state).all()) else []
+    if isinstance(state, dict):
+        items = state.items()
+    elif isinstance(state, (list, tuple)):
+        items = enumerate(state)
+    else:
+        return []
+    return [bad for key, value in items for bad in non_finite_tensors(value, f"{name}.{key}" if name else str(key))]
 
 
 def remove_partial_checkpoints(folder: str | Path) -> list[Path]:
