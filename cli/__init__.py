@@ -18,6 +18,15 @@ from typing import Any
 USER_ERRORS = (OSError, ValueError, KeyError, EOFError)
 
 
+class Stopped(Exception):
+    """A run that stopped as asked (a signal) after keeping what it had done; the message says how to go on.
+    ``status``: the exit status, 128 + the signal's number by convention."""
+
+    def __init__(self, message: str, status: int = 130):
+        super().__init__(message)
+        self.status = status
+
+
 def parse_size(text: str) -> tuple[int, int]:
     """``"AxB"`` -> ``(A, B)``, both positive integers (argparse type)."""
     try:
@@ -54,9 +63,18 @@ def error_message(err: BaseException) -> str:
 
 def run(main: Callable[[argparse.Namespace], Any], args: argparse.Namespace, prog: str) -> Any:
     """``main(args)``, with a user's error (:data:`USER_ERRORS`) printed as ``prog: error: ...`` and exit
-    status 2 instead of a traceback. ``FCOS_DEBUG=1`` in the environment shows the traceback."""
+    status 2 instead of a traceback, a run stopped by a signal (:class:`Stopped`) or Ctrl-C in one line, with
+    status 128 + the signal. ``FCOS_DEBUG=1`` in the environment shows the traceback."""
     try:
         return main(args)
+    except Stopped as stop:
+        print(f"{prog}: {stop}", file=sys.stderr)
+        sys.exit(stop.status)
+    except KeyboardInterrupt as err:
+        if os.environ.get("FCOS_DEBUG"):
+            raise
+        print(f"{prog}: interrupted{f' by {err}' if str(err) else ''}", file=sys.stderr)
+        sys.exit(130)
     except USER_ERRORS as err:
         if os.environ.get("FCOS_DEBUG"):
             raise

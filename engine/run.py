@@ -12,12 +12,14 @@ import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from signal import Signals
 from typing import Any
 
 import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
+from cli import Stopped
 from dataset import VOCDataset
 from dataset.synthetic import ensure_data_set
 from model import FCOSConfig, FCOSDetector
@@ -25,20 +27,28 @@ from model import FCOSConfig, FCOSDetector
 from .checkpoint import remove_partial_checkpoints, save_checkpoint, training_checkpoint
 from .config import TrainConfig
 from .data import cache_pictures, make_train_loader, start_epoch
-from .distributed import is_main_process
+from .distributed import all_reduce, is_main_process, world_size
 from .inference import evaluate
+from .interrupts import StopRequests
 from .metrics import format_results
 from .plots import plot_losses
 from .schedule import TimeBudget, plan_run
 from .state import TrainState
 from .thresholds import operating_points
-from .train import StepLog, Trainer, make_ema
+from .train import NonFiniteLossError, StepLog, Trainer, make_ema
 
 
 def say(text: str) -> None:
     """Print on the main process only."""
     if is_main_process():
         print(text, flush=True)
+
+
+def agreed(flag: bool) -> bool:
+    """``flag`` of this process, or of any process under DDP (so that all stop after the same step)."""
+    if world_size() == 1:
+        return flag
+    return bool(all_reduce(torch.tensor([float(flag)]), "max").item())
 
 
 def prepare_output_dir(path: Path) -> Path:
@@ -158,6 +168,11 @@ class Run:
     budget: TimeBudget
     resumed: bool = False
     rank: int = 0
+    saved_step: int | None = None  # the step last.pth holds, when this run wrote it or resumed from it
+
+    def __post_init__(self) -> None:
+        if self.resumed and Path(self.config.resume).resolve() == (self.output_dir / "last.pth").resolve():
+            self.saved_step = self.state.step
 
     @property
     def planned(self) -> int:
@@ -198,26 +213,34 @@ class Run:
         )
 
     def fit(self) -> None:
-        """Epochs until the schedule ends (or --epochs), each followed by :meth:`end_of_epoch`."""
+        """Epochs until the schedule ends (or --epochs), each followed by :meth:`end_of_epoch`. A SIGINT or
+        SIGTERM stops the run after the step in progress with ``last.pth`` written (:meth:`stop`)."""
         state, config = self.state, self.config
         log = StepLog(self.output_dir / "log.csv", state.step if self.resumed else None) if is_main_process() else None
         state.history = list(log.rows) if log else []
-        with log or contextlib.nullcontext():
+        with log or contextlib.nullcontext(), StopRequests() as requests:
             while not state.finished and state.epoch < config.epoch_limit:
                 before = (state.step, state.skipped_steps)
                 start_epoch(self.loader, config.seed, state.epoch + 1, self.rank)
-                self.trainer.train_one_epoch(
-                    self.loader,
-                    state,
-                    epoch=state.epoch + 1,
-                    device=self.device,
-                    budget=self.budget,
-                    log=log,
-                    max_steps=self.planned,
-                )
+                try:
+                    self.trainer.train_one_epoch(
+                        self.loader,
+                        state,
+                        epoch=state.epoch + 1,
+                        device=self.device,
+                        budget=self.budget,
+                        log=log,
+                        max_steps=self.planned,
+                        stop=lambda: agreed(requests.signal is not None),
+                    )
+                except NonFiniteLossError as err:
+                    raise NonFiniteLossError(f"{err} {self.kept()}") from None
+                if agreed(requests.signal is not None):
+                    self.stop(requests.signal, log)
                 if (state.step, state.skipped_steps) == before:
                     break  # out of time before the epoch's first step: nothing to log or save
                 state.epoch += 1
+                state.batches_done = 0
                 self.end_of_epoch(log)
                 state.train_seconds = self.budget.spent()
         say(
@@ -225,6 +248,29 @@ class Run:
             f"{state.images_per_second:.1f} pictures/s; {state.skipped_steps} steps skipped; "
             f"checkpoints in {self.output_dir}"
         )
+
+    def stop(self, signal: Signals | None, log: StepLog | None) -> None:
+        """Write ``last.pth`` as the run stands after the step in progress (the epoch's batches used so far
+        counted, so ``--resume`` continues exactly), then raise :class:`cli.Stopped` saying how to go on."""
+        state = self.state
+        state.train_seconds = self.budget.spent()
+        name = signal.name if signal is not None else "a signal to another process"
+        if is_main_process():
+            log.flush()
+            self.save("last.pth")
+        raise Stopped(
+            f"stopped by {name} at step {state.step} (epoch {state.epoch + 1}, batch {state.batches_done} of "
+            f"{len(self.loader)}); {self.output_dir / 'last.pth'} holds it: to go on, run the same command with "
+            f"--resume {self.output_dir / 'last.pth'}",
+            status=128 + (signal or 15),
+        )
+
+    def kept(self) -> str:
+        """What is on disk for the run to go back to: only what was checked finite is ever written."""
+        last = self.output_dir / "last.pth"
+        if self.saved_step is None:
+            return "No checkpoint was written."
+        return f"{last} holds step {self.saved_step}, written before the non-finite losses."
 
     def end_of_epoch(self, log: StepLog | None) -> None:
         """Report, validate every --val-every epochs (best.pth), write checkpoints and the loss curve."""
@@ -280,6 +326,8 @@ class Run:
         )
         for name in names:
             save_checkpoint(checkpoint, self.output_dir / name)
+        if "last.pth" in names:
+            self.saved_step = self.state.step
 
     def finish(self) -> dict[str, Any]:
         """The final checkpoint, holding the state the run ended in; with a --val-split (and no

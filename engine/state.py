@@ -20,6 +20,7 @@ class TrainState:
 
     step: int = 0  # optimizer steps applied
     epoch: int = 0  # epochs completed
+    batches_done: int = 0  # batches of the epoch in progress already used (a run stopped by a signal resumes after)
     total_steps: int = 0
     milestones: tuple[int, ...] = ()
     anchor_step: int = 0

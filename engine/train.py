@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import csv
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -143,8 +143,11 @@ class Trainer:
         log: StepLog | None = None,
         max_steps: int | None = None,
         desc: str = "",
+        stop: Callable[[], bool] = lambda: False,
     ) -> None:
-        """Run the batches of epoch ``epoch`` until the schedule ends or the time budget runs out.
+        """Run the batches of epoch ``epoch`` until the schedule ends, the time budget runs out or ``stop()``
+        says so after a step. The first ``state.batches_done`` batches, used before a stop, are drawn again (so
+        that the rest comes out as it would have) and passed over.
 
         ``budget`` is the run's clock (``state.train_seconds`` follows it) and, with minutes, refits the
         schedule every 25 steps (:meth:`TimeBudget.after_step`), capped at ``max_steps``. Running out of time
@@ -161,7 +164,11 @@ class Trainer:
             leave=False,
         )
         tic = budget.clock()
-        for images, targets in progress:
+        used_before = state.batches_done
+        for index, (images, targets) in enumerate(progress):
+            if index < used_before:
+                tic = budget.clock()
+                continue
             if budget.out_of_time():
                 state.total_steps = state.step
             if state.finished:
@@ -169,11 +176,14 @@ class Trainer:
             lr = self.set_lr(state)
             boxes, labels = pad_targets(targets)
             losses, applied = self.step(images.to(device, non_blocking=True), boxes.to(device), labels.to(device))
+            state.batches_done += 1
             toc = budget.clock()
             state.train_seconds = budget.spent()
             if not applied:
                 self._skipped(state, losses)
                 tic = toc
+                if stop():
+                    break
                 continue
             state.bad_steps = 0
             state.step += 1
@@ -201,6 +211,8 @@ class Trainer:
                 step=f"{state.step}/{state.total_steps}",
                 left=f"{state.minutes_left:.1f}min",
             )
+            if stop():
+                break
         progress.close()
 
     def _skipped(self, state: TrainState, losses: dict[str, float]) -> None:
@@ -213,8 +225,8 @@ class Trainer:
             )
         if state.bad_steps >= self.max_bad_steps:
             raise NonFiniteLossError(
-                f"{state.bad_steps} non-finite losses in a row at step {state.step}; stopping. The last good "
-                "checkpoint is intact: lower --lr, add --clip-grad-norm, or check the data."
+                f"{state.bad_steps} non-finite losses in a row at step {state.step}; stopping (lower --lr, add "
+                "--clip-grad-norm, or check the data)."
             )
 
 

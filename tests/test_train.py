@@ -2,18 +2,25 @@
 
 import math
 import os
+import signal
 import socket
+import subprocess
+import sys
 import threading
+import time
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 import torch
 import torch.multiprocessing as mp
 
 import train_voc
+from cli import Stopped
 from dataset import VOCDataset
 from dataset.synthetic import generate
 from engine import train as engine_train
+from engine.checkpoint import CheckpointError
 from engine.config import BASE, TrainConfig
 from engine.data import make_train_loader, start_epoch
 from engine.recipes import PRESETS
@@ -25,6 +32,7 @@ from model import FCOSConfig
 from model.loss import normalise_losses
 
 FOD = ("nail", "clip_B", "clip_Y", "L_stick")
+REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -482,6 +490,76 @@ def test_resuming_a_finished_budgeted_run_continues_with_more_minutes(data_root,
     assert more["state"].step == 8  # 6 s in all: 4 more steps of 0.7 s leave less than one step's time
 
 
+# ---------------------------------------------------------------------------------------------- signals
+
+
+def signal_on_call(numbers, call):
+    """A TrainStep.forward that sends this process ``numbers`` (signals) during its ``call``-th call."""
+    calls = {"n": 0}
+    real_forward = TrainStep.forward
+
+    def forward(self, *args):
+        calls["n"] += 1
+        if calls["n"] == call:
+            for number in numbers:
+                os.kill(os.getpid(), number)
+        return real_forward(self, *args)
+
+    return forward
+
+
+@pytest.mark.parametrize("number", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_stops_after_the_step_and_resuming_continues_exactly(data_root, tmp_path, monkeypatch, number):
+    """SIGTERM once ended training with no word and Ctrl-C with a traceback, the epoch's steps lost."""
+    common = {"augment": ("flip", "photo"), "crop": (96, 96)}
+    train_voc.main(tiny_config(data_root, tmp_path / "straight", epochs=2, **common))
+    with monkeypatch.context() as patched:
+        patched.setattr(TrainStep, "forward", signal_on_call([number], call=3))
+        with pytest.raises(Stopped) as stop:
+            train_voc.main(tiny_config(data_root, tmp_path / "stopped", epochs=2, **common))
+    last = tmp_path / "stopped" / "last.pth"
+    assert str(stop.value) == (
+        f"stopped by {number.name} at step 3 (epoch 1, batch 3 of 4); {last} holds it: to go on, run the same "
+        f"command with --resume {last}"
+    )
+    assert stop.value.status == 128 + number and load(last)["state"]["batches_done"] == 3
+    assert (
+        signal.getsignal(number) is not None
+        and signal.getsignal(number) == signal.default_int_handler
+        or (number == signal.SIGTERM and signal.getsignal(number) == signal.SIG_DFL)
+    )  # the handlers before the run are back
+    train_voc.main(tiny_config(data_root, tmp_path / "stopped", epochs=2, resume=str(last), **common))
+    a, b = load(tmp_path / "straight" / "last.pth"), load(last)
+    assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
+    assert (tmp_path / "straight" / "log.csv").read_text().count("\n") == (
+        tmp_path / "stopped" / "log.csv"
+    ).read_text().count("\n")
+
+
+def test_a_second_signal_stops_at_once(data_root, tmp_path, monkeypatch):
+    monkeypatch.setattr(TrainStep, "forward", signal_on_call([signal.SIGINT, signal.SIGINT], call=2))
+    with pytest.raises(KeyboardInterrupt):
+        train_voc.main(tiny_config(data_root, tmp_path, epochs=2))
+
+
+def test_sigterm_on_the_command_line_writes_last_pth_and_says_how_to_resume(data_root, tmp_path):
+    argv = [sys.executable, "train_voc.py", "--data-root", str(data_root), "--output-dir", str(tmp_path)]
+    argv += ["--backbone", "resnet18", "--fpn-channels", "32", "--head-convs", "1", "--resize", "128x224"]
+    argv += ["--epochs", "500", "--workers", "0", "--no-final-eval", "--save-every", "0"]
+    process = subprocess.Popen(argv, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    log = tmp_path / "log.csv"
+    deadline = time.monotonic() + 300
+    while not (log.is_file() and log.read_text().count("\n") > 1) and process.poll() is None:
+        assert time.monotonic() < deadline, "no step logged"
+        time.sleep(0.2)
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=300)
+    assert process.returncode == 128 + signal.SIGTERM, err
+    last_line = err.strip().splitlines()[-1]
+    assert last_line.startswith("train_voc.py: stopped by SIGTERM at step ") and "--resume" in last_line
+    assert "Traceback" not in err and load(tmp_path / "last.pth")["step"] >= 1
+
+
 # ---------------------------------------------------------------------------------------------- bad input
 
 
@@ -586,8 +664,28 @@ def test_repeated_non_finite_losses_stop_training_and_keep_the_good_checkpoint(d
     train_voc.main(tiny_config(data_root, tmp_path))
     good = weights(tmp_path / "last.pth")
     monkeypatch.setattr(TrainStep, "forward", inf_on_call(set(range(100))))
-    with pytest.raises(NonFiniteLossError, match="2 non-finite losses in a row"):
+    with pytest.raises(NonFiniteLossError, match="2 non-finite losses in a row") as err:
         train_voc.main(tiny_config(data_root, tmp_path, epochs=2, max_bad_steps=2, resume=str(tmp_path / "last.pth")))
+    assert str(err.value).endswith(f"{tmp_path / 'last.pth'} holds step 4, written before the non-finite losses.")
+    kept = weights(tmp_path / "last.pth")
+    assert all(torch.equal(good[k], kept[k]) for k in good)
+    with pytest.raises(NonFiniteLossError, match="No checkpoint was written.$"):  # it once claimed one intact
+        train_voc.main(tiny_config(data_root, tmp_path / "new", max_bad_steps=2))
+
+
+def test_an_update_that_makes_the_weights_non_finite_never_reaches_a_checkpoint(data_root, tmp_path, monkeypatch):
+    """A NaN learning rate once overwrote a good last.pth with NaN weights, the message saying it was intact."""
+    train_voc.main(tiny_config(data_root, tmp_path))
+    good = weights(tmp_path / "last.pth")
+    real_step = torch.optim.SGD.step
+
+    def ruinous_step(self, *args, **kwargs):
+        real_step(self, *args, **kwargs)
+        self.param_groups[0]["params"][-1].data.fill_(math.nan)
+
+    monkeypatch.setattr(torch.optim.SGD, "step", ruinous_step)
+    with pytest.raises(CheckpointError, match=r"last.pth: not written: \d+ tensors hold NaN or infinite values"):
+        train_voc.main(tiny_config(data_root, tmp_path, epochs=2, resume=str(tmp_path / "last.pth")))
     kept = weights(tmp_path / "last.pth")
     assert all(torch.equal(good[k], kept[k]) for k in good)
 

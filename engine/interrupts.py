@@ -1,0 +1,37 @@
+"""Stopping a training run on a signal without losing it: SIGINT (Ctrl-C) or SIGTERM (``kill``, a scheduler, a
+container stop) asks the run to stop after the step in progress, so that it writes ``last.pth`` with its exact
+state; a second signal stops at once."""
+
+from __future__ import annotations
+
+import signal
+import threading
+from types import FrameType
+
+from tqdm import tqdm
+
+SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+class StopRequests:
+    """While entered (in the main thread), the first SIGINT or SIGTERM is remembered in :attr:`signal` and the
+    second raises ``KeyboardInterrupt``; the handlers before are restored on exit."""
+
+    def __init__(self) -> None:
+        self.signal: signal.Signals | None = None
+        self.previous: dict[int, object] = {}
+
+    def __enter__(self) -> StopRequests:
+        if threading.current_thread() is threading.main_thread():
+            self.previous = {s: signal.signal(s, self.handle) for s in SIGNALS}
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for number, handler in self.previous.items():
+            signal.signal(number, handler)
+
+    def handle(self, number: int, frame: FrameType | None) -> None:
+        if self.signal is not None:
+            raise KeyboardInterrupt(f"a second {signal.Signals(number).name}")
+        self.signal = signal.Signals(number)
+        tqdm.write(f"{self.signal.name}: stopping after this step to write last.pth (a second signal stops at once)")
