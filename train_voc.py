@@ -23,7 +23,7 @@ from cli import run
 from dataset import resolve_classes
 from engine.amp import resolve_amp
 from engine.annotate import detect_files
-from engine.checkpoint import load_detector, load_resume_checkpoint, restore_training
+from engine.checkpoint import load_checkpoint, load_detector, load_resume_checkpoint, restore_training
 from engine.compiling import compile_detector
 from engine.config import BASE, TrainConfig, flag, flag_fields
 from engine.data import seed_everything
@@ -93,19 +93,26 @@ def shown(value: Any) -> str:
 def parse_config(argv: list[str] | None = None) -> TrainConfig:
     """The run ``argv`` asks for: the ``--preset`` it names (or the original run), with the typed flags laid over
     it by :meth:`TrainConfig.override` (its length rule included). A value the config refuses is a usage error
-    naming the flag."""
+    naming the flag, and so is a model setting typed beside ``--resume`` that differs from the checkpoint's model
+    (a resumed run trains the checkpoint's)."""
     peek = argparse.ArgumentParser(add_help=False)
     peek.add_argument("--preset")
     preset = PRESETS.get(peek.parse_known_args(argv)[0].preset, BASE)
     parser = get_args_parser(config=preset)
-    typed = vars(parser.parse_args(argv))
-    for name in ("resize", "crop", "size_ranges", "lr_steps"):
-        if name in typed:
-            typed[name] = tuple(typed[name])
+    typed = {k: tuple(v) if isinstance(v, list) else v for k, v in vars(parser.parse_args(argv)).items()}
     try:
-        return preset.override(**typed)
-    except ValueError as err:
+        config = preset.override(**typed)
+        if "resume" in typed:
+            stored = FCOSConfig.from_dict(load_checkpoint(config.resume)["config"])
+            changed = config.model_changes(stored, typed)
+            if changed:
+                raise ValueError(
+                    f"{'; '.join(changed)}: a resumed run trains the model of {config.resume}; drop these flags, or "
+                    "train anew without --resume"
+                )
+    except (OSError, ValueError) as err:
         parser.error(str(err))
+    return config
 
 
 def main(config: TrainConfig, clock: Callable[[], float] = time.monotonic) -> dict[str, Any]:

@@ -10,7 +10,7 @@ the config. Every value is checked when the config is made, and an error names t
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -134,7 +134,12 @@ class TrainConfig:
 
     # output
     output_dir: str = setting("", OUTPUT, "checkpoints, logs and plots (default: checkpoint/<preset>)")
-    resume: str | None = setting(None, OUTPUT, "continue exactly from a checkpoint of this script", metavar="CKPT")
+    resume: str | None = setting(
+        None,
+        OUTPUT,
+        "continue exactly from a checkpoint of this script (its model: model flags must match)",
+        metavar="CKPT",
+    )
     save_every: int = setting(1, OUTPUT, "model_<epoch>.pth every N epochs (0: none)", parse=int)
     val_every: int = setting(0, OUTPUT, "score --val-split every N epochs and keep best.pth (0: never)", parse=int)
     tta: bool = setting(False, OUTPUT, "evaluate with a horizontal flip too")
@@ -242,6 +247,17 @@ class TrainConfig:
             resize_size=self.resize,
         )
 
+    def model_changes(self, stored: FCOSConfig, names: Iterable[str]) -> list[str]:
+        """The model settings among ``names`` (fields) whose values here differ from the ``stored`` detector's,
+        each as ``--flag value (the checkpoint's: value)``."""
+        wanted = self.detector_config(stored.classes)
+        model_fields = {f.name for f in flag_fields() if f.metadata["group"] == MODEL}
+        return [
+            f"{flag(name)} {getattr(self, name)} (the checkpoint's: {_model_setting(stored, name)})"
+            for name in names
+            if name in model_fields and getattr(wanted, name) != getattr(stored, name)
+        ]
+
     def to_dict(self) -> dict[str, Any]:
         """Plain values (tuples as lists), for checkpoints (``torch.load(weights_only=True)``) and ``results.json``."""
         return _plain(asdict(self))
@@ -260,6 +276,15 @@ def flag(name: str) -> str:
 def flag_fields() -> list[Any]:
     """The fields that are flags, in their order."""
     return [f for f in fields(TrainConfig) if "group" in f.metadata]
+
+
+def _model_setting(config: FCOSConfig, name: str) -> Any:
+    """A detector setting as its training flag gives it: size ranges as their bounds, pretrained as a word."""
+    if name == "size_ranges":
+        return tuple(hi for _, hi in config.size_ranges[:-1])
+    if name == "pretrained":
+        return {True: "imagenet", False: "none"}.get(config.pretrained, config.pretrained)
+    return getattr(config, name)
 
 
 def _finite(value: Any) -> bool:

@@ -8,8 +8,10 @@ from pathlib import Path
 import pytest
 
 import train_voc
+from engine.checkpoint import save_checkpoint
 from engine.config import BASE, TrainConfig, flag_fields
 from engine.recipes import PRESETS
+from model import FCOSConfig
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -79,3 +81,24 @@ def test_the_length_rule_in_the_configs_terms():
     budgeted = PRESETS["fod-cpu-scratch"].override(time_budget=10.0)
     assert (budgeted.epochs, budgeted.time_budget) == (1000, 10.0)
     assert fod_cpu.planned_steps(34) == 1000 and PRESETS["fod"].planned_steps(34) == 3400
+
+
+def test_model_flags_beside_resume_must_match_the_checkpoint(tmp_path, capsys):
+    """``--resume r18/last.pth --backbone efficientnet_lite0 --fpn-channels 128`` once trained the ResNet18."""
+    checkpoint = tmp_path / "last.pth"
+    stored = FCOSConfig(backbone="resnet18", fpn_channels=32, head_convs=1)
+    save_checkpoint({"model": {}, "config": stored.to_dict()}, checkpoint)
+    with pytest.raises(SystemExit):
+        train_voc.parse_config(
+            ["--resume", str(checkpoint), "--backbone", "efficientnet_lite0", "--fpn-channels", "128", "--lr", "0.1"]
+        )
+    assert (
+        "--backbone efficientnet_lite0 (the checkpoint's: resnet18); --fpn-channels 128 (the checkpoint's: 32): "
+        f"a resumed run trains the model of {checkpoint}" in capsys.readouterr().err
+    )
+    same = ["--resume", str(checkpoint), "--backbone", "resnet18", "--fpn-channels", "32", "--head-convs", "1"]
+    assert train_voc.parse_config(same).backbone == "resnet18"  # the command repeated with --resume
+    assert train_voc.parse_config(["--resume", str(checkpoint), "--steps", "5"]).steps == 5  # untyped: no word
+    with pytest.raises(SystemExit):
+        train_voc.parse_config(["--resume", str(tmp_path / "none.pth"), "--backbone", "resnet18"])
+    assert "none.pth: checkpoint not found" in capsys.readouterr().err
