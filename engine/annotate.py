@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -64,7 +65,9 @@ def check_writable(folder: Path) -> None:
     except OSError as err:
         raise OSError(f"{folder}: cannot write there ({err.strerror})") from None
     finally:
-        probe.unlink(missing_ok=True)
+        # a read-only file system refuses even to remove a missing file; that error would hide the folder's
+        with contextlib.suppress(OSError):
+            probe.unlink(missing_ok=True)
 
 
 def write_json_atomically(data: Any, path: Path) -> None:

@@ -2,6 +2,7 @@
 
 import errno
 import json
+import re
 from collections import defaultdict
 from pathlib import Path
 
@@ -284,3 +285,17 @@ def test_compile_refuses_an_onnx_model_by_name(exported, tmp_path, script):
     args = script.get_args_parser().parse_args(["--onnx", str(root / "model.onnx"), *place, "--compile"])
     with pytest.raises(ValueError, match="--compile is for checkpoints; .*model.onnx is run by onnxruntime"):
         script.main(args)
+
+
+def test_a_read_only_folder_is_named(tmp_path, monkeypatch):
+    """On a read-only file system even removing a missing file fails; the message still names the folder,
+    not the hidden file that proved it."""
+
+    def refuse(self, *args, **kwargs):
+        raise OSError(errno.EROFS, "Read-only file system", str(self))
+
+    monkeypatch.setattr(Path, "write_bytes", refuse)
+    monkeypatch.setattr(Path, "unlink", refuse)
+    args = export_onnx.get_args_parser().parse_args(["--checkpoint", "x.pth", "--output", str(tmp_path / "m.onnx")])
+    with pytest.raises(OSError, match=rf"^{re.escape(str(tmp_path))}: cannot write there \(Read-only file system\)$"):
+        export_onnx.main(args)
