@@ -114,6 +114,7 @@ def convert(
     images: str | Path,
     out: str | Path,
     classes: Sequence[str],
+    *,
     val_fraction: float = 0.0,
     seed: int = 0,
     link: bool = False,
@@ -240,11 +241,11 @@ def main(args: argparse.Namespace) -> None:
         images,
         args.out,
         resolve_classes(args.classes),
-        args.split_val,
-        args.seed,
-        args.link,
-        args.group_by,
-        args.threshold,
+        val_fraction=args.split_val,
+        seed=args.seed,
+        link=args.link,
+        group_by=args.group_by,
+        threshold=args.threshold,
     )
     num_boxes = sum(len(r.boxes) for r in records)
     print(

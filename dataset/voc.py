@@ -85,7 +85,14 @@ def main(args: argparse.Namespace) -> None:
     if args.show:
         augment = tuple(a for a in args.augment.split(",") if a)
         ds = VOCDataset(
-            args.data_root, args.split, classes, True, args.resize, crop_size=args.crop, cache=True, augment=augment
+            args.data_root,
+            args.split,
+            classes,
+            train=True,
+            resize_size=args.resize,
+            crop_size=args.crop,
+            cache=True,
+            augment=augment,
         )
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)

@@ -70,6 +70,7 @@ class VOCDataset(Dataset):
         root: str | Path,
         split: str = "train",
         classes: str | Sequence[str] | None = None,
+        *,
         train: bool = False,
         resize_size: tuple[int, int] = (922, 1640),
         keep_difficult: bool | None = None,

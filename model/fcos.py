@@ -37,10 +37,10 @@ class FCOSDetector(nn.Module):
         self.head = FCOSHead(
             config.fpn_channels,
             config.num_classes,
-            len(config.strides),
-            config.head_convs,
-            config.gn_groups,
-            config.prior_prob,
+            num_levels=len(config.strides),
+            num_convs=config.head_convs,
+            gn_groups=config.gn_groups,
+            prior_prob=config.prior_prob,
         )
         self.network = self._network
         self.set_channels_last(True)
@@ -100,8 +100,8 @@ class FCOSDetector(nn.Module):
             labels,
             reg_targets,
             centerness,
-            self.config.focal_alpha,
-            self.config.focal_gamma,
+            alpha=self.config.focal_alpha,
+            gamma=self.config.focal_gamma,
         )
 
     def compile(self, **options: Any) -> None:
@@ -132,8 +132,8 @@ def select_for_config(
         boxes,
         level_sizes * passes,
         image_size,
-        threshold,
-        config.nms_iou,
-        config.pre_nms_top_k,
-        config.max_detections,
+        score_threshold=threshold,
+        nms_iou=config.nms_iou,
+        pre_nms_top_k=config.pre_nms_top_k,
+        max_detections=config.max_detections,
     )

@@ -47,6 +47,7 @@ class FCOSHead(nn.Module):
         self,
         channels: int,
         num_classes: int,
+        *,
         num_levels: int = 5,
         num_convs: int = 4,
         gn_groups: int = 32,

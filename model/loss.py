@@ -23,6 +23,7 @@ def fcos_loss_sums(
     labels: Tensor,
     reg_targets: Tensor,
     centerness_targets: Tensor,
+    *,
     alpha: float = 0.25,
     gamma: float = 2.0,
 ) -> dict[str, Tensor]:

@@ -32,6 +32,7 @@ def select_detections(
     boxes: Tensor,
     level_sizes: list[int],
     image_size: tuple[int, int],
+    *,
     score_threshold: float | Tensor = 0.05,
     nms_iou: float = 0.6,
     pre_nms_top_k: int = 1000,

@@ -569,7 +569,7 @@ def test_split_keeps_near_duplicates_together(tmp_path, capsys):
     assert printed[0] == f"wrote 12 images (train 9, val 3), 0 boxes to {out}"
     assert printed[1].startswith("val pictures with a near-duplicate in train: 0 of 3 (0.0%;")
     seeds = {tuple(convert(read_csv(tmp_path / "photos" / "ann.csv"), tmp_path / "photos", tmp_path / f"v{s}",
-                           FOD_CLASSES, 0.25, seed=s)["val"]) for s in range(6)}  # fmt: skip
+                           FOD_CLASSES, val_fraction=0.25, seed=s)["val"]) for s in range(6)}  # fmt: skip
     assert len(seeds) > 1
 
 
@@ -584,8 +584,8 @@ def test_split_keeps_groups_together(tmp_path, files, group_by):
     files = scenes(tmp_path / "photos", files)  # every picture its own scene
     (tmp_path / "ann.csv").write_text("".join(f"{f},,,,,\n" for f in files))
     records = read_csv(tmp_path / "ann.csv")
-    ungrouped = convert(records, tmp_path / "photos", tmp_path / "a", FOD_CLASSES, 0.25)
-    grouped = convert(records, tmp_path / "photos", tmp_path / "b", FOD_CLASSES, 0.25, group_by=group_by)
+    ungrouped = convert(records, tmp_path / "photos", tmp_path / "a", FOD_CLASSES, val_fraction=0.25)
+    grouped = convert(records, tmp_path / "photos", tmp_path / "b", FOD_CLASSES, val_fraction=0.25, group_by=group_by)
     group_of = {Path(f).stem: f[:4] for f in files}
     assert len(ungrouped["val"]) == 2 and len(grouped["val"]) == 2
     assert len({group_of[i] for i in grouped["val"]}) == 1  # one whole recording
