@@ -42,7 +42,7 @@ def pixels_to_xml(boxes: torch.Tensor) -> torch.Tensor:
 
 def resolve_classes(spec: str | Sequence[str] | None = None) -> tuple[str, ...]:
     """Class names from a spec: None or "fod" -> FOD_CLASSES, "voc" -> VOC_CLASSES,
-    a path to a text file (one name a line) -> its names, "a,b,c" -> that list,
+    a path to a UTF-8 text file (one name a line, a byte-order mark allowed) -> its names, "a,b,c" -> that list,
     a list/tuple -> a tuple of it. The order defines the label ids 1..C."""
     if spec is None:
         return FOD_CLASSES
@@ -53,7 +53,7 @@ def resolve_classes(spec: str | Sequence[str] | None = None) -> tuple[str, ...]:
     elif spec.lower() == "voc":
         return VOC_CLASSES
     elif Path(spec).is_file():
-        names = tuple(line.strip() for line in Path(spec).read_text().splitlines() if line.strip())
+        names = tuple(line.strip() for line in Path(spec).read_text(encoding="utf-8-sig").splitlines() if line.strip())
     else:
         names = tuple(s.strip() for s in spec.split(",") if s.strip())
     if not names or len(set(names)) != len(names):
@@ -66,7 +66,7 @@ def split_path(root: str | Path, split: str) -> Path:
 
 
 def read_split(root: str | Path, split: str) -> list[str]:
-    """Image ids listed in ``ImageSets/Main/<split>.txt`` (empty lines ignored).
+    """Image ids listed in ``ImageSets/Main/<split>.txt``, UTF-8 (empty lines and a byte-order mark ignored).
 
     ``FileNotFoundError`` when the file or ``root`` is missing, ``ValueError`` when it lists nothing.
     """
@@ -76,7 +76,7 @@ def read_split(root: str | Path, split: str) -> list[str]:
     if not path.is_file():
         raise FileNotFoundError(f"{path}: split file not found")
     try:
-        ids = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+        ids = [line.strip() for line in path.read_text(encoding="utf-8-sig").splitlines() if line.strip()]
     except UnicodeDecodeError:
         raise ValueError(f"{path}: not a text file of image ids") from None
     if not ids:

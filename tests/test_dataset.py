@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import codecs
 import math
+import shutil
 from pathlib import Path
 
 import cv2
@@ -121,6 +123,21 @@ def test_resolve_classes(tmp_path):
     assert resolve_classes("a, b,c") == ("a", "b", "c") and resolve_classes(["x", "y"]) == ("x", "y")
     (tmp_path / "c.txt").write_text("nail\n\nclip_B\n")
     assert resolve_classes(str(tmp_path / "c.txt")) == ("nail", "clip_B")
+
+
+def test_cli_counts_read_files_that_start_with_a_byte_order_mark(synth, tmp_path, capsys):
+    """Many Windows tools start a UTF-8 file with a byte-order mark: the split, the class list and the XML
+    are read as without it."""
+    voc.main(voc.get_args_parser().parse_args(["--data-root", str(synth), "--split", "train"]))
+    counts = capsys.readouterr().out
+    root = tmp_path / "bom"
+    shutil.copytree(synth, root)
+    for path in [root / "ImageSets/Main/train.txt", *(root / "Annotations").glob("*.xml")]:
+        path.write_bytes(codecs.BOM_UTF8 + path.read_bytes())
+    (tmp_path / "classes.txt").write_bytes(codecs.BOM_UTF8 + "\n".join(FOD_CLASSES).encode())
+    args = ["--data-root", str(root), "--split", "train", "--classes", str(tmp_path / "classes.txt")]
+    voc.main(voc.get_args_parser().parse_args(args))
+    assert capsys.readouterr().out == counts
 
 
 def test_parse_keeps_xml_frame_and_difficult(tmp_path):
