@@ -180,8 +180,17 @@ def parse_annotation(xml_path: str | Path, classes: Sequence[str], picture_size:
 
 
 def ground_truth_of(ids: Sequence[str], annotations: Sequence[dict]) -> GroundTruth:
-    """``image_id -> {"boxes" float32 [M,4] XML frame, "labels" int64 [M], "difficult" bool [M]}``."""
-    return {i: {k: a[k] for k in ("boxes", "labels", "difficult")} for i, a in zip(ids, annotations)}
+    """``image_id -> {"boxes" float32 [M,4] XML frame, "labels" int64 [M], "difficult" bool [M], "size" int64 [2]}``;
+    ``size``, the XML's (W, H) (0, 0 when unknown), tells the frame of the picture the boxes were drawn on."""
+    return {
+        i: {
+            "boxes": a["boxes"],
+            "labels": a["labels"],
+            "difficult": a["difficult"],
+            "size": np.array([a["width"], a["height"]]),
+        }
+        for i, a in zip(ids, annotations)
+    }
 
 
 def read_annotations(

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,7 @@ import cv2
 import numpy as np
 
 from dataset import GroundTruth
+from dataset.decoding import read_header, read_picture
 from dataset.drawing import class_colour, label_box
 
 from .metrics import Detection
@@ -81,7 +83,8 @@ def draw_errors(
 ) -> list[Path]:
     """The ``worst`` pictures (most errors of ``rows``, :func:`engine.analysis.error_list`'s) with ground truth
     dashed white and the ``shown`` detections (indices into ``detections``) solid in class colours; errors
-    labelled MISS or FP. Scaled to at most ``max_side`` pixels."""
+    labelled MISS or FP. Each picture is read in the frame its XML's boxes were drawn in (``ground_truth``'s
+    ``size``), scaled to at most ``max_side`` pixels; one that cannot be read is skipped with a warning."""
     out_dir.mkdir(parents=True, exist_ok=True)
     counts: dict[str, int] = {}
     for row in rows:
@@ -92,13 +95,17 @@ def draw_errors(
     class_ids = {name: k for k, name in enumerate(classes, start=1)}
     written = []
     for image_id in ranked:
-        picture = cv2.imread(str(images_dir / f"{image_id}.jpg"), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
-        if picture is None:
+        gt = ground_truth[image_id]
+        path = images_dir / f"{image_id}.jpg"
+        try:
+            rgb = read_picture(path, upright=_drawn_upright(path, gt.get("size", (0, 0))))
+        except (OSError, ValueError) as err:
+            warnings.warn(f"{err}; no error picture drawn for it", stacklevel=2)
             continue
+        picture = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
         scale = min(1.0, max_side / max(picture.shape[:2]))
         picture = cv2.resize(picture, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA) if scale < 1 else picture
         line = max(1, round(max(picture.shape[:2]) / 600))
-        gt = ground_truth[image_id]
         for j, (box, label) in enumerate(zip(gt["boxes"].tolist(), gt["labels"].tolist())):
             corners = _corners(box, scale)
             _dashed_rectangle(picture, corners, (255, 255, 255), line)
@@ -140,6 +147,14 @@ def draw_errors(
         cv2.imwrite(str(path), picture, [cv2.IMWRITE_JPEG_QUALITY, 90])
         written.append(path)
     return written
+
+
+def _drawn_upright(path: Path, size: Sequence[int]) -> bool:
+    """Whether boxes drawn for a picture of ``size`` (W, H, the XML's; 0 x 0 when unknown) lie on the upright
+    view of the picture at ``path``, as :class:`dataset.VOCDataset` reads it: unless the size is the stored
+    frame's alone."""
+    header = read_header(path)
+    return tuple(int(v) for v in size) != header.stored or header.stored == header.upright
 
 
 def _corners(box: Sequence[float], scale: float) -> tuple[int, int, int, int]:

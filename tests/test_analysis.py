@@ -3,11 +3,14 @@
 import csv
 import json
 
+import cv2
 import numpy as np
 import pytest
+from PIL import ExifTags, Image
 
 import detect
 import eval_voc
+from dataset import write_annotation, write_split
 from dataset.synthetic import generate
 from engine import analysis_pictures
 from engine.analysis import confusion_matrix, error_list, reaching_threshold
@@ -222,3 +225,29 @@ def test_error_pictures_mark_the_false_alarm_by_its_index_not_its_rounded_corner
         and f"{name} 0.90" in labels
         and not any(t.startswith("MISS") for t in labels)
     )
+
+
+@pytest.mark.parametrize("frame", ["stored", "upright"])
+def test_error_pictures_are_drawn_in_the_frame_of_the_xml(tmp_path, frame):
+    """A phone picture stored on its side (EXIF orientation 6): its error picture is the view its XML's boxes
+    were drawn on, so the ground-truth box lies on the object."""
+    upright = np.zeros((64, 96, 3), np.uint8)
+    upright[20:50, 10:40] = 255  # the object: XML box 11, 21, 40, 50 on the upright view
+    exif = Image.Exif()
+    exif[ExifTags.Base.Orientation] = 6
+    (tmp_path / "JPEGImages").mkdir()
+    Image.fromarray(upright).transpose(Image.Transpose.ROTATE_90).save(tmp_path / "JPEGImages/a.jpg", exif=exif)
+    # orientation 6 shows the stored picture turned clockwise: upright (x, y) is stored (y, 97 - x)
+    box, size = ([21, 57, 50, 86], (64, 96)) if frame == "stored" else ([11, 21, 40, 50], (96, 64))
+    write_annotation(tmp_path / "Annotations/a.xml", "a.jpg", *size, [box], ["nail"])
+    write_split(tmp_path, "val", ["a"])
+    detections = [det("a", "nail", 0.9, box), det("a", "nail", 0.8, [5, 5, 20, 20])]  # found, and a false alarm
+    (tmp_path / "dets.json").write_text(json.dumps(detections))
+    argv = ["--detections", str(tmp_path / "dets.json"), "--data-root", str(tmp_path), "--split", "val"]
+    eval_voc.main(
+        eval_voc.get_args_parser().parse_args([*argv, "--analysis", str(tmp_path / "out"), "--score-threshold", "0.5"])
+    )
+    drawn = cv2.imread(str(tmp_path / "out/errors/a.jpg"))
+    assert drawn.shape[1::-1] == size
+    centre = drawn[(box[1] + box[3]) // 2, (box[0] + box[2]) // 2]
+    assert centre.min() > 200  # the white object
