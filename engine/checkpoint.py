@@ -118,10 +118,18 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
         raise CheckpointError(f"{path}: not a readable checkpoint (truncated, or not written by torch.save)") from None
     except Exception:  # torch.load of arbitrary bytes raises about any type; none of them is a bug here
         raise CheckpointError(f"{path}: not a readable checkpoint (truncated, or not written by torch.save)") from None
-    if not isinstance(checkpoint, dict) or not {"model", "config"} <= set(checkpoint):
-        keys = sorted(checkpoint)[:6] if isinstance(checkpoint, dict) else type(checkpoint).__name__
-        raise CheckpointError(f"{path}: not an FCOS checkpoint (needs 'model' and 'config'; found {keys})")
+    try:
+        check_entries(checkpoint)
+    except ValueError as err:
+        raise CheckpointError(f"{path}: {err}") from None
     return checkpoint
+
+
+def check_entries(checkpoint: Any) -> None:
+    """``ValueError`` unless ``checkpoint`` is a dict with the entries every FCOS checkpoint has."""
+    if not isinstance(checkpoint, dict) or not {"model", "config"} <= set(checkpoint):
+        keys = sorted(map(str, checkpoint))[:6] if isinstance(checkpoint, dict) else type(checkpoint).__name__
+        raise ValueError(f"not an FCOS checkpoint (needs 'model' and 'config'; found {keys})")
 
 
 def training_checkpoint(
@@ -178,9 +186,7 @@ def detector_from_checkpoint(checkpoint: dict[str, Any], averaged: bool = True) 
     file or downloading anything: the checkpoint holds all the weights. ``ValueError`` when the weights do not
     fit the checkpoint's config, naming the settings that differ.
     """
-    for key in ("model", "config"):
-        if key not in checkpoint:
-            raise ValueError(f"not an FCOS checkpoint: no {key!r} entry")
+    check_entries(checkpoint)
     config = FCOSConfig.from_dict(checkpoint["config"])
     model = FCOSDetector(config, load_pretrained=False)
     weights = (averaged and checkpoint.get("ema")) or checkpoint["model"]
