@@ -31,6 +31,7 @@ from PIL import Image, UnidentifiedImageError
 
 from cli import DefaultsFormatter, run
 from dataset.annotations import annotation_xml, fit_box_to_picture, image_path, resolve_classes, split_path
+from dataset.decoding import read_header
 from dataset.exports import Record, read_coco, read_csv, read_labelme, read_via, read_yolo, read_yolo_names
 from dataset.near_duplicates import MEASURE, NEAR_DUPLICATE_THRESHOLD, check_voc_split, split_report, thumbnails
 from dataset.splits import clusters, group_keys, split_clusters
@@ -52,7 +53,8 @@ class Picture:
             return self.source.read_bytes()
         with Image.open(self.source) as im:
             buffer = io.BytesIO()
-            im.convert("RGB").save(buffer, "JPEG", quality=95)
+            # the EXIF orientation stays, so the picture keeps the frame its XML was written in
+            im.convert("RGB").save(buffer, "JPEG", quality=95, exif=im.getexif() or b"")
             return buffer.getvalue()
 
 
@@ -63,13 +65,17 @@ def _picture(record: Record, images: Path, classes: Sequence[str]) -> Picture:
         raise FileNotFoundError(f"{record.where}: image file {source} not found")
     try:
         with Image.open(source) as im:
-            (width, height), fmt = im.size, im.format
+            fmt = im.format
     except (OSError, UnidentifiedImageError) as e:
         raise ValueError(f"{record.where}: cannot read image {source} ({e})") from None
-    if record.size is not None and record.size != (width, height):
-        raise ValueError(
-            f"{record.where}: the export says {record.size[0]}x{record.size[1]} but {source} is {width}x{height}"
-        )
+    frames = read_header(source)
+    if record.size is not None and record.size not in frames:
+        (w, h), (uw, uh) = frames
+        upright = f" ({uw}x{uh} upright)" if frames.upright != frames.stored else ""
+        said = f"{record.size[0]}x{record.size[1]}"
+        raise ValueError(f"{record.where}: the export says {said} but {source} is {w}x{h}{upright}")
+    # the XML is in the frame the export's boxes were drawn in, the one the data set then reads the picture in
+    width, height = record.size or frames.stored
     boxes = []
     for box, name, where in zip(record.boxes, record.names, record.places):
         if name not in classes:
@@ -123,9 +129,10 @@ def convert(
 ) -> dict[str, list[str]]:
     """Write the records as a VOC-layout set under ``out``; returns the ids of train, val and trainval.
 
-    Picture sizes are read from the file headers (and must be what the export states). A box reaching past
-    its picture is clipped with a warning, as the VOC reader does. ``val_fraction`` of the pictures at most
-    go to val, by whole clusters of near-duplicates (``threshold``) and of ``group_by`` keys
+    Picture sizes are read from the file headers; a size the export states must be the picture's stored or
+    upright (EXIF orientation applied) one, and the XML is written in that frame (the stored one when none).
+    A box reaching past its picture is clipped with a warning, as the VOC reader does. ``val_fraction`` of the
+    pictures at most go to val, by whole clusters of near-duplicates (``threshold``) and of ``group_by`` keys
     (:func:`dataset.splits.group_keys`), in a random order drawn with ``seed``. Raises FileNotFoundError for a
     missing picture and ValueError for an unknown class, a box with nothing inside its picture, two pictures
     with one stem (each naming the export file and entry), or a file in ``out`` it would change; nothing is

@@ -22,7 +22,7 @@ from typing import Any
 import yaml
 from pycocotools.coco import COCO
 
-from dataset.decoding import picture_size
+from dataset.decoding import read_header
 from dataset.pictures import IMAGE_SUFFIXES
 
 Box = tuple[float, float, float, float]
@@ -31,8 +31,9 @@ Box = tuple[float, float, float, float]
 @dataclass
 class Record:
     """One picture of an export: its path as written, where it is in the export (for error messages), the
-    size (W, H) the export states for it (None when it states none), and its objects: 0-based inclusive
-    pixel boxes, class names, difficult flags and each object's place in the export."""
+    size (W, H) the export states or implies for it (None when neither; for a picture stored on its side, the
+    size tells whether the boxes lie on its stored pixels or on its upright view), and its objects: 0-based
+    inclusive pixel boxes, class names, difficult flags and each object's place in the export."""
 
     image: str
     where: str
@@ -310,7 +311,8 @@ def read_yolo(
     kept among the labels, is skipped).
 
     A line is ``class cx cy w h``: an index into ``names``, then the box's centre and size relative to the
-    picture's width and height, read from the picture file. The coordinates are continuous: in a picture
+    picture's width and height in its upright view (EXIF orientation applied, as the tools show it), read from
+    the picture file; that is the records' size. The coordinates are continuous: in a picture
     100 pixels wide, cx 0.2 and w 0.2 span x = 10 .. 30, the pixels 10 .. 29 (VOC xmin 11, xmax 30).
     """
     labels, images = Path(labels), Path(images)
@@ -325,9 +327,10 @@ def read_yolo(
     for picture in pictures:
         relative = picture.relative_to(images)
         label = label_files.pop(relative.with_suffix(""), None)
-        record = Record(str(relative), str(label or picture))
+        size = read_header(picture).upright  # YOLO tools label the view every viewer shows
+        record = Record(str(relative), str(label or picture), size)
         if label is not None:
-            _add_yolo_labels(record, label, picture_size(picture), names)
+            _add_yolo_labels(record, label, size, names)
         records.append(record)
     if label_files:
         first = next(iter(label_files.values()))

@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from PIL import Image
+from PIL import ExifTags, Image
 
 import cli
 from dataset import FOD_CLASSES, VOCDataset, parse_annotation, read_split
@@ -599,3 +599,38 @@ def test_cli_options_that_need_another(tmp_path):
     args = conv.get_args_parser().parse_args(["--csv", "a.csv", "--out", str(tmp_path / "voc"), "--group-by", "folder"])
     with pytest.raises(ValueError, match=r"--group-by decides the train/val split: it needs --split-val"):
         conv.main(args)
+
+
+# ---------------------------------------------------------------- pictures stored on their side
+
+
+@pytest.mark.parametrize("fmt, picture", [("yolo", "a.jpg"), ("yolo", "a.png"), ("labelme", "a.jpg")])
+def test_an_export_drawn_on_the_upright_view_of_a_turned_picture(tmp_path, fmt, picture):
+    """YOLO tools (ultralytics, CVAT) and LabelMe label a phone picture stored on its side (EXIF orientation 6)
+    as every viewer shows it: the XML is written in that upright frame, and training reads the picture so (a
+    re-encoded PNG keeps its orientation)."""
+    upright = np.zeros((64, 96, 3), np.uint8)
+    upright[20:50, 10:40] = 255  # the object: x 10 .. 40, y 20 .. 50 (continuous) on the upright view
+    exif = Image.Exif()
+    exif[ExifTags.Base.Orientation] = 6
+    (tmp_path / "photos").mkdir()
+    Image.fromarray(upright).transpose(Image.Transpose.ROTATE_90).save(tmp_path / "photos" / picture, exif=exif)
+    if fmt == "yolo":
+        (tmp_path / "labels").mkdir()
+        (tmp_path / "labels/a.txt").write_text(f"0 {25 / 96} {35 / 64} {30 / 96} {30 / 64}\n")
+        (tmp_path / "classes.txt").write_text("\n".join(FOD_CLASSES))
+        argv = ["--yolo", str(tmp_path / "labels"), "--yolo-classes", str(tmp_path / "classes.txt")]
+        argv += ["--images", str(tmp_path / "photos")]
+    else:
+        shape = {"label": "nail", "points": [[10, 20], [40, 50]], "shape_type": "rectangle"}
+        labelme = {"imagePath": picture, "imageWidth": 96, "imageHeight": 64, "shapes": [shape]}
+        (tmp_path / "photos/a.json").write_text(json.dumps(labelme))
+        argv = ["--labelme", str(tmp_path / "photos")]
+    conv.main(conv.get_args_parser().parse_args([*argv, "--out", str(tmp_path / "voc")]))
+    ann = parse_annotation(tmp_path / "voc/Annotations/a.xml", FOD_CLASSES)
+    assert (ann["width"], ann["height"]) == (96, 64)
+    np.testing.assert_allclose(ann["boxes"], [[11, 21, 40, 50]], atol=1e-4)
+    image, target = VOCDataset(tmp_path / "voc", "trainval", resize_size=(64, 96))[0]
+    x1, y1, x2, y2 = target["boxes"][0].round().int().tolist()
+    assert image[:, y1 + 2 : y2 - 2, x1 + 2 : x2 - 2].mean() > 1.5  # white, ImageNet-normalised
+    assert image[:, : y1 - 2].mean() < -1.5  # black around it
