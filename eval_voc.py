@@ -32,7 +32,16 @@ from engine.flags import (
     threshold_spec,
 )
 from engine.inference import compile_network, evaluate, place
-from engine.metrics import METRICS, coco_metrics, evaluate_detections, format_results, load_detections
+from engine.metrics import (
+    METRICS,
+    coco_metrics,
+    evaluate_by_size,
+    evaluate_detections,
+    format_by_size,
+    format_results,
+    load_detections,
+    size_bins,
+)
 from engine.plots import plot_pr_curves
 
 
@@ -57,7 +66,16 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     parser.add_argument(
         "--metric", choices=METRICS, default="voc12", help="voc12: all-point interpolation; voc07: 11-point"
     )
-    parser.add_argument("--coco", action="store_true", help="also report COCO AP@[.5:.95] and AP@.5")
+    parser.add_argument(
+        "--coco", action="store_true", help="also report COCO AP@[.5:.95], AP@.5 and AP small, medium and large"
+    )
+    parser.add_argument(
+        "--size-bins",
+        type=size_edges,
+        metavar="PX,PX",
+        help="AP of the objects of each size (the square root of a box's area, in pixels of the original picture) "
+        "between these edges (default: the terciles of the split's objects)",
+    )
     parser.add_argument("--plot", metavar="DIR", help="write a precision-recall curve per class into DIR")
     parser.add_argument("--analysis", metavar="DIR", help="confusion matrix, operating points and error pictures")
     parser.add_argument(
@@ -88,6 +106,17 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     add_channels_last_argument(parser)
     parser.add_argument("--save-detections", metavar="FILE", help="with a model: write the detections JSON")
     return parser
+
+
+def size_edges(text: str) -> tuple[float, ...]:
+    """``"24,32"`` -> ``(24.0, 32.0)``: increasing positive edges between size bins (argparse type)."""
+    try:
+        edges = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"comma-separated sizes in pixels, e.g. 24,32; got {text!r}") from None
+    if not all(math.isfinite(e) and e > 0 for e in edges) or list(edges) != sorted(set(edges)):
+        raise argparse.ArgumentTypeError(f"sizes must be positive and increasing, got {text!r}")
+    return edges
 
 
 def main(args: argparse.Namespace) -> dict[str, Any]:
@@ -146,6 +175,15 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
         result["coco"] = coco_metrics(detections, ground_truth, classes)
         print(f"COCO AP@[.5:.95]=====>{result['coco']['AP@[.5:.95]']:.3f}")
         print(f"COCO AP@.5=====>{result['coco']['AP@.5']:.3f}")
+        sizes = ", ".join(f"{k} {v:.3f}" for k, v in result["coco"].items() if k.startswith("AP "))
+        print(f"COCO {sizes} (areas below 32x32 pixels, up to 96x96, above)")
+    bins = size_bins(ground_truth, args.size_bins)
+    result["by_size"] = evaluate_by_size(
+        detections, ground_truth, classes, bins, iou_threshold=args.iou, metric=args.metric
+    )
+    source = "as given" if args.size_bins else "the terciles of the split's objects"
+    print(f"\nAP by object size (square root of the box area, pixels of the original picture; bins: {source}):")
+    print(format_by_size(result["by_size"]))
     if args.plot:
         print(f"{len(plot_pr_curves(result, args.plot))} precision-recall curves written to {args.plot}")
     if args.analysis:

@@ -156,8 +156,10 @@ def evaluate_detections(
     classes: Sequence[str],
     iou_threshold: float = 0.5,
     metric: str = "voc12",
+    *,
+    size_range: tuple[float, float] | None = None,
 ) -> dict[str, Any]:
-    """VOC AP per class and their mean.
+    """VOC AP per class and their mean; with ``size_range`` (lo, hi], of the objects of that size only.
 
     Returns ``{"ap": {cls: float}, "map": float, "num_gt": {cls: int}, "precision": {cls: [N]},
     "recall": {cls: [N]}, "scores": {cls: [N]}}`` where N is the number of the class's detections that are
@@ -169,9 +171,18 @@ def evaluate_detections(
     class always gets AP ``nan`` and a ``nan`` recall curve, and is left out of the mean (like
     mmdetection's ``eval_map``); ``map`` is nan only when no class has ground truth.
 
+    ``size_range`` bounds :func:`box_size` (pixels of the XML's frame): objects outside it count as difficult
+    (neither found nor missed), and a detection outside it that finds no object is ignored rather than a false
+    alarm: the rule of COCO's ``areaRng``.
+
     Raises ``ValueError`` for a detection whose image is not in ``ground_truth`` or whose category is
     not in ``classes``.
     """
+    if size_range is not None:
+        ground_truth = {
+            image_id: {**g, "difficult": g["difficult"] | ~_within(box_size(g["boxes"]), size_range)}
+            for image_id, g in ground_truth.items()
+        }
     if metric not in METRICS:
         raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
     classes = tuple(classes)
@@ -184,6 +195,8 @@ def evaluate_detections(
         num_classes=len(classes),
         iou_threshold=iou_threshold,
     )
+    if size_range is not None:
+        fp &= _within(box_size(det_boxes), size_range)
 
     num_gt = np.zeros(len(classes), dtype=np.int64)
     for g in ground_truth.values():
@@ -210,6 +223,57 @@ def evaluate_detections(
     if defined:
         result["map"] = float(np.mean(defined))
     return result
+
+
+def box_size(boxes: np.ndarray) -> np.ndarray:
+    """``boxes [N,4]`` (inclusive pixel indices) -> ``[N]`` the square root of their areas in pixels, COCO's
+    measure of an object's size."""
+    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    return np.sqrt((boxes[:, 2] - boxes[:, 0] + 1.0) * (boxes[:, 3] - boxes[:, 1] + 1.0))
+
+
+def _within(sizes: np.ndarray, size_range: tuple[float, float]) -> np.ndarray:
+    lo, hi = size_range
+    return (sizes > lo) & (sizes <= hi)
+
+
+def size_bins(ground_truth: GroundTruth, edges: Sequence[float] | None = None) -> list[tuple[float, float]]:
+    """Size ranges (lo, hi] from the ``edges`` between them; without edges, the terciles of the sizes of the
+    split's (non-difficult) objects, so each bin holds a third of them."""
+    if edges is None:
+        sizes = np.concatenate([box_size(g["boxes"])[~g["difficult"]] for g in ground_truth.values()] or [[]])
+        edges = np.quantile(sizes, [1 / 3, 2 / 3]).tolist() if len(sizes) else []
+    bounds = [0.0, *(float(e) for e in edges), math.inf]
+    return list(zip(bounds[:-1], bounds[1:]))
+
+
+def evaluate_by_size(
+    detections: Sequence[Detection],
+    ground_truth: GroundTruth,
+    classes: Sequence[str],
+    bins: Sequence[tuple[float, float]],
+    *,
+    iou_threshold: float = 0.5,
+    metric: str = "voc12",
+) -> dict[str, dict[str, Any]]:
+    """:func:`evaluate_detections` for each size bin, keyed ``"lo-hi"`` (pixels)."""
+    return {
+        f"{lo:.0f}-{hi:.0f}": evaluate_detections(
+            detections, ground_truth, classes, iou_threshold, metric, size_range=(lo, hi)
+        )
+        for lo, hi in bins
+    }
+
+
+def format_by_size(by_size: dict[str, dict[str, Any]]) -> str:
+    """One row per size bin: its objects counted and each class's AP, then the mean."""
+    classes = list(next(iter(by_size.values()))["ap"]) if by_size else []
+    width = max([12] + [len(name) for name in by_size])
+    lines = [f"{'size (px)':<{width}}  {'objects':>7}  " + "  ".join(f"{c:>7}" for c in classes) + f"  {'mAP':>6}"]
+    for name, result in by_size.items():
+        aps = "  ".join(f"{result['ap'][c]:>7.3f}" for c in classes)
+        lines.append(f"{name:<{width}}  {sum(result['num_gt'].values()):>7d}  {aps}  {result['map']:>6.3f}")
+    return "\n".join(lines)
 
 
 def match_detections(
@@ -276,7 +340,8 @@ def validate_detections(
 def coco_metrics(
     detections: Iterable[Detection], ground_truth: GroundTruth, classes: Sequence[str]
 ) -> dict[str, float]:
-    """COCO ``AP@[.5:.95]`` and ``AP@.5`` (pycocotools, objects built in memory).
+    """COCO ``AP@[.5:.95]``, ``AP@.5`` and AP small, medium and large (COCO's areas, below 32x32 pixels, up to
+    96x96 and above; pycocotools, objects built in memory).
 
     Boxes become ``[x, y, w, h]`` of the pixels they cover (``x = xmin - 1``, ``w = xmax - xmin + 1``), so
     COCO's IoU equals the VOC rule's inclusive-pixel IoU. Difficult ground truths are
@@ -324,7 +389,7 @@ def coco_metrics(
             }
         )
     if not gt_annotations:
-        return {"AP@[.5:.95]": math.nan, "AP@.5": math.nan}
+        return dict.fromkeys(("AP@[.5:.95]", "AP@.5", "AP small", "AP medium", "AP large"), math.nan)
 
     with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints its progress
         coco_gt, coco_dt = COCO(), COCO()
@@ -336,8 +401,8 @@ def coco_metrics(
         evaluator.evaluate()
         evaluator.accumulate()
         evaluator.summarize()
-    ap, ap50 = (float(v) if v >= 0 else math.nan for v in evaluator.stats[:2])
-    return {"AP@[.5:.95]": ap, "AP@.5": ap50}
+    ap, ap50, _, small, medium, large = (float(v) if v >= 0 else math.nan for v in evaluator.stats[:6])
+    return {"AP@[.5:.95]": ap, "AP@.5": ap50, "AP small": small, "AP medium": medium, "AP large": large}
 
 
 def format_results(result: dict[str, Any]) -> str:

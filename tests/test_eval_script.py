@@ -112,6 +112,20 @@ def test_coco_and_plot(voc, capsys, tmp_path):
     )
 
 
+def test_ap_by_object_size_with_terciles_or_given_edges(voc, capsys):
+    root, dets = voc
+    result = run(["--detections", str(dets), "--data-root", str(root), "--coco"])
+    out = capsys.readouterr().out
+    assert "AP by object size" in out and "bins: the terciles of the split's objects" in out
+    assert len(result["by_size"]) == 3 and sum(sum(r["num_gt"].values()) for r in result["by_size"].values()) == 4
+    assert "COCO AP small" in out and set(result["coco"]) >= {"AP small", "AP medium", "AP large"}
+    given = run(["--detections", str(dets), "--data-root", str(root), "--size-bins", "1000"])
+    assert list(given["by_size"]) == ["0-1000", "1000-inf"] and given["by_size"]["0-1000"]["map"] == given["map"]
+    for bad in ("20,10", "x", "-3"):
+        with pytest.raises(SystemExit):
+            run(["--detections", str(dets), "--data-root", str(root), "--size-bins", bad])
+
+
 @pytest.mark.parametrize(
     "content, message",
     [

@@ -8,10 +8,13 @@ import pytest
 
 from dataset import load_ground_truth
 from engine.metrics import (
+    box_size,
     coco_metrics,
+    evaluate_by_size,
     evaluate_detections,
     format_results,
     match_detections,
+    size_bins,
     validate_detections,
     voc_ap,
 )
@@ -307,16 +310,91 @@ def test_coco_metrics():
         det("B", "b", 0.7, [5, 5, 25, 25]),
         det("A", "a", 0.95, [50, 50, 60, 60]),
     ]  # on the difficult object: ignored
-    assert coco_metrics(perfect, gt, ["a", "b"]) == pytest.approx({"AP@[.5:.95]": 1.0, "AP@.5": 1.0})
-    assert coco_metrics([], gt, ["a", "b"]) == {"AP@[.5:.95]": 0.0, "AP@.5": 0.0}
+    both = ("AP@[.5:.95]", "AP@.5")
+    assert coco_metrics(perfect, gt, ["a", "b"]) == pytest.approx(
+        {"AP@[.5:.95]": 1.0, "AP@.5": 1.0, "AP small": 1.0, "AP medium": math.nan, "AP large": math.nan}, nan_ok=True
+    )  # every object is below 32x32 pixels: COCO's medium and large bins are empty
+    assert {k: coco_metrics([], gt, ["a", "b"])[k] for k in both} == {"AP@[.5:.95]": 0.0, "AP@.5": 0.0}
     # Boxes count inclusive pixels, as in the VOC rule. Shifted by 2 pixels: "a" (11x11 pixels) reaches IoU
     # 81/161 = .503, a true positive at threshold .5 only; the detection on the difficult (crowd) object covers
     # 81/121 = .67 of itself: ignored at .5 .55 .6 .65, a false positive (scoring highest) above. Both "b"
     # (21x21 pixels) reach 361/521 = .69, true positives at .5 .55 .6 .65 of the ten thresholds:
     # AP@.5 = (1 + 1) / 2, AP@[.5:.95] = (.1 + .4) / 2
     shifted = [dict(d, bbox=[v + 2 for v in d["bbox"]]) for d in perfect]
-    assert coco_metrics(shifted, gt, ["a", "b"]) == pytest.approx({"AP@[.5:.95]": 0.25, "AP@.5": 1.0})
+    assert {k: coco_metrics(shifted, gt, ["a", "b"])[k] for k in both} == pytest.approx(
+        {"AP@[.5:.95]": 0.25, "AP@.5": 1.0}
+    )
     assert evaluate_detections(shifted, gt, ["a", "b"])["ap"] == {"a": 1.0, "b": 1.0}  # the VOC rule agrees at .5
+
+
+# Size bins: a small object S (11x11 pixels) and a large one L (41x41) of one class in one picture.
+SIZES_GT = {"A": gt_entry([[0, 0, 10, 10], [100, 100, 140, 140]], [1, 1])}
+SIZES_DETS = [
+    det("A", "a", 0.95, [200, 200, 240, 240]),  # large, on nothing: a false alarm among large objects only
+    det("A", "a", 0.9, [0, 0, 10, 10]),  # finds S
+    det("A", "a", 0.8, [100, 100, 140, 140]),  # finds L
+    det("A", "a", 0.7, [300, 300, 305, 305]),  # small (6x6), on nothing: a false alarm among small objects only
+]
+
+
+def test_ap_by_size_counts_each_object_and_false_alarm_in_its_own_bin():
+    """Hand-computed: among small objects, S is found at rank 1 (the large false alarm is ignored) and the
+    small false alarm comes after it: AP 1. Among large ones the false alarm scores first: precision 1/2 at
+    recall 1, AP 0.5. Without the size rule, both objects in one bin: precision 0, 1/2, 2/3 at ranks 1-3,
+    recall 1/2 at rank 2 and 1 at rank 3; the envelope is 2/3 up to recall 1: AP 2/3."""
+    by_size = evaluate_by_size(SIZES_DETS, SIZES_GT, ["a"], [(0.0, 20.0), (20.0, math.inf)])
+    assert {name: r["ap"]["a"] for name, r in by_size.items()} == {"0-20": 1.0, "20-inf": 0.5}
+    assert {name: r["num_gt"]["a"] for name, r in by_size.items()} == {"0-20": 1, "20-inf": 1}
+    assert evaluate_detections(SIZES_DETS, SIZES_GT, ["a"])["ap"]["a"] == pytest.approx(2 / 3)
+    assert box_size(np.array([[0, 0, 10, 10], [0, 0, 3, 15]])).tolist() == [11.0, 8.0]
+
+
+def test_size_bins_default_to_terciles_of_the_objects():
+    gt = {"A": gt_entry([[0, 0, s - 1, s - 1] for s in (10, 20, 30, 40, 50, 60)], [1] * 6)}
+    (lo1, hi1), (lo2, hi2), (lo3, hi3) = size_bins(gt)
+    assert (
+        (lo1, hi3) == (0.0, math.inf) and hi1 == lo2 == pytest.approx(80 / 3) and hi2 == lo3 == pytest.approx(130 / 3)
+    )
+    assert size_bins(gt, [25.0]) == [(0.0, 25.0), (25.0, math.inf)]
+
+
+def test_ap_by_size_agrees_with_pycocotools_area_ranges():
+    """The same bins given to COCO as areaRng (areas lo^2 to hi^2) at IoU .5: the same objects counted, the same
+    false alarms ignored. (COCO interpolates at 101 recall points, VOC at every point: the cases are built so that
+    both give exact values.)"""
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    def coco_ap(lo, hi):
+        boxes = [[x1, y1, x2 - x1 + 1, y2 - y1 + 1] for x1, y1, x2, y2 in SIZES_GT["A"]["boxes"].tolist()]
+        gts = [
+            {"id": i + 1, "image_id": 1, "category_id": 1, "bbox": b, "area": b[2] * b[3], "iscrowd": 0}
+            for i, b in enumerate(boxes)
+        ]
+        dets = []
+        for i, d in enumerate(SIZES_DETS):
+            x1, y1, x2, y2 = d["bbox"]
+            b = [x1, y1, x2 - x1 + 1, y2 - y1 + 1]
+            dets.append(
+                {"id": i + 1, "image_id": 1, "category_id": 1, "bbox": b, "area": b[2] * b[3], "score": d["score"]}
+            )
+        heads = {"images": [{"id": 1}], "categories": [{"id": 1, "name": "a"}]}
+        coco_gt, coco_dt = COCO(), COCO()
+        coco_gt.dataset, coco_dt.dataset = {**heads, "annotations": gts}, {**heads, "annotations": dets}
+        coco_gt.createIndex()
+        coco_dt.createIndex()
+        evaluator = COCOeval(coco_gt, coco_dt, iouType="bbox")
+        evaluator.params.iouThrs = np.array([0.5])
+        evaluator.params.areaRng = [[lo**2, hi**2]]
+        evaluator.params.areaRngLbl = ["bin"]
+        evaluator.evaluate()
+        evaluator.accumulate()
+        precision = evaluator.eval["precision"][0, :, 0, 0, -1]  # [recall thresholds]
+        return float(np.mean(precision[precision > -1]))
+
+    ours = evaluate_by_size(SIZES_DETS, SIZES_GT, ["a"], [(0.0, 20.0), (20.0, 1e5)])
+    assert ours["0-20"]["ap"]["a"] == pytest.approx(coco_ap(0.0, 20.0)) == 1.0
+    assert ours["20-100000"]["ap"]["a"] == pytest.approx(coco_ap(20.0, 1e5)) == 0.5
 
 
 def test_format_results_lines():
