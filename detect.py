@@ -1,8 +1,10 @@
-"""Detect foreign objects in pictures with an FCOS checkpoint (or its ONNX export): annotated pictures and a JSON.
+"""Detect foreign objects in pictures, videos, streams or a camera with an FCOS checkpoint (or its ONNX export).
 
     python detect.py --checkpoint checkpoint/fod-cpu/last.pth --input test_images --output-dir outputs/detect
     python detect.py --input "photos/*.png" --score-threshold auto         # newest *.pth under checkpoint/
     python detect.py --onnx fcos.onnx --input test_images --output-dir outputs/detect_onnx
+    python detect.py --input road.mp4 --vid-stride 2 --roi "0,500 1280,500 1280,720 0,720" --output-dir outputs/road
+    python detect.py --input rtsp://camera.local/stream --confirm 3/5      # or --input 0 for the first webcam
 
 Each input picture (jpg, jpeg, png, bmp; a file, a folder or a glob pattern) gives a picture of its original size
 in ``--output-dir`` (same stem; .png stays .png, anything else becomes .jpg) with every box drawn in its class's
@@ -10,6 +12,13 @@ colour, labelled ``class score``, and a legend of the class colours. ``detection
 ``{"image_id": stem, "category", "score", "bbox": [x1, y1, x2, y2]}`` in original pixels in the VOC XML's
 1-based frame, so ``eval_voc.py --detections detections.json`` scores it directly. A file that cannot be read
 is reported and skipped; the exit status is then 1.
+
+A video file (mp4, avi, mkv, mov, webm ...), a stream URL (rtsp://, http:// ...) or a webcam index is read frame
+by frame (every ``--vid-stride``-th), its detections tracked (ByteTrack) and each object confirmed in K of the
+last N processed frames (``--confirm``) raised once as an event: see :mod:`engine.video_detection` for the
+outputs (an annotated video, ``detections.jsonl``, ``events.csv`` / ``events.json`` and ``crops/``). A video
+that cannot be opened or decoded, or a file that ends before its announced length, gives one line naming it and
+the exit status 1; a stream that drops ends the run with everything processed written.
 """
 
 from __future__ import annotations
@@ -22,11 +31,12 @@ from typing import Any
 
 import torch
 
-from cli import DefaultsFormatter, run
+from cli import DefaultsFormatter, error_message, run
 from dataset.pictures import find_pictures
 from engine.amp import resolve_amp
 from engine.annotate import detect_files
 from engine.checkpoint import load_detector, newest_checkpoint
+from engine.events import parse_confirm
 from engine.export import load_onnx_detector
 from engine.flags import (
     add_amp_argument,
@@ -35,13 +45,18 @@ from engine.flags import (
     add_device_argument,
     threshold_spec,
 )
+from engine.frame_detector import FrameDetector
 from engine.inference import compile_network, place
+from engine.roi import RegionOfInterest, parse_polygon
 from engine.thresholds import FALLBACK_THRESHOLD, deploy_thresholds, read_thresholds
+from engine.video import VideoReader, video_source
+from engine.video_detection import detect_video
 
 
 def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        description="Detect foreign objects: annotated pictures and detections.json",
+        description="Detect foreign objects: annotated pictures and detections.json, or for a video, a stream or a "
+        "camera an annotated video, detections.jsonl and one event per confirmed object",
         add_help=add_help,
         formatter_class=DefaultsFormatter,
     )
@@ -50,8 +65,13 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
         "--checkpoint", help="checkpoint written by train_voc.py (default: the newest *.pth under checkpoint/)"
     )
     model.add_argument("--onnx", help="a model written by export_onnx.py, run with onnxruntime on the CPU")
-    parser.add_argument("--input", default="test_images", help="a picture, a folder of pictures or a glob pattern")
-    parser.add_argument("--output-dir", default="outputs/detect", help="where the pictures and detections.json go")
+    parser.add_argument(
+        "--input",
+        default="test_images",
+        help="a picture, a folder of pictures or a glob pattern; or a video file, a stream URL (rtsp://, http://) "
+        "or a webcam index (0)",
+    )
+    parser.add_argument("--output-dir", default="outputs/detect", help="where the outputs go")
     parser.add_argument(
         "--score-threshold",
         type=threshold_spec,
@@ -60,6 +80,26 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
         "--thresholds or the checkpoint's final evaluation",
     )
     parser.add_argument("--thresholds", metavar="FILE", help="thresholds.json from eval_voc.py --analysis")
+    video = parser.add_argument_group("videos, streams and cameras")
+    video.add_argument(
+        "--vid-stride", type=positive_int, default=1, help="detect on every N-th frame (tracking adapts to the rate)"
+    )
+    video.add_argument(
+        "--confirm",
+        type=confirm_spec,
+        default="3/5",
+        metavar="K/N",
+        help="an object becomes an event once tracked in K of the last N processed frames; 3/5 raises it within "
+        "about half a second at 10 processed frames/s and tolerates two missed frames, while a false alarm that "
+        "flickers for a frame or two never becomes one (a track is named at its second sighting, from which "
+        "frames count)",
+    )
+    video.add_argument(
+        "--roi",
+        metavar="POLYGON",
+        help="keep only detections whose box's bottom centre (where an object touches the road) lies in this "
+        'polygon of frame pixels: "x1,y1 x2,y2 x3,y3 ..." or a JSON file [[x, y], ...]; drawn on the video',
+    )
     parser.add_argument("--batch-size", type=int, default=2, help="pictures a batch")
     parser.add_argument("--workers", type=int, default=2, help="picture loading processes")
     add_device_argument(parser)
@@ -69,8 +109,55 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     return parser
 
 
+def positive_int(text: str) -> int:
+    """An integer >= 1 (argparse type)."""
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"a whole number >= 1, got {text!r}")
+    return int(text)
+
+
+def confirm_spec(text: str) -> tuple[int, int]:
+    """``K/N`` (argparse type)."""
+    try:
+        return parse_confirm(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err).removeprefix("--confirm ")) from None
+
+
 def main(args: argparse.Namespace) -> dict[str, Any]:
-    """Detect on every picture of ``args.input``; returns the report's fields, the checkpoint and the thresholds."""
+    """Detect on every picture of ``args.input``, or on a video, stream or camera; returns the report's fields,
+    the checkpoint and the thresholds."""
+    source = video_source(args.input)
+    if source is None:
+        if args.roi:
+            raise ValueError("--roi is for videos, streams and cameras")
+        return detect_pictures(args)
+    region = RegionOfInterest(parse_polygon(args.roi)) if args.roi else None
+    try:
+        reader = VideoReader(source, args.vid_stride)
+    except OSError as err:
+        print(f"detect.py: error: {error_message(err)}", file=sys.stderr)
+        return {"failures": [str(err)], "frames": 0, "events": []}
+    try:
+        detector, model = load_frame_detector(args)
+        report = detect_video(
+            detector, reader, Path(args.output_dir), confirm=args.confirm, region=region, progress=True
+        )
+    finally:
+        reader.close()
+    for failure in report.failures:
+        print(f"detect.py: error: {failure}", file=sys.stderr)
+    print(f"model: {model}")
+    print(f"frames: {report.frames} processed (every {args.vid_stride}), {report.detections} detections")
+    print(f"events: {len(report.events)} objects confirmed in {args.confirm[0]} of {args.confirm[1]} frames")
+    print(f"speed: {report.fps:.1f} frames/s end to end, model {report.model_ms:.1f} ms a frame")
+    print(f"outputs: {', '.join(p.name for p in report.outputs)} and crops/ in {args.output_dir}")
+    return {**vars(report), "checkpoint": model, "threshold": detector.score_threshold}
+
+
+def load_frame_detector(args: argparse.Namespace) -> tuple[FrameDetector, Path]:
+    """The model of ``--checkpoint`` or ``--onnx`` (the newest checkpoint by default) on its device, with the
+    thresholds the flags choose; and its path."""
     if args.onnx:
         source = Path(args.onnx)
         detector = load_onnx_detector(source)
@@ -85,6 +172,19 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
     detector = place(detector, device=device, channels_last=args.channels_last)
     if args.compile:
         print(f"network: {compile_network(detector, source)}")
+    return FrameDetector(detector, score_threshold=threshold, device=device, amp=amp), source
+
+
+def detect_pictures(args: argparse.Namespace) -> dict[str, Any]:
+    """Detect on every picture of ``args.input`` in batches."""
+    frame_detector, source = load_frame_detector(args)
+    detector, device, amp, threshold = (
+        frame_detector.detector,
+        frame_detector.device,
+        frame_detector.amp,
+        frame_detector.score_threshold,
+    )
+    classes = detector.config.classes
     report = detect_files(
         detector,
         find_pictures(args.input),

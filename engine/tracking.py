@@ -1,0 +1,63 @@
+"""Track ids for detections across frames, by ByteTrack (the ``trackers`` package, the successor of supervision's).
+
+Why ByteTrack from ``trackers``: it is the maintained ByteTrack of the supervision project (supervision 0.27+
+moved its tracker there), a short readable implementation (Kalman boxes, IoU, scipy's linear assignment) tested
+on MOT benchmarks, that works on boxes alone: no appearance model to download or run on a CPU, unlike BoT-SORT
+or the ReID trackers of boxmot (which also pulls in opencv-python beside the headless OpenCV this project uses,
+as the later ``trackers`` releases do; hence the pin in requirements.txt). Objects lying on a road barely move
+between frames, which is where IoU association is at its best.
+
+The tracker is class-agnostic: a nail read as a clip in one frame keeps its track, so it stays one object.
+ByteTrack names a track at its second sighting (a first sighting may be a one-frame false alarm); until then
+its detection has no id. :class:`ObjectTracker` is the only place that knows the library: replacing it changes
+nothing else.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import supervision as sv
+from trackers import ByteTrackTracker
+
+from .frame_detector import Detections
+
+NO_TRACK = -1
+
+
+class ObjectTracker:
+    """Track ids [K] (int64, :data:`NO_TRACK` for a detection not yet in a named track) for the detections of
+    each processed frame, called in frame order.
+
+    ``frame_rate``: processed frames per second (the video's rate / ``--vid-stride``); ``lost_seconds``: how long a
+    track survives unseen (missed detections, something passing in front) before an object seen again there gets
+    a new id. Both are in seconds, so the behaviour does not change with the stride. ``min_iou``: the overlap a
+    detection needs with a track's predicted box to continue it.
+    """
+
+    def __init__(self, frame_rate: float, lost_seconds: float = 2.0, min_iou: float = 0.1) -> None:
+        # ByteTrackTracker keeps a lost track int(frame_rate / 30 * lost_track_buffer) frames
+        self.tracker = ByteTrackTracker(
+            lost_track_buffer=max(1, math.ceil(30 * lost_seconds)),
+            frame_rate=frame_rate,
+            # every detection that passed the score threshold may start or continue a track
+            track_activation_threshold=0.0,
+            high_conf_det_threshold=0.0,
+            minimum_consecutive_frames=1,
+            minimum_iou_threshold=min_iou,
+        )
+        self.tracker.reset()  # ids from 0 for each video
+
+    def __call__(self, detections: Detections) -> np.ndarray:
+        boxes = sv.Detections(
+            xyxy=detections.boxes.astype(np.float64).reshape(-1, 4),
+            confidence=detections.scores,
+            class_id=detections.labels,
+            data={"index": np.arange(len(detections))},
+        )
+        tracked = self.tracker.update(boxes)
+        ids = np.full(len(detections), NO_TRACK, dtype=np.int64)
+        if len(tracked):
+            ids[tracked.data["index"]] = tracked.tracker_id
+        return ids

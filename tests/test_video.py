@@ -1,0 +1,298 @@
+"""Videos through detect.py: frames read one by one, detections equal to the same frames as pictures, one track id
+and one event per object (none for a one-frame object), the region of interest, the JSONL schema, the ONNX path,
+and bad inputs through the command line. A synthetic video is written here (FFV1 in AVI: lossless), with coloured
+squares at known places, detected by thresholding their colour so that the tracks and events are known."""
+
+import csv
+import json
+import runpy
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+import detect
+from engine.checkpoint import save_checkpoint
+from engine.frame_detector import Detections, FrameDetector
+from engine.roi import RegionOfInterest, parse_polygon
+from engine.video import VideoReader, video_source
+from engine.video_detection import detect_video
+from model import FCOSConfig, FCOSDetector
+
+REPO = Path(__file__).resolve().parents[1]
+SIZE, FPS, FRAMES = (288, 160), 10.0, 16  # (W, H)
+BACKGROUND = (90, 90, 90)
+# class id -> BGR colour; each square's top-left corner per frame (None: absent), side 16
+COLOURS = {1: (0, 0, 255), 2: (0, 255, 0), 3: (255, 0, 0), 4: (0, 255, 255)}
+SIDE = 16
+
+
+def corner(label: int, frame: int) -> tuple[int, int] | None:
+    if label == 1:  # lying still
+        return 30, 30
+    if label == 2:  # moving right, 4 px a frame
+        return 90 + 4 * frame, 100
+    if label == 3:  # seen in one frame only
+        return (200, 40) if frame == 5 else None
+    return 250, 130  # lying still, outside the region of interest below
+
+
+ROI = "0,0 240,0 240,160 0,160"  # the left part: square 4's bottom centre (258, 146) lies outside
+
+
+def frame_pixels(index: int) -> np.ndarray:
+    frame = np.full((SIZE[1], SIZE[0], 3), BACKGROUND, dtype=np.uint8)
+    for label, colour in COLOURS.items():
+        where = corner(label, index)
+        if where is not None:
+            x, y = where
+            frame[y : y + SIDE, x : x + SIDE] = colour
+    return frame
+
+
+def write_video(path: Path, frames: int = FRAMES, size: tuple[int, int] = SIZE) -> Path:
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"FFV1"), FPS, size)
+    assert writer.isOpened()
+    for index in range(frames):
+        writer.write(cv2.resize(frame_pixels(index), size, interpolation=cv2.INTER_NEAREST))
+    writer.release()
+    return path
+
+
+class ColourDetector(FrameDetector):
+    """Finds the coloured squares: class k where the frame has colour ``COLOURS[k]``, score 0.9."""
+
+    def __init__(self) -> None:
+        self.config = FCOSConfig(num_classes=4)
+        self.score_threshold = 0.5
+
+    def __call__(self, frame_bgr: np.ndarray) -> Detections:
+        boxes, labels = [], []
+        for label, colour in COLOURS.items():
+            mask = np.all(np.abs(frame_bgr.astype(int) - colour) < 40, axis=-1).astype(np.uint8)
+            count, _, stats, _ = cv2.connectedComponentsWithStats(mask)
+            for x, y, w, h, _ in stats[1:count]:
+                boxes.append([x, y, x + w, y + h])
+                labels.append(label)
+        return Detections(
+            boxes=np.array(boxes, dtype=np.float32).reshape(-1, 4),
+            scores=np.full(len(labels), 0.9, dtype=np.float32),
+            labels=np.array(labels, dtype=np.int64),
+            classes=self.classes,
+        )
+
+
+@pytest.fixture(scope="module")
+def video(tmp_path_factory) -> Path:
+    return write_video(tmp_path_factory.mktemp("video") / "road.avi")
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory) -> Path:
+    torch.manual_seed(0)
+    config = FCOSConfig(backbone="resnet18", fpn_channels=32, head_convs=1, gn_groups=8, resize_size=(64, 128))
+    path = tmp_path_factory.mktemp("ckpt") / "tiny.pth"
+    save_checkpoint(
+        {"model": FCOSDetector(config).state_dict(), "config": config.to_dict(), "classes": list(config.classes)}
+        | {"epoch": 1},
+        path,
+    )
+    return path
+
+
+def read_lines(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_tracks_events_and_region(tmp_path, video):
+    out = tmp_path / "out"
+    region = RegionOfInterest(parse_polygon(ROI))
+    report = detect_video(ColourDetector(), VideoReader(str(video)), out, confirm=(3, 5), region=region, progress=False)
+    assert report.frames == FRAMES and report.failures == []
+
+    records = read_lines(out / "detections.jsonl")
+    assert [r["frame"] for r in records] == list(range(FRAMES))
+    assert [r["time"] for r in records] == pytest.approx([i / FPS for i in range(FRAMES)])
+    ids: dict[str, set] = {}
+    for record in records:
+        assert set(record) == {"frame", "time", "detections"}
+        for det in record["detections"]:
+            assert set(det) == {"image_id", "category", "score", "bbox", "track_id"}
+            assert det["image_id"] == f"road_{record['frame']:06d}"
+            ids.setdefault(det["category"], set()).add(det["track_id"])
+    nail, clip_b, clip_y = ("nail", "clip_B", "clip_Y")
+    assert "L_stick" not in ids  # outside the region
+    # a track is named at its second sighting; then one id per object for good
+    assert ids[nail] - {None} and len(ids[nail] - {None}) == 1 and len(ids[clip_b] - {None}) == 1
+    assert ids[nail] != ids[clip_b]
+    assert ids[clip_y] == {None}
+    first = records[0]["detections"][0]
+    assert first["category"] == nail and first["bbox"] == pytest.approx([31, 31, 46, 46])  # the XML's 1-based frame
+
+    events = json.loads((out / "events.json").read_text())
+    assert [e["category"] for e in events] == [nail, clip_b]
+    with open(out / "events.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [int(r["track_id"]) for r in rows] == [e["track_id"] for e in events]
+    for event in events:
+        assert event["first_frame"] == 1 and event["last_frame"] == FRAMES - 1
+        assert event["confirmed_frame"] == 3 and event["best_score"] == pytest.approx(0.9)
+        assert event["last_time"] == pytest.approx((FRAMES - 1) / FPS)
+        picture = cv2.imread(str(out / event["crop"]))
+        assert picture is not None and picture.shape[0] > SIDE
+
+    annotated = cv2.VideoCapture(str(out / "road.mp4"))
+    assert annotated.get(cv2.CAP_PROP_FPS) == pytest.approx(FPS)
+    frames = []
+    while (read := annotated.read())[0]:
+        frames.append(read[1])
+    assert len(frames) == FRAMES and frames[0].shape == (SIZE[1], SIZE[0], 3)
+    row = frames[0][80].astype(int)
+    yellow = np.minimum(row[:, 1], row[:, 2]) - row[:, 0]  # the region is outlined in yellow (mp4v blurs it)
+    assert yellow[238:243].max() > 80 and yellow[200] < 20 and yellow[230] < 20  # its right edge is at x 240
+
+
+def test_vid_stride(tmp_path, video):
+    report = detect_video(ColourDetector(), VideoReader(str(video), stride=3), tmp_path, progress=False)
+    assert [r["frame"] for r in read_lines(tmp_path / "detections.jsonl")] == list(range(0, FRAMES, 3))
+    assert report.frames == 6
+    annotated = cv2.VideoCapture(str(tmp_path / "road.mp4"))
+    assert annotated.get(cv2.CAP_PROP_FPS) == pytest.approx(FPS / 3, rel=1e-3)  # as long as the source
+    # 3/5 of the processed frames: the still objects are events, the one-frame one is not
+    categories = [e["category"] for e in report.events]
+    assert {"nail", "L_stick"} <= set(categories) and "clip_Y" not in categories
+
+
+def test_a_video_gives_the_detections_of_its_frames_as_pictures(tmp_path, checkpoint):
+    video = write_video(tmp_path / "small.avi", frames=4, size=(128, 72))
+    common = ["--checkpoint", str(checkpoint), "--score-threshold", "0.05", "--device", "cpu"]
+    argv = [*common, "--input", str(video), "--output-dir", str(tmp_path / "v")]
+    result = detect.main(detect.get_args_parser().parse_args(argv))
+    assert result["frames"] == 4 and result["failures"] == []
+
+    capture, pictures = cv2.VideoCapture(str(video)), tmp_path / "frames"
+    pictures.mkdir()
+    index = 0
+    while (read := capture.read())[0]:
+        cv2.imwrite(str(pictures / f"small_{index:06d}.png"), read[1])
+        index += 1
+    argv = [*common, "--input", str(pictures), "--output-dir", str(tmp_path / "p"), "--workers", "0"]
+    expected = detect.main(detect.get_args_parser().parse_args(argv))["detections"]
+    assert expected  # a low threshold: the untrained network finds plenty
+
+    found = [d for r in read_lines(tmp_path / "v" / "detections.jsonl") for d in r["detections"]]
+    assert [(d["image_id"], d["category"]) for d in found] == [(d["image_id"], d["category"]) for d in expected]
+    assert [d["score"] for d in found] == pytest.approx([d["score"] for d in expected], abs=1e-6)
+    assert np.allclose([d["bbox"] for d in found], [d["bbox"] for d in expected], atol=1e-4)
+
+    one = FrameDetector.load(checkpoint, score_threshold=0.05)(cv2.imread(str(pictures / "small_000000.png")))
+    first = [d for d in expected if d["image_id"] == "small_000000"]
+    assert one.names == [d["category"] for d in first]
+    assert np.allclose(one.boxes + [1, 1, 0, 0], [d["bbox"] for d in first], atol=1e-4)  # frame pixels, 0-based
+
+
+def test_onnx_float_and_int8_on_a_video(tmp_path, checkpoint):
+    from engine.export import export_onnx, quantize_int8
+
+    video = write_video(tmp_path / "small.avi", frames=3, size=(128, 72))
+    network = FrameDetector.load(checkpoint, score_threshold=0.05)
+    onnx_path = export_onnx(network.detector, tmp_path / "tiny.onnx", sample_size=(64, 128))
+    calibration = [network.prepare(frame_pixels(0))[0]]
+    int8_path = quantize_int8(onnx_path, tmp_path / "tiny_int8.onnx", calibration)
+
+    def run(model: list[str], out: str) -> list[dict]:
+        argv = [*model, "--input", str(video), "--output-dir", str(tmp_path / out), "--score-threshold", "0.05"]
+        assert detect.main(detect.get_args_parser().parse_args(argv))["frames"] == 3
+        return [d for r in read_lines(tmp_path / out / "detections.jsonl") for d in r["detections"]]
+
+    torch_found = run(["--checkpoint", str(checkpoint)], "torch")
+    onnx_found = run(["--onnx", str(onnx_path)], "onnx")
+    assert [d["category"] for d in onnx_found] == [d["category"] for d in torch_found]
+    assert np.allclose([d["bbox"] for d in onnx_found], [d["bbox"] for d in torch_found], atol=1e-2)
+    assert run(["--onnx", str(int8_path)], "int8")  # runs; int8 scores may differ a little
+    assert (tmp_path / "int8" / "small.mp4").stat().st_size > 0
+
+
+def test_what_is_taken_for_a_video(tmp_path, video):
+    (tmp_path / "notes.txt").write_text("not a video")
+    cv2.imwrite(str(tmp_path / "still.png"), frame_pixels(0))
+    renamed = tmp_path / "clip.bin"
+    renamed.write_bytes(video.read_bytes())
+    assert video_source(str(tmp_path / "notes.txt")) is None  # a file that is not a video is never taken for one
+    assert video_source(str(tmp_path / "still.png")) is None
+    assert video_source(str(tmp_path)) is None
+    assert video_source(str(renamed)) == str(renamed)  # decodable, whatever its suffix
+    assert video_source("0") == 0 and video_source("rtsp://camera/live") == "rtsp://camera/live"
+    assert video_source(str(tmp_path / "missing.mp4")) == str(tmp_path / "missing.mp4")  # reported as missing
+
+
+def run_script(argv: list[str], capsys) -> tuple[int, str]:
+    """detect.py as the command line runs it: its exit status and what it printed on stderr."""
+    old = sys.argv
+    sys.argv = ["detect.py", *argv]
+    try:
+        with pytest.raises(SystemExit) as exit_info:
+            runpy.run_path(str(REPO / "detect.py"), run_name="__main__")
+    finally:
+        sys.argv = old
+    return exit_info.value.code, capsys.readouterr().err
+
+
+@pytest.mark.parametrize("case", ["missing", "empty", "text", "truncated mp4", "stream"])
+def test_a_bad_video_is_one_line_and_exit_1(tmp_path, checkpoint, capsys, case):
+    path = {
+        "missing": tmp_path / "gone.mp4",
+        "empty": tmp_path / "empty.mp4",
+        "text": tmp_path / "notes.avi",
+        "truncated mp4": tmp_path / "cut.mp4",
+        "stream": "rtsp://127.0.0.1:9/live",
+    }[case]
+    if case == "empty":
+        path.touch()
+    elif case == "text":
+        path.write_text("not a video\n" * 20)
+    elif case == "truncated mp4":  # mp4v writes its index (the moov atom) last: without it nothing decodes
+        writer = cv2.VideoWriter(str(tmp_path / "full.mp4"), cv2.VideoWriter_fourcc(*"mp4v"), FPS, SIZE)
+        for index in range(FRAMES):
+            writer.write(frame_pixels(index))
+        writer.release()
+        data = (tmp_path / "full.mp4").read_bytes()
+        path.write_bytes(data[: len(data) // 2])
+    status, printed = run_script(["--checkpoint", str(checkpoint), "--input", str(path), "--output-dir", "out"], capsys)
+    lines = printed.strip().splitlines()
+    assert status == 1 and len(lines) == 1 and str(path) in lines[0], printed
+    assert lines[0].startswith("detect.py: error: ") and "Traceback" not in printed
+
+
+def test_a_video_that_ends_early_keeps_what_was_read(tmp_path, checkpoint, capsys, video):
+    """A file cut short (as a stream that drops): the frames read are written, the video finalised, exit 1."""
+    data = video.read_bytes()
+    cut = tmp_path / "cut.avi"
+    cut.write_bytes(data[: len(data) * 2 // 3])
+    out = tmp_path / "out"
+    status, printed = run_script(
+        ["--checkpoint", str(checkpoint), "--input", str(cut), "--output-dir", str(out)], capsys
+    )
+    assert status == 1 and "cut.avi" in printed and "Traceback" not in printed
+    records = read_lines(out / "detections.jsonl")
+    assert 0 < len(records) < FRAMES
+    annotated = cv2.VideoCapture(str(out / "cut.mp4"))
+    count = 0
+    while annotated.read()[0]:
+        count += 1
+    assert count == len(records)
+    assert json.loads((out / "events.json").read_text()) is not None
+
+
+@pytest.mark.parametrize(
+    ("flag", "value", "message"),
+    [("--confirm", "4/3", "K <= N"), ("--vid-stride", "0", ">= 1"), ("--roi", "1,2 3,4", "three points")],
+)
+def test_bad_video_flags_are_usage_errors(tmp_path, checkpoint, capsys, video, flag, value, message):
+    status, printed = run_script(
+        ["--checkpoint", str(checkpoint), "--input", str(video), "--output-dir", str(tmp_path), flag, value], capsys
+    )
+    assert status == 2 and message in printed and "Traceback" not in printed
