@@ -23,6 +23,7 @@ from cli import run
 from dataset import resolve_classes
 from engine.amp import resolve_amp
 from engine.annotate import detect_files
+from engine.board import check_tensorboard
 from engine.checkpoint import load_checkpoint, load_detector, load_resume_checkpoint, restore_training
 from engine.compiling import compile_detector
 from engine.config import BASE, TrainConfig, flag, flag_fields
@@ -102,6 +103,8 @@ def parse_config(argv: list[str] | None = None) -> TrainConfig:
     typed = {k: tuple(v) if isinstance(v, list) else v for k, v in vars(parser.parse_args(argv)).items()}
     try:
         config = preset.override(**typed)
+        if config.tensorboard:
+            check_tensorboard()
         if "resume" in typed:
             stored = FCOSConfig.from_dict(load_checkpoint(config.resume)["config"])
             changed = config.model_changes(stored, typed)
@@ -110,7 +113,7 @@ def parse_config(argv: list[str] | None = None) -> TrainConfig:
                     f"{'; '.join(changed)}: a resumed run trains the model of {config.resume}; drop these flags, or "
                     "train anew without --resume"
                 )
-    except (OSError, ValueError) as err:
+    except (ImportError, OSError, ValueError) as err:
         parser.error(str(err))
     return config
 
@@ -169,7 +172,13 @@ def main(config: TrainConfig, clock: Callable[[], float] = time.monotonic) -> di
         f"{describe(channels_last)} ({layout}); output {output_dir}"
     )
     training.fit()
-    summary = {"output_dir": str(output_dir), "model": model, "state": state, **training.finish()}
+    summary = {
+        "output_dir": str(output_dir),
+        "model": model,
+        "state": state,
+        "stopped": training.stop_reason,
+        **training.finish(),
+    }
     if is_main_process() and config.preset == "demo":
         demo_epilogue(output_dir, device)
     return summary

@@ -142,8 +142,14 @@ class TrainConfig:
     )
     save_every: int = setting(1, OUTPUT, "model_<epoch>.pth every N epochs (0: none)", parse=int)
     val_every: int = setting(0, OUTPUT, "score --val-split every N epochs and keep best.pth (0: never)", parse=int)
+    patience: int = setting(
+        0, OUTPUT, "stop after N validations (--val-every) without a better mAP (0: never)", parse=int, metavar="N"
+    )
     tta: bool = setting(False, OUTPUT, "evaluate with a horizontal flip too")
     final_eval: bool = setting(True, OUTPUT, "score --val-split after training")
+    tensorboard: bool = setting(
+        False, OUTPUT, "TensorBoard event files in the output folder (pip install -r requirements-tensorboard.txt)"
+    )
 
     def __post_init__(self) -> None:
         problems = self.problems()
@@ -155,7 +161,7 @@ class TrainConfig:
         found = []
         counts = {"epochs": 1, "steps": 1, "batch_size": 1, "lr_batch": 1, "max_bad_steps": 1, "fpn_channels": 1}
         counts |= dict.fromkeys(("workers", "warmup_steps", "save_every", "val_every", "frozen_stages"), 0)
-        counts |= {"head_convs": 0, "seed": 0}
+        counts |= {"head_convs": 0, "seed": 0, "patience": 0}
         for name, least in counts.items():
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < least):
@@ -195,6 +201,8 @@ class TrainConfig:
             found.append(f"--lr-steps must be increasing epochs of at least 1, got {list(self.lr_steps)}")
         if min(self.resize) < 1:
             found.append(f"--resize must be two positive sizes, got {self.resize}")
+        if self.patience and not (self.val_every and self.val_split):
+            found.append("--patience counts validations: it needs --val-every N and a --val-split")
         if self.crop is not None and (min(self.crop) < 1 or not _fits(self.crop, self.resize)):
             short, long = self.resize
             found.append(

@@ -1,4 +1,5 @@
-"""Figures written by training and evaluation: the loss curve and precision-recall curves (matplotlib, Agg)."""
+"""Figures written by training and evaluation: the loss and validation curves and precision-recall curves
+(matplotlib, Agg)."""
 
 from __future__ import annotations
 
@@ -39,6 +40,25 @@ def plot_losses(history: list[dict[str, Any]], path: str | Path) -> None:
     ax.set(xlabel="step", ylabel="loss", yscale="log")
     ax.grid(alpha=0.3)
     ax.legend()
+    fig.tight_layout()
+    save_figure(fig, path)
+
+
+def plot_validation(rows: list[dict[str, float]], path: str | Path) -> None:
+    """mAP (thick) and each class's AP against the step, one point a validation: ``rows`` of ``val_log.csv``
+    (``step``, ``map`` and one column a class)."""
+    if not rows:
+        return
+    fig = new_figure(8, 4.5)
+    ax = fig.subplots()
+    steps = [row["step"] for row in rows]
+    classes = [key for key in rows[0] if key not in ("epoch", "step", "map")]
+    ax.plot(steps, [row["map"] for row in rows], "o-", color="black", linewidth=2.5, label="mAP")
+    for name in classes:
+        ax.plot(steps, [row[name] for row in rows], ".-", linewidth=1, label=name)
+    ax.set(xlabel="step", ylabel="AP", ylim=(0, 1.01))
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right")
     fig.tight_layout()
     save_figure(fig, path)
 

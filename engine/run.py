@@ -8,6 +8,7 @@ the builders here; :class:`Run` holds what the loop, the checkpoints and the eva
 from __future__ import annotations
 
 import contextlib
+import csv
 import json
 import math
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ from dataset import VOCDataset
 from dataset.synthetic import ensure_data_set
 from model import FCOSConfig, FCOSDetector
 
+from .board import Board, drawn_pictures
 from .checkpoint import remove_partial_checkpoints, save_checkpoint, training_checkpoint
 from .config import TrainConfig
 from .data import cache_pictures, make_train_loader, start_epoch
@@ -31,7 +33,7 @@ from .distributed import all_reduce, is_main_process, world_size
 from .inference import evaluate
 from .interrupts import StopRequests
 from .metrics import format_results
-from .plots import plot_losses
+from .plots import plot_losses, plot_validation
 from .schedule import TimeBudget, plan_run
 from .state import TrainState
 from .thresholds import operating_points
@@ -169,6 +171,8 @@ class Run:
     resumed: bool = False
     rank: int = 0
     saved_step: int | None = None  # the step last.pth holds, when this run wrote it or resumed from it
+    board: Board | None = None  # TensorBoard's event files (--tensorboard), on the main process
+    stop_reason: str | None = None  # why the run stopped before its schedule's end
 
     def __post_init__(self) -> None:
         if self.resumed and Path(self.config.resume).resolve() == (self.output_dir / "last.pth").resolve():
@@ -216,7 +220,12 @@ class Run:
         """Epochs until the schedule ends (or --epochs), each followed by :meth:`end_of_epoch`. A SIGINT or
         SIGTERM stops the run after the step in progress with ``last.pth`` written (:meth:`stop`)."""
         state, config = self.state, self.config
-        log = StepLog(self.output_dir / "log.csv", state.step if self.resumed else None) if is_main_process() else None
+        resume_step = state.step if self.resumed else None
+        if is_main_process():
+            self.board = Board(self.output_dir, resume_step) if config.tensorboard else None
+            log = StepLog(self.output_dir / "log.csv", resume_step, board=self.board)
+        else:
+            log = None
         state.history = list(log.rows) if log else []
         with log or contextlib.nullcontext(), StopRequests() as requests:
             while not state.finished and state.epoch < config.epoch_limit:
@@ -243,11 +252,27 @@ class Run:
                 state.batches_done = 0
                 self.end_of_epoch(log)
                 state.train_seconds = self.budget.spent()
+                if self.out_of_patience():
+                    break
         say(
             f"trained {state.step} steps ({state.epoch} epochs) in {state.train_seconds / 60:.1f} min, "
             f"{state.images_per_second:.1f} pictures/s; {state.skipped_steps} steps skipped; "
-            f"checkpoints in {self.output_dir}"
+            f"checkpoints in {self.output_dir}" + (f"; {self.stop_reason}" if self.stop_reason else "")
         )
+
+    def out_of_patience(self) -> bool:
+        """Whether --patience validations in a row found no better mAP; then the schedule ends here (last.pth,
+        written again, reads finished) and :attr:`stop_reason` says so."""
+        state, patience = self.state, self.config.patience
+        if not (patience and agreed(state.stale_validations >= patience)):
+            return False
+        state.total_steps = state.step
+        self.stop_reason = (
+            f"stopped early: {patience} validations without a better mAP than {state.best_map:.4f} (best.pth)"
+        )
+        if is_main_process():
+            self.save("last.pth")
+        return True
 
     def stop(self, signal: Signals | None, log: StepLog | None) -> None:
         """Write ``last.pth`` as the run stands after the step in progress (the epoch's batches used so far
@@ -292,9 +317,9 @@ class Run:
         self.save("last.pth", *([f"model_{state.epoch}.pth"] if periodic else []))
         plot_losses(state.history, self.output_dir / "loss.png")
 
-    def evaluate(self, progress: bool = True) -> dict[str, Any]:
-        """VOC AP of the deployed weights on --val-split."""
-        result, _ = evaluate(
+    def evaluate(self, progress: bool = True) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        """VOC AP of the deployed weights on --val-split, and their detections."""
+        return evaluate(
             self.deployed,
             self.val_set,
             device=self.device,
@@ -304,20 +329,30 @@ class Run:
             flip=self.config.tta,
             progress=progress,
         )
-        return result
 
     def validate(self) -> None:
-        """Score --val-split, append it to ``val_log.csv`` and keep the best weights in ``best.pth``."""
+        """Score --val-split, append it to ``val_log.csv`` (mAP and each class's AP), draw ``val.png``, keep the best
+        weights in ``best.pth`` and count the validations without a better mAP (--patience)."""
         state = self.state
-        result = self.evaluate(progress=False)
+        result, detections = self.evaluate(progress=False)
         print(f"epoch {state.epoch}: {self.config.val_split} mAP {result['map']:.4f}", flush=True)
-        with open(self.output_dir / "val_log.csv", "a") as f:
+        path = self.output_dir / "val_log.csv"
+        with open(path, "a", newline="") as f:
+            writer = csv.DictWriter(f, ["epoch", "step", "map", *result["ap"]])
             if f.tell() == 0:
-                f.write("epoch,step,map\n")
-            f.write(f"{state.epoch},{state.step},{result['map']:.6f}\n")
+                writer.writeheader()
+            writer.writerow({"epoch": state.epoch, "step": state.step, "map": result["map"], **result["ap"]})
+        with open(path, newline="") as f:
+            plot_validation(
+                [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)], self.output_dir / "val.png"
+            )
+        if self.board is not None:
+            self.board.validation(state.step, result, drawn_pictures(self.val_set, detections))
         if result["map"] > state.best_map:
-            state.best_map = result["map"]
+            state.best_map, state.stale_validations = result["map"], 0
             self.save("best.pth")
+        else:
+            state.stale_validations += 1
 
     def save(self, *names: str, thresholds: dict[str, Any] | None = None) -> None:
         """The run as it stands, written atomically to each of ``names`` in the output folder."""
@@ -339,7 +374,7 @@ class Run:
         if self.val_set is None or not config.final_eval:
             self.save("last.pth")
             return {}
-        result = self.evaluate()
+        result, _ = self.evaluate()
         print(f"{config.val_split} split of {config.data_root}:\n{format_results(result)}")
         thresholds = operating_points(result)
         self.save("last.pth", thresholds=thresholds)
@@ -359,6 +394,7 @@ class Run:
             "images_per_second": state.images_per_second,
             "seconds_per_step": state.step_seconds / max(state.step, 1),
             "tta": self.config.tta,
+            "stopped": self.stop_reason or "at the end of its schedule",
             "train_config": self.config.to_dict(),
         }
         (self.output_dir / "results.json").write_text(json.dumps(summary, indent=2))

@@ -29,6 +29,7 @@ class TrainState:
     bad_steps: int = 0  # non-finite losses in a row
     skipped_steps: int = 0  # non-finite losses in all
     best_map: float = -1.0
+    stale_validations: int = 0  # validations in a row without a better mAP (what --patience counts)
     train_seconds: float = 0.0  # time spent training, checkpoints included, across resumes (what a budget counts)
     budget_minutes: float = 0.0  # the --time-budget the schedule was sized to (0: none)
     images_seen: int = 0

@@ -17,6 +17,7 @@ from model import FCOSDetector
 from model.loss import LOSS_NAMES, normalise_losses
 
 from .amp import autocast
+from .board import Board
 from .distributed import all_reduce, is_main_process, world_size
 from .schedule import TimeBudget, learning_rate, resize_schedule
 from .state import TrainState
@@ -200,6 +201,7 @@ class Trainer:
                 **{k: round(v, 6) for k, v in losses.items()},
                 "lr": lr,
                 "time": round(state.train_seconds, 3),
+                "images_per_second": state.images_per_second,
             }
             state.history.append(row)
             if log is not None:
@@ -231,13 +233,13 @@ class Trainer:
 
 
 class StepLog:
-    """``log.csv``: one row a step. Resuming keeps the rows up to the resumed step and drops any a crash
-    left after it; a new run starts the file anew."""
+    """``log.csv``: one row a step (and, with a :class:`Board`, the same to TensorBoard). Resuming keeps the rows
+    up to the resumed step and drops any a crash left after it; a new run starts the file anew."""
 
     FIELDS = ("step", "epoch", *LOSS_NAMES, "total_loss", "lr", "time")
 
-    def __init__(self, path: str | Path, resume_step: int | None = None):
-        self.path = Path(path)
+    def __init__(self, path: str | Path, resume_step: int | None = None, board: Board | None = None):
+        self.path, self.board = Path(path), board
         self.rows: list[dict[str, Any]] = []
         if resume_step is not None and self.path.is_file():
             with open(self.path, newline="") as f:
@@ -251,18 +253,24 @@ class StepLog:
                             }
                         )
         self.file = open(self.path, "w", newline="")
-        self.writer = csv.DictWriter(self.file, self.FIELDS)
+        self.writer = csv.DictWriter(self.file, self.FIELDS, extrasaction="ignore")
         self.writer.writeheader()
         self.writer.writerows(self.rows)
 
     def write(self, row: dict[str, Any]) -> None:
         self.writer.writerow(row)
+        if self.board is not None:
+            self.board.write(row)
 
     def flush(self) -> None:
         self.file.flush()
+        if self.board is not None:
+            self.board.flush()
 
     def close(self) -> None:
         self.file.close()
+        if self.board is not None:
+            self.board.close()
 
     def __enter__(self) -> StepLog:
         return self

@@ -24,7 +24,7 @@ from engine.checkpoint import CheckpointError
 from engine.config import BASE, TrainConfig
 from engine.data import make_train_loader, start_epoch
 from engine.recipes import PRESETS
-from engine.run import build_model
+from engine.run import Run, build_model
 from engine.schedule import TimeBudget, learning_rate, plan_run, plan_schedule, resize_schedule
 from engine.state import TrainState
 from engine.train import NonFiniteLossError, Trainer, TrainStep, make_ema, pad_targets, reduce_losses
@@ -823,12 +823,67 @@ def test_periodic_validation_keeps_best_and_the_final_thresholds_are_stored(data
     args = tiny_config(data_root, tmp_path, epochs=2, val_every=1, ema=True, final_eval=True)
     summary = train_voc.main(args)
     header, *rows = (tmp_path / "val_log.csv").read_text().splitlines()
-    assert header == "epoch,step,map"
+    assert header == "epoch,step,map,nail,clip_B,clip_Y,L_stick"
     assert [row.split(",")[:2] for row in rows] == [["1", "4"], ["2", "8"]]
     assert load(tmp_path / "best.pth")["state"]["best_map"] == max(float(row.split(",")[2]) for row in rows)
     assert "epoch 2: val mAP" in capsys.readouterr().out
     stored = load(tmp_path / "last.pth")["thresholds"]
     assert stored == summary["thresholds"] and set(stored) == set(FOD)
+    assert (tmp_path / "val.png").stat().st_size > 0 and summary["stopped"] is None
+
+
+def scored(maps):
+    """A Run.evaluate that gives these mAPs in turn (the rest of the result as a real one would be)."""
+    real, calls = Run.evaluate, iter(maps)
+
+    def evaluate(self, progress=True):
+        result, detections = real(self, progress)
+        return {**result, "map": next(calls)}, detections
+
+    return evaluate
+
+
+def test_patience_stops_after_validations_without_a_better_map(data_root, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(Run, "evaluate", scored([0.5, 0.6, 0.55, 0.6, 0.9, 0.9]))
+    summary = train_voc.main(tiny_config(data_root, tmp_path, epochs=6, val_every=1, patience=2))
+    assert summary["stopped"] == "stopped early: 2 validations without a better mAP than 0.6000 (best.pth)"
+    assert (summary["state"].epoch, summary["state"].step) == (4, 16)
+    assert load(tmp_path / "best.pth")["step"] == 8 and load(tmp_path / "last.pth")["state"]["total_steps"] == 16
+    assert summary["stopped"] in capsys.readouterr().out
+
+
+def test_tensorboard_events_read_back(data_root, tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    train_voc.main(tiny_config(data_root, tmp_path, epochs=2, val_every=1, tensorboard=True))
+    events = EventAccumulator(str(tmp_path), size_guidance={"images": 0, "scalars": 0})
+    events.Reload()
+    tags = events.Tags()
+    assert {"loss/total_loss", "loss/cls_loss", "lr", "pictures_per_second", "val/mAP", "val/AP/nail"} <= set(
+        tags["scalars"]
+    )
+    assert [e.step for e in events.Scalars("loss/total_loss")] == list(range(1, 9))
+    logged = [round(e.value, 4) for e in events.Scalars("loss/total_loss")]
+    csv_rows = (tmp_path / "log.csv").read_text().splitlines()[1:]
+    assert logged == [round(float(row.split(",")[5]), 4) for row in csv_rows]
+    assert [e.step for e in events.Scalars("val/mAP")] == [4, 8]
+    pictures = [tag for tag in tags["images"] if tag.startswith("val/")]
+    assert len(pictures) == 2 and events.Images(pictures[0])[0].width == 640
+
+
+def test_tensorboard_missing_says_how_to_install(monkeypatch, capsys):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "tensorboard" else real(name, *a))
+    with pytest.raises(SystemExit):
+        train_voc.parse_config(["--tensorboard"])
+    assert "--tensorboard needs the tensorboard package: pip install -r requirements-tensorboard.txt" in (
+        capsys.readouterr().err
+    )
+    with pytest.raises(SystemExit):
+        train_voc.parse_config(["--patience", "3"])
+    assert "--patience counts validations: it needs --val-every N" in capsys.readouterr().err
 
 
 def test_ema_averages_with_a_ramped_decay(data_root):
