@@ -33,6 +33,11 @@ class PictureHeader(NamedTuple):
     stored: tuple[int, int]
     upright: tuple[int, int]
 
+    def drawn_upright(self, size: tuple[int, int]) -> bool:
+        """Whether boxes drawn for this picture at ``size`` (W, H, as an XML gives it) lie on its upright view:
+        unless ``size`` is the stored frame's alone (a size of neither frame, or none, means the upright one)."""
+        return tuple(int(v) for v in size) != self.stored or self.stored == self.upright
+
 
 @contextmanager
 def _opened(path: Path) -> Iterator[Image.Image]:
@@ -121,8 +126,13 @@ def load_resized(
         rgb = decoded
     else:
         rgb = read_picture(path, upright=upright, reduce=reduce)
-    if rgb.shape[:2] != (new_h, new_w):
-        shrink = new_w / rgb.shape[1]
-        interp = cv2.INTER_AREA if shrink < 0.5 else cv2.INTER_LINEAR
-        rgb = cv2.resize(rgb, (new_w, new_h), interpolation=interp)
-    return rgb, (h0, w0)
+    return resize_to(rgb, (new_h, new_w)), (h0, w0)
+
+
+def resize_to(rgb: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """``rgb`` [H, W, 3] resized to ``shape`` (h, w): INTER_AREA when shrinking by more than 2, INTER_LINEAR
+    otherwise, untouched when already that size."""
+    if rgb.shape[:2] == tuple(shape):
+        return rgb
+    interpolation = cv2.INTER_AREA if shape[1] / rgb.shape[1] < 0.5 else cv2.INTER_LINEAR
+    return cv2.resize(rgb, (shape[1], shape[0]), interpolation=interpolation)

@@ -108,7 +108,7 @@ class VOCDataset(Dataset):
         """Whether the boxes of ``image_id``, whose XML says its picture is ``size`` (W, H), were drawn on the
         upright view of the picture (else on its pixels as stored); upright when both frames fit."""
         if size in (header.upright, header.stored):
-            return size == header.upright
+            return header.drawn_upright(size)
         (w, h), (uw, uh) = header.stored, header.upright
         upright = f" ({uw}x{uh} upright)" if header.upright != header.stored else ""
         raise ValueError(

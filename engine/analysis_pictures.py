@@ -98,7 +98,7 @@ def draw_errors(
         gt = ground_truth[image_id]
         path = images_dir / f"{image_id}.jpg"
         try:
-            rgb = read_picture(path, upright=_drawn_upright(path, gt.get("size", (0, 0))))
+            rgb = read_picture(path, upright=read_header(path).drawn_upright(gt.get("size", (0, 0))))
         except (OSError, ValueError) as err:
             warnings.warn(f"{err}; no error picture drawn for it", stacklevel=2)
             continue
@@ -147,14 +147,6 @@ def draw_errors(
         cv2.imwrite(str(path), picture, [cv2.IMWRITE_JPEG_QUALITY, 90])
         written.append(path)
     return written
-
-
-def _drawn_upright(path: Path, size: Sequence[int]) -> bool:
-    """Whether boxes drawn for a picture of ``size`` (W, H, the XML's; 0 x 0 when unknown) lie on the upright
-    view of the picture at ``path``, as :class:`dataset.VOCDataset` reads it: unless the size is the stored
-    frame's alone."""
-    header = read_header(path)
-    return tuple(int(v) for v in size) != header.stored or header.stored == header.upright
 
 
 def _corners(box: Sequence[float], scale: float) -> tuple[int, int, int, int]:

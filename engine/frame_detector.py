@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from dataset import pixels_to_xml, xml_to_pixels
+from dataset.decoding import resize_to
 from dataset.sizes import resized_shape
 from dataset.transforms import normalize_pad
 
@@ -62,17 +63,6 @@ class Detections:
             {"image_id": image_id, "category": name, "score": score, "bbox": box}
             for name, score, box in zip(self.names, self.scores.tolist(), boxes)
         ]
-
-
-def resize_frame(rgb: np.ndarray, resize_size: tuple[int, int]) -> np.ndarray:
-    """``rgb`` uint8 [H, W, 3] resized by the picture path's rule (:func:`dataset.decoding.load_resized` on a
-    picture decoded in full): :func:`dataset.sizes.resized_shape`, INTER_AREA when shrinking by more than 2,
-    INTER_LINEAR otherwise, untouched when already at that size."""
-    new_h, new_w = resized_shape(rgb.shape[0], rgb.shape[1], resize_size)
-    if rgb.shape[:2] == (new_h, new_w):
-        return rgb
-    interpolation = cv2.INTER_AREA if new_w / rgb.shape[1] < 0.5 else cv2.INTER_LINEAR
-    return cv2.resize(rgb, (new_w, new_h), interpolation=interpolation)
 
 
 class FrameDetector:
@@ -135,7 +125,8 @@ class FrameDetector:
         if frame_bgr.ndim != 3 or frame_bgr.shape[2] != 3 or frame_bgr.dtype != np.uint8:
             raise ValueError(f"a frame is uint8 [H, W, 3] BGR; got {frame_bgr.dtype} {list(frame_bgr.shape)}")
         h0, w0 = frame_bgr.shape[:2]
-        picture = resize_frame(cv2.cvtColor(frame_bgr, cv2.COLOR_BGR2RGB), self.config.resize_size)
+        rgb = cv2.cvtColor(frame_bgr, cv2.COLOR_BGR2RGB)
+        picture = resize_to(rgb, resized_shape(rgb.shape[0], rgb.shape[1], self.config.resize_size))
         height, width = picture.shape[:2]
         target = {
             "image_id": "",

@@ -74,7 +74,7 @@ def read_thresholds(path: str | Path) -> dict[str, Any]:
     """The operating points of a ``thresholds.json`` written by ``eval_voc.py --analysis``."""
     path = Path(path)
     try:
-        points = json.loads(path.read_text())
+        points = json.loads(path.read_text(encoding="utf-8-sig"))  # Windows tools often write a byte-order mark
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
         raise ValueError(f"{path}: not a thresholds JSON file ({err})") from None
     if not isinstance(points, dict) or not all(isinstance(v, dict) and "best_f1" in v for v in points.values()):

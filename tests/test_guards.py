@@ -364,3 +364,12 @@ def test_the_detections_file_is_written_atomically(tmp_path, monkeypatch):
         annotate.write_json_atomically([{"b": 2}], path)
     monkeypatch.setattr(annotate.os, "replace", real_replace)
     assert json.loads(path.read_text()) == [{"a": 1}] and sorted(p.name for p in tmp_path.iterdir()) == [path.name]
+
+
+def test_a_thresholds_file_with_a_byte_order_mark_reads_as_without(tmp_path):
+    from engine.thresholds import read_thresholds
+
+    points = {"nail": {"best_f1": {"threshold": 0.4, "precision": 0.9, "recall": 0.8, "f1": 0.85}}}
+    path = tmp_path / "thresholds.json"
+    path.write_text(json.dumps(points), encoding="utf-8-sig")
+    assert read_thresholds(path) == points
