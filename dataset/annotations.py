@@ -222,6 +222,7 @@ def annotation_xml(
     height: int,
     boxes: np.ndarray | Sequence[Sequence[float]],
     names: Sequence[str],
+    *,
     difficult: Sequence[bool] | None = None,
     depth: int = 3,
     folder: str = "JPEGImages",
@@ -255,8 +256,9 @@ def write_annotation(
     height: int,
     boxes: np.ndarray | Sequence[Sequence[float]],
     names: Sequence[str],
+    *,
     difficult: Sequence[bool] | None = None,
 ) -> None:
     """Write ``xml_path``, the VOC XML file of :func:`annotation_xml` for these fields, making its folder."""
     Path(xml_path).parent.mkdir(parents=True, exist_ok=True)
-    Path(xml_path).write_bytes(annotation_xml(filename, width, height, boxes, names, difficult))
+    Path(xml_path).write_bytes(annotation_xml(filename, width, height, boxes, names, difficult=difficult))

@@ -82,7 +82,7 @@ def _picture(record: Record, images: Path, classes: Sequence[str]) -> Picture:
             raise ValueError(f"{where}: class {name!r} is not in the class list {tuple(classes)}")
         xml_box = [v + 1 for v in box]  # 0-based pixels -> 1-based VOC
         boxes.append(fit_box_to_picture(xml_box, width, height, f"{where} (image {source})"))
-    xml = annotation_xml(f"{source.stem}.jpg", width, height, boxes, record.names, record.difficult)
+    xml = annotation_xml(f"{source.stem}.jpg", width, height, boxes, record.names, difficult=record.difficult)
     return Picture(source.stem, record, source, fmt, xml)
 
 

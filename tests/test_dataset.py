@@ -62,7 +62,7 @@ def make_set(
             rgb.shape[0],
             boxes,
             names,
-            difficult,
+            difficult=difficult,
         )
     write_split(root, split, list(pictures))
     return root
@@ -142,7 +142,13 @@ def test_cli_counts_read_files_that_start_with_a_byte_order_mark(synth, tmp_path
 
 def test_parse_keeps_xml_frame_and_difficult(tmp_path):
     write_annotation(
-        tmp_path / "a.xml", "a.jpg", 100, 50, [[1, 2, 30, 40], [5, 5, 9, 9]], ["clip_Y", "nail"], [False, True]
+        tmp_path / "a.xml",
+        "a.jpg",
+        100,
+        50,
+        [[1, 2, 30, 40], [5, 5, 9, 9]],
+        ["clip_Y", "nail"],
+        difficult=[False, True],
     )
     ann = parse_annotation(tmp_path / "a.xml", FOD_CLASSES)
     assert ann["boxes"].tolist() == [[1, 2, 30, 40], [5, 5, 9, 9]]

@@ -69,7 +69,9 @@ def voc(tmp_path) -> Path:
     (root / "JPEGImages").mkdir(parents=True)
     cv2.imwrite(str(root / "JPEGImages" / "a.jpg"), np.full((200, 100, 3), 90, np.uint8))
     boxes = [[11, 21, 30, 60], [40, 50, 70, 90]]
-    write_annotation(root / "Annotations" / "a.xml", "a.jpg", 100, 200, boxes, ["nail", "clip_Y"], [False, True])
+    write_annotation(
+        root / "Annotations" / "a.xml", "a.jpg", 100, 200, boxes, ["nail", "clip_Y"], difficult=[False, True]
+    )
     write_split(root, "train", ["a"])
     return root
 
