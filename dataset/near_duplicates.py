@@ -101,9 +101,14 @@ def check_split(
     """For the pictures ``val`` [V], their nearest among the pictures ``train`` [T] (both lists of files)."""
     if not train or not val:
         raise ValueError(f"a split check needs train and val pictures, got {len(train)} and {len(val)}")
+    return check_thumbnails(thumbnails(train), thumbnails(val), threshold)
+
+
+def check_thumbnails(train: torch.Tensor, val: torch.Tensor, threshold: float = NEAR_DUPLICATE_THRESHOLD) -> SplitCheck:
+    """:func:`check_split` of pictures already read: their thumbnails ``train`` [T, D] and ``val`` [V, D]."""
     if threshold <= 0:
         raise ValueError(f"the near-duplicate threshold must be positive, got {threshold}")
-    distance, nearest = thumbnail_distances(thumbnails(val), thumbnails(train)).min(dim=1)
+    distance, nearest = thumbnail_distances(val, train).min(dim=1)
     return SplitCheck(nearest, distance, threshold)
 
 

@@ -10,11 +10,12 @@ from __future__ import annotations
 import random
 import re
 from collections.abc import Sequence
-from pathlib import PurePath
+from pathlib import Path, PurePath
 
 import torch
 
-from dataset.near_duplicates import NEAR_DUPLICATE_THRESHOLD, connected_components, thumbnail_distances
+from dataset.annotations import image_path
+from dataset.near_duplicates import NEAR_DUPLICATE_THRESHOLD, connected_components, thumbnail_distances, thumbnails
 
 
 def group_keys(images: Sequence[str], pattern: str) -> list[str]:
@@ -49,6 +50,36 @@ def clusters(
         codes = torch.tensor([code[key] for key in keys])
         related |= codes[:, None] == codes[None, :]
     return connected_components(related)
+
+
+def picture_clusters(root: str | Path, ids: Sequence[str], threshold: float = NEAR_DUPLICATE_THRESHOLD) -> torch.Tensor:
+    """:func:`clusters` of near-duplicates among the pictures ``ids`` [N] of a VOC set: int64 [N]."""
+    return clusters(thumbnails([image_path(root, i) for i in ids]), threshold=threshold)
+
+
+def fold_clusters(cluster: torch.Tensor, folds: int, seed: int = 0) -> torch.Tensor:
+    """Each picture's fold, int64 [N] in ``0..folds-1``, for the pictures' clusters ``cluster`` int64 [N]: every
+    cluster lies whole in one fold.
+
+    The clusters are taken largest first (those of one size in a random order drawn with ``seed``), each into the
+    fold that holds the fewest pictures so far, so the folds come out as even as the clusters allow.
+    ``ValueError`` for fewer than 2 folds or fewer clusters than folds.
+    """
+    names, sizes = torch.unique(cluster, return_counts=True)
+    if folds < 2:
+        raise ValueError(f"cross-validation needs 2 folds at least, got {folds}")
+    if len(names) < folds:
+        raise ValueError(f"{len(names)} clusters of pictures cannot fill {folds} folds")
+    order = list(range(len(names)))
+    random.Random(seed).shuffle(order)
+    order.sort(key=lambda i: -int(sizes[i]))  # stable: clusters of one size keep their random order
+    filled = [0] * folds
+    fold = torch.empty(len(cluster), dtype=torch.int64)
+    for i in order:
+        emptiest = filled.index(min(filled))
+        fold[cluster == names[i]] = emptiest
+        filled[emptiest] += int(sizes[i])
+    return fold
 
 
 def split_clusters(cluster: torch.Tensor, val_fraction: float, seed: int = 0) -> torch.Tensor:

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from dataset import image_path, read_split, voc, write_annotation, write_split
+from dataset.folds import make_folds
 from dataset.near_duplicates import (
     check_split,
     connected_components,
@@ -19,7 +20,7 @@ from dataset.near_duplicates import (
     thumbnail_distances,
     thumbnails,
 )
-from dataset.splits import clusters, group_keys, split_clusters
+from dataset.splits import clusters, fold_clusters, group_keys, split_clusters
 
 REAL = Path(__file__).parents[1].parent / "shared" / "foreign_object_dataset"
 
@@ -128,6 +129,21 @@ def test_split_clusters_takes_whole_clusters_seeded():
         split_clusters(cluster, 1.0)
 
 
+def test_fold_clusters_keep_clusters_whole_and_folds_even():
+    cluster = torch.tensor([0, 0, 0, 0, 4, 4, 4, 7, 7, 9, 10, 11, 12])  # clusters of 4, 3, 2, 1, 1, 1, 1
+    for seed in range(10):
+        fold = fold_clusters(cluster, 3, seed)
+        assert torch.equal(fold, fold_clusters(cluster, 3, seed))
+        assert sorted(torch.bincount(fold, minlength=3).tolist()) == [4, 4, 5]
+        for name in cluster.unique():
+            assert fold[cluster == name].unique().numel() == 1
+    assert len({tuple(fold_clusters(cluster, 3, seed).tolist()) for seed in range(10)}) > 1
+    with pytest.raises(ValueError, match="2 folds at least"):
+        fold_clusters(cluster, 1)
+    with pytest.raises(ValueError, match="7 clusters of pictures cannot fill 8 folds"):
+        fold_clusters(cluster, 8)
+
+
 def test_group_keys():
     images = ["rec1/rec1_0001.jpg", "rec1/rec1_0002.jpg", "day2/rec7_0001.png"]
     assert group_keys(images, "folder") == ["rec1", "rec1", "day2"]
@@ -160,6 +176,33 @@ def test_check_split_command_line(tmp_path, capsys):
     args = ["--data-root", str(root), "--check-split", "--train-split", "val", "--val-split", "missing"]
     with pytest.raises(FileNotFoundError, match=r"missing.txt: split file not found"):
         voc.main(voc.get_args_parser().parse_args(args))
+
+
+def test_folds_test_every_picture_once_and_no_fold_leaks(tmp_path, capsys):
+    paths = frames(tmp_path / "pictures", scenes=6, per_scene=2)  # s0_0 s0_1 ... s5_1: six pairs of near-duplicates
+    ids = [p.stem for p in paths]
+    root = voc_set(tmp_path / "voc", paths, {"train": ids[:7], "val": ids[7:]})
+    before = sorted(p.relative_to(root) for p in root.rglob("*"))
+    folds = make_folds(root, tmp_path / "cv3", count=3)
+    tests = [folds.test_ids(i) for i in range(3)]
+    assert sorted(sum(tests, [])) == sorted(ids) and [len(t) for t in tests] == [4, 4, 4]
+    for i, test in enumerate(tests):
+        train = read_split(tmp_path / "cv3", folds.train_split(i))
+        assert sorted(train + test) == sorted(ids)
+        assert {p.split("_")[0] for p in train}.isdisjoint(p.split("_")[0] for p in test)  # a scene's frames together
+        assert folds.checks[i].startswith("val pictures with a near-duplicate in train: 0 of 4 (0.0%;")
+        argv = ["--data-root", str(tmp_path / "cv3"), "--check-split", "--worst", "0"]
+        voc.main(
+            voc.get_args_parser().parse_args([*argv, "--train-split", f"cv3_{i}_train", "--val-split", f"cv3_{i}_test"])
+        )
+        assert capsys.readouterr().out.startswith("val pictures with a near-duplicate in train: 0 of 4 (")
+    assert (
+        "fold 2: 4 test pictures in 2 clusters; val pictures with a near-duplicate in train: 0 of 4" in folds.summary()
+    )
+    assert sorted(p.relative_to(root) for p in root.rglob("*")) == before  # the data set is only read
+    assert make_folds(root, tmp_path / "cv3", count=3) == folds  # read back, not made again
+    with pytest.raises(ValueError, match=r"folds.json: folds made with another seed; remove the folder"):
+        make_folds(root, tmp_path / "cv3", count=3, seed=1)
 
 
 @pytest.mark.skipif(not REAL.is_dir(), reason="real data set not present")
