@@ -4,6 +4,7 @@
     python eval_voc.py --onnx fcos_int8.onnx --data-root DIR --split val
     python eval_voc.py --detections dets.json --data-root DIR --split val [--classes a,b,c]
     python eval_voc.py --checkpoint CKPT --data-root DIR --split val --analysis outputs/analysis
+    python eval_voc.py --checkpoint CKPT --data-root DIR --split val --tta --ci     # with a 90% interval
 
 Prints ``ap for CLASS is X`` per class and ``mAP=====>X`` like the original, then a table.
 """
@@ -19,9 +20,11 @@ import torch
 
 from cli import DefaultsFormatter, parse_size, run
 from dataset import VOCDataset, load_ground_truth, resolve_classes
+from dataset.splits import picture_clusters
 from engine.amp import resolve_amp
 from engine.analysis import analyse
 from engine.annotate import check_writable, write_json_atomically
+from engine.bootstrap import LEVEL, RESAMPLES, bootstrap, format_intervals
 from engine.checkpoint import load_detector
 from engine.export import load_onnx_detector
 from engine.flags import (
@@ -75,6 +78,13 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
         metavar="PX,PX",
         help="AP of the objects of each size (the square root of a box's area, in pixels of the original picture) "
         "between these edges (default: the terciles of the split's objects)",
+    )
+    parser.add_argument(
+        "--ci",
+        action="store_true",
+        help=f"a {LEVEL * 100:.0f}%% interval of mAP and each class's AP from {RESAMPLES} bootstrap resamples of "
+        "the split's clusters of near-duplicate pictures (whole scenes drawn with replacement, not single boxes; "
+        "the pictures are read to find them)",
     )
     parser.add_argument("--plot", metavar="DIR", help="write a precision-recall curve per class into DIR")
     parser.add_argument("--analysis", metavar="DIR", help="confusion matrix, operating points and error pictures")
@@ -171,6 +181,10 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
             f"split {args.split!r} of {args.data_root} has no objects of the classes {', '.join(classes)}; "
             "nothing to score"
         )
+    if args.ci:
+        cluster = picture_clusters(args.data_root, list(ground_truth)).numpy()
+        result["ci"] = bootstrap(detections, ground_truth, classes, cluster, iou_threshold=args.iou, metric=args.metric)
+        print(f"\n{format_intervals(result, result['ci'])}")
     if args.coco:
         result["coco"] = coco_metrics(detections, ground_truth, classes)
         print(f"COCO AP@[.5:.95]=====>{result['coco']['AP@[.5:.95]']:.3f}")

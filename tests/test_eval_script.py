@@ -1,6 +1,7 @@
 """eval_voc.py: scoring a detections file, clear errors, COCO and plots, checkpoint mode and predict()."""
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -11,7 +12,8 @@ import torch
 from PIL import Image
 from torch import nn
 
-from dataset import VOCDataset
+from dataset import FOD_CLASSES, VOCDataset, load_ground_truth, write_split
+from dataset.synthetic import generate
 from engine.inference import eval_loader, predict
 from eval_voc import get_args_parser, main
 
@@ -262,3 +264,43 @@ def test_checkpoint_mode(tmp_path, capsys):
         x1, y1, x2, y2 = d["bbox"]
         assert 1 <= x1 <= x2 <= 240 and 1 <= y1 <= y2 <= 140
     assert set(result["ap"]) == {"nail", "clip_B", "clip_Y", "L_stick"}
+
+
+def test_ci_resamples_clusters_of_near_duplicate_pictures(tmp_path, capsys):
+    """Three synthetic pictures found perfectly, three missed, and a copy of the first: six clusters."""
+    root = tmp_path / "synthetic"
+    ids = generate(root, {"val": 6})["val"]
+    shutil.copy(root / "JPEGImages" / f"{ids[0]}.jpg", root / "JPEGImages" / "copy.jpg")
+    shutil.copy(root / "Annotations" / f"{ids[0]}.xml", root / "Annotations" / "copy.xml")
+    write_split(root, "val", [*ids, "copy"])
+    ground_truth = load_ground_truth(root, "val", "fod")
+    detections = [
+        {"image_id": image, "category": FOD_CLASSES[label - 1], "score": 0.9, "bbox": box.tolist()}
+        for image in [*ids[:3], "copy"]
+        for box, label in zip(ground_truth[image]["boxes"], ground_truth[image]["labels"])
+    ]
+    (tmp_path / "dets.json").write_text(json.dumps(detections))
+    argv = ["--detections", str(tmp_path / "dets.json"), "--data-root", str(root), "--ci"]
+    result = run(argv)
+    lines = capsys.readouterr().out.splitlines()
+    start = lines.index(
+        "90% interval: 1000 resamples of the 6 clusters of near-duplicate pictures (whole clusters drawn with "
+        "replacement)"
+    )
+    assert lines[start + 1].split() == ["class", "AP", "5%", "95%"] and lines[start + 6].startswith("mAP ")
+    low, high = result["ci"]["map"]
+    assert 0 <= low < result["map"] < high <= 1 and result["ci"]["clusters"] == 6
+    assert run(argv)["ci"] == result["ci"]  # seeded
+    perfect = [
+        {"image_id": image, "category": FOD_CLASSES[label - 1], "score": 0.9, "bbox": box.tolist()}
+        for image, g in ground_truth.items()
+        for box, label in zip(g["boxes"], g["labels"])
+    ]
+    (tmp_path / "dets.json").write_text(json.dumps(perfect))
+    assert run(argv)["ci"]["map"] == (1.0, 1.0)
+
+
+def test_ci_needs_the_pictures(voc):
+    root, dets = voc
+    with pytest.raises(FileNotFoundError, match=r"x1.jpg: image file not found"):
+        run(["--detections", str(dets), "--data-root", str(root), "--ci"])
