@@ -11,6 +11,18 @@ results exist is not run again, so an interrupted sweep continues where it stopp
 change the evaluation (no test-time flip) score the ``baseline`` checkpoints again instead of training.
 Steps, not minutes, fix each run's length: every variant gets the same number of updates whatever the
 machine's speed, and the minutes column says what they cost.
+
+Cross-validation (``--folds K``, ``--folds`` alone is 5) measures on every labelled picture instead of one small
+``val``: the pictures of train and val are divided into K folds that keep each cluster of near-duplicates whole
+(:mod:`dataset.folds`, written once into ``<out>/cv<K>/`` and checked as ``dataset.voc --check-split`` does),
+and every run becomes K runs, each trained on K-1 folds and scored on the one left out, into
+``<out>/<variant>/cv<K>/seed<S>/fold<i>/`` with its test pictures' detections in ``detections.json``. The table
+scores all folds' detections together (pooled) and gives each figure a 90% interval from a bootstrap over the
+clusters (:mod:`engine.bootstrap`); beside a variant's difference to ``baseline``, the interval of the
+difference over the same resamples. A difference whose interval excludes 0 is one the data can tell.
+
+    python -m benchmarks.ablate --data-root DIR --folds 5 --steps 500 --seeds 0 --only baseline,ema
+    python -m benchmarks.ablate --out runs/ablate --folds 5 --table
 """
 
 from __future__ import annotations
@@ -23,8 +35,16 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 import eval_voc
 import train_voc
+from cli import DefaultsFormatter, run
+from dataset import resolve_classes
+from dataset.annotations import ground_truth_of, read_annotations
+from dataset.folds import Folds, make_folds, read_folds
+from engine.bootstrap import LEVEL, cluster_draws, interval, match_once, mean_ap, resampled_ap
+from engine.metrics import evaluate_detections
 from engine.recipes import PRESETS
 
 # name -> (the change to the training config, eval_voc.py flags that only change the scoring); one change each
@@ -102,10 +122,64 @@ def run_variant(name: str, seed: int, args: argparse.Namespace) -> dict | None:
     return json.loads(results.read_text()) if results.is_file() else None
 
 
+def fold_dir(out: str | Path, name: str, folds: Folds, seed: int) -> Path:
+    """Where a variant's cross-validation with one seed keeps its folds' runs, ``fold<i>/`` each."""
+    return Path(out) / name / f"cv{folds.count}" / f"seed{seed}"
+
+
+def run_fold(name: str, seed: int, fold: int, folds: Folds, args: argparse.Namespace) -> dict | None:
+    """The variant's results.json on the fold's test pictures, with their detections in ``detections.json``
+    beside it: trained on the fold's training pictures first (or, for a change of the scoring only, the
+    ``baseline``'s model of the fold scored again) when it has none."""
+    changes, eval_flags = VARIANTS[name]
+    out = fold_dir(args.out, name, folds, seed) / f"fold{fold}"
+    results, detections = out / "results.json", out / "detections.json"
+    if results.is_file() and detections.is_file():
+        return json.loads(results.read_text())
+    out.mkdir(parents=True, exist_ok=True)
+    model = out
+    if eval_flags and not changes:
+        model = fold_dir(args.out, "baseline", folds, seed) / f"fold{fold}"
+        if run_fold("baseline", seed, fold, folds, args) is None:
+            return None
+    elif not results.is_file():
+        config = train_voc.parse_config(["--preset", args.preset, *args.extra]).override(
+            data_root=str(Path(args.out) / f"cv{folds.count}"),
+            train_split=folds.train_split(fold),
+            val_split=folds.test_split(fold),
+            steps=args.steps,
+            seed=seed,
+            output_dir=str(out),
+            save_every=0,
+            **changes,
+        )
+        print(f"{name} seed {seed} fold {fold}: {config.changes(PRESETS[args.preset])}", flush=True)
+        try:
+            with logged(out.parent / f"fold{fold}.log"):
+                train_voc.main(config)
+        except Exception as err:  # one failed run is reported and the sweep goes on
+            print(f"{name} seed {seed} fold {fold}: {type(err).__name__}: {err}", flush=True)
+        if not results.is_file():
+            return None
+    trained = json.loads((model / "results.json").read_text())
+    argv = [
+        *("--checkpoint", str(model / "last.pth"), "--data-root", str(Path(args.out) / f"cv{folds.count}")),
+        *("--split", folds.test_split(fold), "--batch-size", "4", "--save-detections", str(detections)),
+        "--tta" if trained["tta"] else "--no-tta",
+        *eval_flags,
+    ]
+    with logged(out.parent / f"fold{fold}.log", mode="a"):
+        scored = eval_voc.main(eval_voc.get_args_parser().parse_args(argv))
+    results.write_text(
+        json.dumps({**trained, "map": scored["map"], "ap": scored["ap"], "eval_flags": eval_flags}, indent=2)
+    )
+    return json.loads(results.read_text())
+
+
 @contextlib.contextmanager
-def logged(path: Path) -> Iterator[None]:
+def logged(path: Path, mode: str = "w") -> Iterator[None]:
     """What a run prints, its progress bars included, goes to ``path`` instead of the terminal."""
-    with open(path, "w") as log, contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
+    with open(path, mode) as log, contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
         yield
 
 
@@ -142,31 +216,169 @@ def table(out: Path, names: list[str]) -> str:
     return "\n".join(rows)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
-    )
+def load_fold_runs(out: Path, name: str, folds: Folds) -> dict[str, list[dict]]:
+    """seed folder name -> each fold's results.json, its detections under ``"detections"``, for the seeds whose
+    every fold has finished."""
+    found = {}
+    for seed in sorted((out / name / f"cv{folds.count}").glob("seed*")):
+        runs = [seed / f"fold{i}" for i in range(folds.count)]
+        if all((run / "results.json").is_file() and (run / "detections.json").is_file() for run in runs):
+            found[seed.name] = [
+                {
+                    **json.loads((run / "results.json").read_text()),
+                    "detections": json.loads((run / "detections.json").read_text()),
+                }
+                for run in runs
+            ]
+    return found
+
+
+def pooled(runs: list[dict], ground_truth: dict, classes: tuple[str, ...], draws: np.ndarray) -> dict[str, Any]:
+    """All folds' detections (``runs``, one a fold) scored together on every labelled picture: ``map`` and ``ap``
+    [C], and both over the resamples ``draws`` [R, N]: ``map_samples`` [R], ``ap_samples`` [R, C]."""
+    detections = [d for run in runs for d in run["detections"]]
+    result = evaluate_detections(detections, ground_truth, classes)
+    samples = resampled_ap(match_once(detections, ground_truth, classes), draws)
+    return {
+        "map": result["map"],
+        "ap": np.array(list(result["ap"].values())),
+        "map_samples": mean_ap(samples),
+        "ap_samples": samples,
+    }
+
+
+def with_interval(value: float, samples: np.ndarray, signed: bool = False) -> str:
+    """``0.912 [0.884, 0.936]``: a figure and its interval over the resamples ``samples`` [R]."""
+    low, high = interval(samples)
+    form = "+.3f" if signed else ".3f"
+    return f"{value:{form}} [{low:{form}}, {high:{form}}]"
+
+
+def cv_table(out: Path, names: list[str], folds: Folds) -> str:
+    """Markdown: per variant its pooled mAP and each class's pooled AP (all folds' detections scored together on
+    every labelled picture), the mean over its seeds, each with its 90% interval over the same resamples of the
+    clusters; its difference to ``baseline`` on the seeds both ran, with the interval of that paired difference;
+    each fold's own mAP; the steps of a fold's run and the minutes of all folds."""
+    runs = {name: load_fold_runs(out, name, folds) for name in dict.fromkeys(["baseline", *names])}
+    finished = [fold_runs for found in runs.values() for fold_runs in found.values()]
+    if not finished:
+        return f"no cross-validation over {folds.count} folds has finished in {out}"
+    classes = resolve_classes(finished[0][0]["train_config"]["classes"])
+    ground_truth = ground_truth_of(folds.ids, read_annotations(out / f"cv{folds.count}", folds.ids, classes))
+    draws = cluster_draws(np.array(folds.cluster))
+    scores = {
+        name: {seed: pooled(fold_runs, ground_truth, classes, draws) for seed, fold_runs in found.items()}
+        for name, found in runs.items()
+    }
+    base = scores["baseline"]
+    rows = [
+        f"{LEVEL:.0%} intervals: {len(draws)} resamples of the {len(set(folds.cluster))} clusters of "
+        f"{len(folds.ids)} pictures, {folds.count} folds",
+        "",
+        "| variant | seeds | pooled mAP | vs baseline, same seeds | "
+        + " | ".join(classes)
+        + " | mAP of each fold | steps | minutes, all folds |",
+        "|---|---:|---:|---:|" + "---:|" * len(classes) + "---|---:|---:|",
+    ]
+    for name in names:
+        found = scores[name]
+        if not found:
+            continue
+        seeds = list(found.values())
+        paired = [(found[seed], base[seed]) for seed in found if seed in base]
+        difference = "-"
+        if paired:
+            difference = with_interval(
+                float(np.mean([v["map"] - b["map"] for v, b in paired])),
+                np.mean([v["map_samples"] - b["map_samples"] for v, b in paired], axis=0),
+                signed=True,
+            )
+        ap = np.mean([s["ap"] for s in seeds], axis=0)
+        ap_samples = np.mean([s["ap_samples"] for s in seeds], axis=0)
+        fold_runs = list(runs[name].values())
+        fold_maps = np.mean([[run["map"] for run in seed_runs] for seed_runs in fold_runs], axis=0)
+        rows.append(
+            f"| {name} | {len(seeds)} | "
+            + with_interval(
+                float(np.mean([s["map"] for s in seeds])), np.mean([s["map_samples"] for s in seeds], axis=0)
+            )
+            + f" | {difference} | "
+            + " | ".join(with_interval(float(ap[c]), ap_samples[:, c]) for c in range(len(classes)))
+            + f" | {' '.join(f'{m:.3f}' for m in fold_maps)}"
+            + f" | {np.mean([run['steps'] for seed_runs in fold_runs for run in seed_runs]):.0f}"
+            + f" | {np.mean([sum(run['train_minutes'] for run in seed_runs) for seed_runs in fold_runs]):.1f} |"
+        )
+    return "\n".join(rows)
+
+
+def get_args_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=DefaultsFormatter)
     parser.add_argument("--data-root", default="foreign_object_dataset", help="VOC-layout data set")
-    parser.add_argument("--split", default="val", help="the split every run is scored on")
+    parser.add_argument("--split", default="val", help="the split every run is scored on (without --folds)")
     parser.add_argument("--preset", default="fod-cpu", help="the recipe the variants change")
     parser.add_argument("--steps", type=int, default=600, help="optimizer steps of every run")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1], help="one run per seed and variant")
     parser.add_argument("--only", help="comma list of variants (default: all, in the order of the table)")
     parser.add_argument("--out", default="runs/ablate", help="one folder per variant and seed")
     parser.add_argument("--table", action="store_true", help="only print the table of the runs done")
+    parser.add_argument(
+        "--folds",
+        type=int,
+        nargs="?",
+        const=5,
+        metavar="K",
+        help="cross-validate: K folds of the --pictures, each cluster of near-duplicates whole in one fold, every run "
+        "trained K times and scored on the fold left out; --folds alone is 5",
+    )
+    parser.add_argument(
+        "--pictures", default="train,val", help="with --folds: the splits whose pictures make the folds (each once)"
+    )
+    parser.add_argument("--fold-seed", type=int, default=0, help="with --folds: the order clusters are dealt in")
+    parser.add_argument(
+        "--group-by",
+        metavar="PATTERN",
+        help="with --folds: also keep the pictures whose file names share a key in one fold (a regular expression, "
+        "as for dataset.convert --group-by)",
+    )
     parser.add_argument("extra", nargs="*", help="changes to the preset for every run, after --; a variant's flags win")
-    args = parser.parse_args()
+    return parser
+
+
+def main(args: argparse.Namespace) -> None:
     names = args.only.split(",") if args.only else list(VARIANTS)
     unknown = [n for n in names if n not in VARIANTS]
     if unknown:
-        parser.error(f"unknown variants {unknown}; choose from {', '.join(VARIANTS)}")
-    if not args.table:
-        for name in names:  # each variant's seeds together, so that an interrupted sweep leaves whole rows
+        raise ValueError(f"unknown variants {unknown}; choose from {', '.join(VARIANTS)}")
+    out = Path(args.out)
+    if args.folds is None:
+        if not args.table:
+            for name in names:  # each variant's seeds together, so that an interrupted sweep leaves whole rows
+                for seed in args.seeds:
+                    if run_variant(name, seed, args) is None:
+                        print(f"{name} seed {seed}: failed, see {out / name / f'seed{seed}.log'}", flush=True)
+        print(table(out, names))
+        return
+    if args.table:
+        folds = read_folds(out / f"cv{args.folds}")
+    else:
+        folds = make_folds(
+            args.data_root,
+            out / f"cv{args.folds}",
+            count=args.folds,
+            splits=args.pictures.split(","),
+            seed=args.fold_seed,
+            group_by=args.group_by,
+        )
+        print(folds.summary(), flush=True)
+        for name in names:
             for seed in args.seeds:
-                if run_variant(name, seed, args) is None:
-                    print(f"{name} seed {seed}: failed, see {Path(args.out) / name / f'seed{seed}.log'}", flush=True)
-    print(table(Path(args.out), names))
+                for fold in range(folds.count):
+                    found = run_fold(name, seed, fold, folds, args)
+                    log = fold_dir(out, name, folds, seed) / f"fold{fold}.log"
+                    state = f"mAP {found['map']:.3f}" if found else f"failed, see {log}"
+                    print(f"{name} seed {seed} fold {fold}: {state}", flush=True)
+    print(cv_table(out, names, folds))
 
 
 if __name__ == "__main__":
-    main()
+    run(main, get_args_parser().parse_args(), "benchmarks/ablate.py")

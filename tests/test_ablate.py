@@ -1,11 +1,18 @@
-"""The ablation table: means, spreads and differences paired by seed, from the runs' results.json."""
+"""The ablation table: means, spreads and differences paired by seed, from the runs' results.json; cross-validation
+over folds with pooled figures and their intervals, end to end with training and scoring stubbed."""
 
 import argparse
 import json
+from collections.abc import Callable
 from pathlib import Path
+
+import pytest
 
 from benchmarks import ablate
 from benchmarks.ablate import table
+from dataset import FOD_CLASSES, load_ground_truth, read_split
+from dataset.synthetic import generate
+from engine.metrics import evaluate_detections
 
 
 def write_run(out: Path, variant: str, seed: int, mean_ap: float, clip_y: float) -> None:
@@ -53,3 +60,74 @@ def test_a_variants_flag_wins_over_the_changes_made_to_every_run(tmp_path, monke
     (run,) = trained
     assert (run.backbone, run.normalization, run.steps, run.seed) == ("efficientnet_lite1", "tf", 3, 0)
     assert (run.augment, run.crop, run.lr) == (("flip", "paste"), (320, 320), 0.01)  # the preset's, as they are
+
+
+def stub_training(trained: list) -> Callable:
+    """train_voc.main that trains nothing: it writes the results.json and last.pth a run leaves."""
+
+    def train(config):
+        trained.append(config)
+        out = Path(config.output_dir)
+        (out / "last.pth").write_bytes(b"")
+        results = {"map": 0.0, "ap": {}, "steps": config.steps, "train_minutes": 1.5, "tta": config.tta}
+        (out / "results.json").write_text(json.dumps({**results, "train_config": config.to_dict()}))
+
+    return train
+
+
+def stub_scoring(scored: list) -> Callable:
+    """eval_voc.main that detects every object exactly, except the ``ema`` models, which miss those of the first
+    picture of each fold."""
+
+    def score(args):
+        scored.append(args)
+        ground_truth = load_ground_truth(args.data_root, args.split, "fod")
+        missed = next(iter(ground_truth)) if "/ema/" in args.checkpoint else None
+        detections = [
+            {"image_id": image, "category": FOD_CLASSES[label - 1], "score": 0.9, "bbox": box.tolist()}
+            for image, g in ground_truth.items()
+            if image != missed
+            for box, label in zip(g["boxes"], g["labels"])
+        ]
+        Path(args.save_detections).write_text(json.dumps(detections))
+        return evaluate_detections(detections, ground_truth, FOD_CLASSES)
+
+    return score
+
+
+def test_cross_validation_trains_each_fold_and_pools_their_detections(tmp_path, monkeypatch, capsys):
+    trained, scored = [], []
+    monkeypatch.setattr(ablate.train_voc, "main", stub_training(trained))
+    monkeypatch.setattr(ablate.eval_voc, "main", stub_scoring(scored))
+    data = tmp_path / "data"
+    ids = generate(data, {"train": 7, "val": 2})
+    out = tmp_path / "runs"
+    argv = ["--data-root", str(data), "--out", str(out), "--folds", "3", "--seeds", "0", "--steps", "2"]
+    ablate.main(ablate.get_args_parser().parse_args([*argv, "--only", "baseline,ema,no-tta"]))
+    text = capsys.readouterr().out
+
+    assert [(c.train_split, c.val_split, c.steps, c.seed) for c in trained[:3]] == [
+        (f"cv3_{i}_train", f"cv3_{i}_test", 2, 0) for i in range(3)
+    ]
+    assert len(trained) == 6 and {c.data_root for c in trained} == {str(out / "cv3")}  # baseline and ema
+    tested = [read_split(out / "cv3", f"cv3_{i}_test") for i in range(3)]
+    assert sorted(sum(tested, [])) == sorted(ids["train"] + ids["val"])
+    assert "fold 0: 3 test pictures in 3 clusters; val pictures with a near-duplicate in train: 0 of 3" in text
+    assert scored[-1].checkpoint == str(out / "baseline" / "cv3" / "seed0" / "fold2" / "last.pth")
+    assert not scored[-1].tta and scored[0].tta  # no-tta scores the baseline's models again, without the flip
+
+    assert row(text, "baseline")[1:4] == ["1", "1.000 [1.000, 1.000]", "+0.000 [+0.000, +0.000]"]
+    assert row(text, "baseline")[-3:] == ["1.000 1.000 1.000", "2", "4.5"]
+    ema = row(text, "ema")
+    pooled, low, high = (float(v) for v in ema[2].replace("[", "").replace(",", "").replace("]", "").split())
+    difference = float(ema[3].split()[0])
+    assert low < pooled < 1.0 and pooled <= high <= 1.0 and difference == pytest.approx(pooled - 1.0)
+    assert float(ema[3].split()[-1].rstrip("]")) <= 0.0  # never better than the baseline in any resample
+    assert "1000 resamples of the 9 clusters of 9 pictures, 3 folds" in text
+
+    ablate.main(ablate.get_args_parser().parse_args([*argv, "--only", "baseline,ema,no-tta"]))
+    assert len(trained) == 6 and len(scored) == 9  # what has run is not run again
+    ablate.main(ablate.get_args_parser().parse_args([*argv, "--table"]))
+    assert row(capsys.readouterr().out, "ema")[:4] == ema[:4]
+    with pytest.raises(ValueError, match="folds made with another seed"):
+        ablate.main(ablate.get_args_parser().parse_args([*argv, "--fold-seed", "1"]))
