@@ -199,6 +199,11 @@ class TrainConfig:
             found.append(f"--size-ranges must be 4 increasing positive numbers, got {list(ranges)}")
         if list(self.lr_steps) != sorted(set(self.lr_steps)) or any(e < 1 for e in self.lr_steps):
             found.append(f"--lr-steps must be increasing epochs of at least 1, got {list(self.lr_steps)}")
+        groups = FCOSConfig.gn_groups
+        if isinstance(self.fpn_channels, int) and self.fpn_channels % groups:
+            found.append(
+                f"--fpn-channels must be a multiple of {groups} (the head's GroupNorm groups), got {self.fpn_channels}"
+            )
         if min(self.resize) < 1:
             found.append(f"--resize must be two positive sizes, got {self.resize}")
         if self.patience and not (self.val_every and self.val_split):

@@ -31,6 +31,7 @@ REPO = Path(__file__).resolve().parents[1]
         (["--momentum", "1.5"], "--momentum must be a finite number in [0, 1], got 1.5"),
         (["--clip-grad-norm", "0"], "--clip-grad-norm must be a finite number above 0, got 0.0"),
         (["--augment", "flip,sharpen"], "--augment: unknown sharpen"),
+        (["--fpn-channels", "100"], "--fpn-channels must be a multiple of 32 (the head's GroupNorm groups), got 100"),
         (["--lr-steps", "90", "70"], "--lr-steps must be increasing epochs of at least 1, got [90, 70]"),
         (["--size-ranges", "64", "32", "256", "512"], "--size-ranges must be 4 increasing positive numbers"),
         (
