@@ -197,14 +197,26 @@ class Run:
             budget=self.budget,
             resumed=self.resumed,
         )
+        if self.out_of_patience_already:
+            self.state.total_steps = self.state.step  # a run stopped early stays stopped at the same --patience
         if self.resumed and not self.state.finished:
             say(
                 f"resuming at step {self.state.step} (epoch {self.state.epoch}); the schedule ends at step "
                 f"{self.state.total_steps}"
             )
 
+    @property
+    def out_of_patience_already(self) -> bool:
+        return bool(self.config.patience) and self.state.stale_validations >= self.config.patience
+
     def nothing_left(self) -> str:
         state, config = self.state, self.config
+        if self.out_of_patience_already:
+            return (
+                f"nothing left to do: {config.resume} stopped early at step {state.step}, {state.stale_validations} "
+                f"validations without a better mAP than {state.best_map:.4f}. To go on, pass a larger --patience "
+                "(0: none)"
+            )
         if config.time_budget:
             return (
                 f"nothing left to do: {config.resume} trained {state.step} steps in {state.train_seconds / 60:.1f} "

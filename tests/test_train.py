@@ -850,6 +850,9 @@ def test_patience_stops_after_validations_without_a_better_map(data_root, tmp_pa
     assert (summary["state"].epoch, summary["state"].step) == (4, 16)
     assert load(tmp_path / "best.pth")["step"] == 8 and load(tmp_path / "last.pth")["state"]["total_steps"] == 16
     assert summary["stopped"] in capsys.readouterr().out
+    last = str(tmp_path / "last.pth")
+    again = train_voc.main(tiny_config(data_root, tmp_path, epochs=6, val_every=1, patience=2, resume=last))
+    assert again["state"].step == 16 and "To go on, pass a larger --patience" in capsys.readouterr().out
 
 
 def test_tensorboard_events_read_back(data_root, tmp_path):
