@@ -161,6 +161,8 @@ def run_fold(name: str, seed: int, fold: int, folds: Folds, args: argparse.Names
             print(f"{name} seed {seed} fold {fold}: {type(err).__name__}: {err}", flush=True)
         if not results.is_file():
             return None
+        if detections.is_file():  # the training's final evaluation scored the fold's test pictures: done
+            return json.loads(results.read_text())
     trained = json.loads((model / "results.json").read_text())
     argv = [
         *("--checkpoint", str(model / "last.pth"), "--data-root", str(Path(args.out) / f"cv{folds.count}")),

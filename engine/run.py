@@ -25,6 +25,7 @@ from dataset import VOCDataset
 from dataset.synthetic import ensure_data_set
 from model import FCOSConfig, FCOSDetector
 
+from .annotate import write_json_atomically
 from .board import Board, drawn_pictures
 from .checkpoint import remove_partial_checkpoints, save_checkpoint, training_checkpoint
 from .config import TrainConfig
@@ -379,17 +380,19 @@ class Run:
     def finish(self) -> dict[str, Any]:
         """The final checkpoint, holding the state the run ended in; with a --val-split (and no
         --no-final-eval) scored first, its operating points stored in it (for ``detect.py --score-threshold
-        auto``) and ``results.json`` written. Main process only."""
+        auto``), ``results.json`` and the split's ``detections.json`` (``eval_voc.py --detections`` scores it)
+        written. Main process only."""
         if not is_main_process():
             return {}
         config = self.config
         if self.val_set is None or not config.final_eval:
             self.save("last.pth")
             return {}
-        result, _ = self.evaluate()
+        result, detections = self.evaluate()
         print(f"{config.val_split} split of {config.data_root}:\n{format_results(result)}")
         thresholds = operating_points(result)
         self.save("last.pth", thresholds=thresholds)
+        write_json_atomically(detections, self.output_dir / "detections.json")
         self.write_results(result)
         return {"result": result, "thresholds": thresholds}
 

@@ -1,5 +1,6 @@
 """train_voc.py and engine/: steps, exact resume, the non-finite guard, schedules and budgets, DataParallel and DDP."""
 
+import json
 import math
 import os
 import signal
@@ -17,12 +18,13 @@ import torch.multiprocessing as mp
 
 import train_voc
 from cli import Stopped
-from dataset import VOCDataset
+from dataset import VOCDataset, load_ground_truth
 from dataset.synthetic import generate
 from engine import train as engine_train
 from engine.checkpoint import CheckpointError
 from engine.config import BASE, TrainConfig
 from engine.data import make_train_loader, start_epoch
+from engine.metrics import evaluate_detections
 from engine.recipes import PRESETS
 from engine.run import Run, build_model
 from engine.schedule import TimeBudget, learning_rate, plan_run, plan_schedule, resize_schedule
@@ -830,6 +832,9 @@ def test_periodic_validation_keeps_best_and_the_final_thresholds_are_stored(data
     stored = load(tmp_path / "last.pth")["thresholds"]
     assert stored == summary["thresholds"] and set(stored) == set(FOD)
     assert (tmp_path / "val.png").stat().st_size > 0 and summary["stopped"] is None
+    written = json.loads((tmp_path / "detections.json").read_text())  # the final evaluation's detections
+    rescored = evaluate_detections(written, load_ground_truth(data_root, "val", FOD), FOD)
+    assert rescored["ap"] == pytest.approx(summary["result"]["ap"], nan_ok=True)
 
 
 def scored(maps):
