@@ -104,22 +104,31 @@ def run_variant(name: str, seed: int, args: argparse.Namespace) -> dict | None:
             json.dumps({**base_results, "map": scored["map"], "ap": scored["ap"], "eval_flags": eval_flags}, indent=2)
         )
         return json.loads(results.read_text())
-    config = train_voc.parse_config(["--preset", args.preset, *args.extra]).override(
+    train(
+        args,
+        changes,
+        label=f"{name} seed {seed}",
+        log=out.parent / f"seed{seed}.log",
         data_root=args.data_root,
         val_split=args.split,
-        steps=args.steps,
         seed=seed,
         output_dir=str(out),
-        save_every=0,
-        **changes,
     )
-    print(f"{name} seed {seed}: {config.changes(PRESETS[args.preset])}", flush=True)
+    return json.loads(results.read_text()) if results.is_file() else None
+
+
+def train(args: argparse.Namespace, changes: dict[str, Any], *, label: str, log: Path, **run: Any) -> None:
+    """``train_voc.py --preset`` with the changes after ``--``, ``--steps``, ``run``'s settings and the variant's
+    ``changes`` (which win), its output in ``log``; a failure is reported and the sweep goes on."""
+    config = train_voc.parse_config(["--preset", args.preset, *args.extra]).override(
+        steps=args.steps, save_every=0, **run, **changes
+    )
+    print(f"{label}: {config.changes(PRESETS[args.preset])}", flush=True)
     try:
-        with logged(out.parent / f"seed{seed}.log"):
+        with logged(log):
             train_voc.main(config)
     except Exception as err:  # one failed run is reported and the sweep goes on
-        print(f"{name} seed {seed}: {type(err).__name__}: {err}", flush=True)
-    return json.loads(results.read_text()) if results.is_file() else None
+        print(f"{label}: {type(err).__name__}: {err}", flush=True)
 
 
 def fold_dir(out: str | Path, name: str, folds: Folds, seed: int) -> Path:
@@ -143,22 +152,17 @@ def run_fold(name: str, seed: int, fold: int, folds: Folds, args: argparse.Names
         if run_fold("baseline", seed, fold, folds, args) is None:
             return None
     elif not results.is_file():
-        config = train_voc.parse_config(["--preset", args.preset, *args.extra]).override(
+        train(
+            args,
+            changes,
+            label=f"{name} seed {seed} fold {fold}",
+            log=out.parent / f"fold{fold}.log",
             data_root=str(Path(args.out) / f"cv{folds.count}"),
             train_split=folds.train_split(fold),
             val_split=folds.test_split(fold),
-            steps=args.steps,
             seed=seed,
             output_dir=str(out),
-            save_every=0,
-            **changes,
         )
-        print(f"{name} seed {seed} fold {fold}: {config.changes(PRESETS[args.preset])}", flush=True)
-        try:
-            with logged(out.parent / f"fold{fold}.log"):
-                train_voc.main(config)
-        except Exception as err:  # one failed run is reported and the sweep goes on
-            print(f"{name} seed {seed} fold {fold}: {type(err).__name__}: {err}", flush=True)
         if not results.is_file():
             return None
         if detections.is_file():  # the training's final evaluation scored the fold's test pictures: done
