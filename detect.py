@@ -168,7 +168,7 @@ def load_frame_detector(args: argparse.Namespace) -> tuple[FrameDetector, Path]:
         stored, device = checkpoint.get("thresholds"), torch.device(args.device)
     classes = detector.config.classes
     threshold = choose_threshold(args, stored, classes)
-    amp, _ = resolve_amp(args.amp, device)
+    amp, _ = resolve_amp(args.amp, device, detector.config.backbone)
     detector = place(detector, device=device, channels_last=args.channels_last)
     if args.compile:
         print(f"network: {compile_network(detector, source)}")

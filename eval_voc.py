@@ -139,7 +139,7 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
         source = args.checkpoint or args.onnx
         detector = load_detector(source)[0] if args.checkpoint else load_onnx_detector(source)
         device = torch.device(args.device)
-        amp, _ = resolve_amp(args.amp, device)
+        amp, _ = resolve_amp(args.amp, device, detector.config.backbone)
         detector = place(detector, device=device, channels_last=args.channels_last)
         if args.compile:
             print(f"network: {compile_network(detector, source)}")

@@ -122,7 +122,6 @@ def main(config: TrainConfig, clock: Callable[[], float] = time.monotonic) -> di
     """Train as ``config`` says; ``clock`` times the run (and its time budget)."""
     rank, world_size, local_rank = init_distributed()
     device, num_gpus = process_device(config.device, local_rank, config.data_parallel)
-    amp, why = resolve_amp(config.amp, device)
     classes = resolve_classes(config.classes)
     output_dir = prepare_output_dir(config.output_path)
     if config.synthetic and is_main_process():
@@ -132,7 +131,9 @@ def main(config: TrainConfig, clock: Callable[[], float] = time.monotonic) -> di
     checkpoint = load_resume_checkpoint(config.resume, classes) if config.resume else None
     stored = FCOSConfig.from_dict(checkpoint["config"]) if checkpoint else None
     normalization = stored.normalization if stored else config.normalization
-    channels_last, layout = resolve_channels_last(config.channels_last, device, (stored or config).backbone)
+    backbone = (stored or config).backbone
+    amp, why = resolve_amp(config.amp, device, backbone)
+    channels_last, layout = resolve_channels_last(config.channels_last, device, backbone)
     train_set, val_set = load_data(config, classes, normalization)
     batch_size = config.batch_size * num_gpus
     loader = train_loader(config, train_set, batch_size=batch_size, device=device, rank=rank, world_size=world_size)

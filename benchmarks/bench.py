@@ -1,6 +1,6 @@
 """CPU speed: this detector next to torchvision's FCOS, the CPU recipe's step and loop, deployment, and the code.
 
-    python -m benchmarks.bench [--quick] [--only r50,recipe,loop,deploy,code] [--threads N] [--repeats N]
+    python -m benchmarks.bench [--quick] [--only r50,recipe,amp,formats,loop,deploy,code] [--threads N] [--repeats N]
         [--data-root ../shared/foreign_object_dataset] [--checkpoint checkpoint/fod-cpu/last.pth]
 
 Prints a Markdown table (what, ours, reference, ratio) and the machine it ran on. Every timing is
@@ -424,6 +424,35 @@ def bench_recipe_step(repeats: int, recipe: str = "fod-cpu", compile_too: bool =
     return rows
 
 
+AMP_TRUNKS = ("resnet18", "efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2")
+
+
+def bench_amp(repeats: int, recipe: str = "fod-cpu", trunks: Sequence[str] = AMP_TRUNKS) -> list[Row]:
+    """A CPU recipe's training step (its preset's batch of crops, its FPN and head, channels-last as ``auto`` takes
+    it) in bfloat16 against float32, one row per trunk (random weights: the arithmetic is the same), with what
+    ``--amp auto`` picks for that trunk here."""
+    from engine.amp import autocast, resolve_amp
+
+    config, _, targets, images = recipe_batch(recipe)
+    rows = []
+    for trunk in trunks:
+        model = FCOSDetector(replace(config, backbone=trunk, pretrained=False)).train()
+        model.set_channels_last(resolve_channels_last("auto", "cpu", trunk)[0])
+        runs = []
+        for amp in ("off", "bf16"):
+
+            def forward(amp=amp) -> Tensor:
+                with autocast("cpu", amp):
+                    return model(images, targets)["total_loss"]
+
+            runs.append((amp, sgd_step(model, forward)))
+        ms = alternate(runs, repeats)
+        picked, _ = resolve_amp("auto", "cpu", trunk)
+        what = f"{recipe} step with {trunk}, bfloat16 against float32"
+        rows.append(Row(what, ms["bf16"], ms["off"], note=f"--amp auto picks {picked} here"))
+    return rows
+
+
 def bench_recipe_formats(repeats: int, recipe: str = "fod-cpu") -> list[Row]:
     """A CPU recipe's float32 training step in each memory format (its preset's batch of crops), against torchvision's
     FCOS of the same architecture as it comes; says which one ``--channels-last auto`` takes here."""
@@ -612,7 +641,7 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     return parser
 
 
-SECTIONS = ("r50", "recipe", "formats", "loop", "deploy", "code")
+SECTIONS = ("r50", "recipe", "amp", "formats", "loop", "deploy", "code")
 
 
 def main(args: argparse.Namespace) -> list[Row]:
@@ -626,6 +655,8 @@ def main(args: argparse.Namespace) -> list[Row]:
         rows += [*bench_training_step(repeats), *bench_inference(repeats)]
     if "recipe" in sections:
         rows += [*bench_recipe_step(repeats, "fod-cpu"), *bench_recipe_step(repeats, "fod-cpu-scratch")]
+    if "amp" in sections:
+        rows += bench_amp(repeats)
     if "formats" in sections:
         rows += [*bench_recipe_formats(repeats, "fod-cpu"), *bench_recipe_formats(repeats, "fod-cpu-scratch")]
     if "loop" in sections:

@@ -1,9 +1,11 @@
 """Mixed precision: one policy for training, evaluation, detection and the benchmarks.
 
 ``auto`` picks bfloat16 where it is faster than float32: on GPUs that compute it natively (float16 with a
-gradient scaler on older ones), on CPUs with AMX tiles, and on other CPUs when a short timed probe at
-start-up says so: on CPUs without native bfloat16 the conversions at every layer can cost more than they
-save (measurements: docs/speed.md).
+gradient scaler on older ones). On CPUs the rule follows the trunk, as ``--channels-last auto`` does:
+EfficientNet-Lite trunks stay in float32, as their depthwise convolutions ran slower in bfloat16 even where a
+plain convolution ran 1.8x as fast; ResNets take bfloat16 on CPUs with AMX tiles, and on other CPUs when a
+short timed probe of convolutions like theirs says so: without native bfloat16 the conversions at every layer
+can cost more than they save (measurements: docs/speed.md).
 """
 
 from __future__ import annotations
@@ -48,8 +50,8 @@ def cpu_bf16_speedup() -> float:
     return min(times["off"][1:]) / min(times["bf16"][1:])  # the first round warms up
 
 
-def resolve_amp(amp: str, device: torch.device | str) -> tuple[str, str]:
-    """(``bf16`` | ``fp16`` | ``off``, why) for the ``--amp`` choice on ``device``."""
+def resolve_amp(amp: str, device: torch.device | str, backbone: str = "resnet50") -> tuple[str, str]:
+    """(``bf16`` | ``fp16`` | ``off``, why) for the ``--amp`` choice, a network of trunk ``backbone`` and ``device``."""
     device = torch.device(device)
     if amp not in AMP_CHOICES:
         raise ValueError(f"--amp must be one of {', '.join(AMP_CHOICES)}, got {amp!r}")
@@ -61,6 +63,8 @@ def resolve_amp(amp: str, device: torch.device | str) -> tuple[str, str]:
         return "fp16", "the GPU has no bfloat16; float16 with a gradient scaler"
     if device.type != "cpu":
         return "off", f"no mixed precision policy for {device.type}"
+    if backbone.startswith("efficientnet"):
+        return "off", f"{backbone}'s depthwise convolutions run slower in bfloat16 than in float32 on CPUs"
     if cpu_has_amx():
         return "bf16", "the CPU has AMX tiles, which compute bfloat16 natively"
     speedup = cpu_bf16_speedup()

@@ -26,8 +26,9 @@ def add_amp_argument(flags: Flags) -> argparse.Action:
         const="auto",
         default="off",
         choices=AMP_CHOICES,
-        help="mixed precision; auto (what --amp alone means): bf16 where it is faster (GPUs, CPUs with AMX, "
-        "other CPUs when a timed probe at start-up says so), else float32; fp16 adds a gradient scaler",
+        help="mixed precision; auto (what --amp alone means): bf16 where it is faster (GPUs; on CPUs, ResNets with "
+        "AMX or where a timed probe at start-up says so; EfficientNet-Lite stays float32), else float32; fp16 adds "
+        "a gradient scaler",
     )
 
 

@@ -29,3 +29,10 @@ def test_cheap_rows_give_positive_timings(tmp_path):
     assert skipped.ours is None and "skipped" in skipped.note
     table = bench.markdown_table(rows + [skipped])
     assert table.count("\n") == len(rows) + 2 and "skipped" in table
+
+
+def test_the_amp_rows_time_each_trunk_in_both_precisions_and_say_what_auto_picks():
+    bench = load_bench()
+    (row,) = bench.bench_amp(repeats=1, recipe="demo", trunks=("efficientnet_lite0",))
+    assert row.what == "demo step with efficientnet_lite0, bfloat16 against float32"
+    assert row.ours > 0 and row.reference > 0 and row.note == "--amp auto picks off here"

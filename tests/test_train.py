@@ -923,6 +923,29 @@ def test_amp_auto_on_a_cpu_follows_amx_or_a_timed_probe(monkeypatch):
         amp.resolve_amp("half", "cpu")
 
 
+def test_amp_auto_keeps_efficientnet_trunks_in_float32_on_every_cpu(monkeypatch):
+    """Their depthwise convolutions ran slower in bfloat16 where the probe's plain convolution ran 1.83x faster."""
+    from engine import amp
+
+    monkeypatch.setattr(amp, "cpu_bf16_speedup", lambda: 1.83)
+    for has_amx in (False, True):
+        monkeypatch.setattr(amp, "cpu_has_amx", lambda has_amx=has_amx: has_amx)
+        for trunk in ("efficientnet_lite0", "efficientnet_lite2"):
+            assert amp.resolve_amp("auto", "cpu", trunk)[0] == "off"
+        assert amp.resolve_amp("auto", "cpu", "resnet18")[0] == "bf16"
+    assert amp.resolve_amp("bf16", "cpu", "efficientnet_lite0") == ("bf16", "as asked")
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: True)
+    assert amp.resolve_amp("auto", "cuda", "efficientnet_lite0")[0] == "bf16"
+
+
+def test_training_resolves_amp_auto_for_the_trunk_it_trains(data_root, tmp_path, monkeypatch, capsys):
+    from engine import amp
+
+    monkeypatch.setattr(amp, "cpu_bf16_speedup", lambda: 1.83)
+    train_voc.main(tiny_config(data_root, tmp_path, steps=1, save_every=0, amp="auto", **LITE0))
+    assert "amp off (efficientnet_lite0's depthwise convolutions" in " ".join(capsys.readouterr().out.split())
+
+
 def test_the_bf16_probe_times_both_precisions():
     from engine import amp
 
