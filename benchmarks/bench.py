@@ -441,7 +441,7 @@ def bench_amp(repeats: int, recipe: str = "fod-cpu", trunks: Sequence[str] = AMP
         runs = []
         for amp in ("off", "bf16"):
 
-            def forward(amp=amp) -> Tensor:
+            def forward(model=model, amp=amp) -> Tensor:
                 with autocast("cpu", amp):
                     return model(images, targets)["total_loss"]
 
