@@ -1,15 +1,24 @@
-"""The video path on a recording: the ``val`` split's frames, in order, made into a video and run through detect.py.
+"""The video path on recorded frames: a split's pictures made into a video, scene by scene, and run through detect.py.
 
     python -m benchmarks.video_val --checkpoint checkpoint/fod-cpu/last.pth [--fps 5] [--confirm 3/5]
     python -m benchmarks.video_val --onnx fcos_int8.onnx
 
-The video (MJPG in AVI, at ``--fps``, the pictures' size) holds the split's pictures in the order of their ids
-(``val`` is one recorded sequence). Physical objects are counted from the annotations by greedy linking: in
-consecutive frames, the same-class pair of boxes with the highest IoU (at least ``--link-iou``) is one object,
-then the next pair, and so on; a box left unlinked starts a new object. A detection matches a box of its own
-class in its frame at IoU >= 0.5. Reported: the objects and how many were raised as events; events that match
-no object (an event matches the object most of its track's detections match); detections matching no box per
-frame (the false alarms a per-frame alert would raise, before confirmation); frames/s end to end.
+The split's pictures are not one continuous take: in the order of their ids, neighbouring frames alternate
+between scenes (in ``val``, fod_0201 and fod_0203 show one set of objects, fod_0202 and fod_0204 another).
+So the video (MJPG in AVI, at ``--fps``, the pictures' size) holds them scene by scene: the clusters of
+near-duplicate frames (``dataset.splits.picture_clusters``, as the folds use them) in the order of their first
+frame, each cluster's frames in the order of their ids, one shot per cluster. ``--order ids`` keeps the ids'
+order instead, every frame its own shot's neighbour.
+
+Objects are counted from the annotations within each shot, by greedy linking: in consecutive frames, the
+same-class pair of boxes with the highest IoU (at least ``--link-iou``) is one object, then the next pair, and
+so on; a box left unlinked starts a new object, and every shot starts anew. An object moved by hand between
+frames, or filmed in two shots, counts as two placements: a camera sees it twice. A detection matches a box of
+its own class in its frame at IoU >= 0.5. Reported: the placements, those seen in at least K frames of their
+shot (only these can meet ``--confirm K/N``), and how many were raised as events; events that match no object
+(an event matches the object most of its track's detections match) and second events on one object;
+detections matching no box per frame (the false alarms a per-frame alert would raise, before confirmation);
+frames/s end to end.
 """
 
 from __future__ import annotations
@@ -28,6 +37,7 @@ from torchvision.ops import box_iou
 
 import detect
 from dataset.annotations import load_ground_truth, read_split, resolve_classes
+from dataset.splits import picture_clusters
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -38,6 +48,9 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--data-root", default="../shared/foreign_object_dataset")
     parser.add_argument("--split", default="val")
     parser.add_argument("--fps", type=float, default=5.0, help="frame rate the recording is played at")
+    parser.add_argument(
+        "--order", choices=("scenes", "ids"), default="scenes", help="frames scene by scene, or by their ids"
+    )
     parser.add_argument("--confirm", default="3/5")
     parser.add_argument("--score-threshold", help="detect.py's (default: its own)")
     parser.add_argument("--link-iou", type=float, default=0.3, help="IoU linking a box to the next frame's")
@@ -45,12 +58,22 @@ def get_args_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def link_objects(frames: list[dict[str, np.ndarray]], min_iou: float) -> list[np.ndarray]:
-    """Per frame, the physical object id [M] of each box, by greedy same-class IoU linking of consecutive frames."""
+def scene_order(clusters: list[int]) -> list[int]:
+    """Frame indices scene by scene: clusters in the order of their first frame, frames in their own order."""
+    first = {}
+    for index, cluster in enumerate(clusters):
+        first.setdefault(cluster, index)
+    return sorted(range(len(clusters)), key=lambda index: (first[clusters[index]], index))
+
+
+def link_objects(frames: list[dict[str, np.ndarray]], shots: list[int], min_iou: float) -> list[np.ndarray]:
+    """Per frame, the object id [M] of each box, by greedy same-class IoU linking of consecutive frames of one
+    shot (``shots``: the shot of each frame)."""
     ids, count, previous = [], 0, None
-    for gt in frames:
+    for index, gt in enumerate(frames):
         current = np.full(len(gt["labels"]), -1)
-        if previous is not None and len(current) and len(previous["labels"]):
+        same_shot = index > 0 and shots[index] == shots[index - 1]
+        if same_shot and len(current) and len(previous["labels"]):
             iou = box_iou(torch.as_tensor(previous["boxes"]), torch.as_tensor(gt["boxes"])).numpy()
             iou[previous["labels"][:, None] != gt["labels"][None, :]] = 0
             while iou.size and iou.max() >= min_iou:
@@ -76,10 +99,15 @@ def match(det: dict, gt: dict, objects: np.ndarray, classes: tuple[str, ...]) ->
 def main(args: argparse.Namespace) -> dict:
     root = Path(args.data_root)
     ids = sorted(read_split(root, args.split))
+    if args.order == "scenes":
+        clusters = picture_clusters(root, ids).tolist()
+        ids, shots = [ids[i] for i in scene_order(clusters)], [clusters[i] for i in scene_order(clusters)]
+    else:
+        shots = [0] * len(ids)
     classes = resolve_classes(None)
     truth = load_ground_truth(root, args.split, classes)
     frames = [truth[i] for i in ids]
-    objects = link_objects(frames, args.link_iou)
+    objects = link_objects(frames, shots, args.link_iou)
     out = Path(args.output_dir or tempfile.mkdtemp(prefix="video_val_"))
     out.mkdir(parents=True, exist_ok=True)
     video = out / f"{args.split}.avi"
@@ -104,13 +132,17 @@ def main(args: argparse.Namespace) -> dict:
             if det["track_id"] is not None:
                 track_matches.setdefault(det["track_id"], Counter())[found] += 1
     event_objects = [track_matches[e["track_id"]].most_common(1)[0][0] for e in report["events"]]
-    physical = int(max((o.max() + 1 for o in objects if len(o)), default=0))
+    frames_seen = Counter(int(o) for frame in objects for o in frame)
+    k = int(args.confirm.split("/")[0])
     raised = {o for o in event_objects if o >= 0}
     summary = {
         "frames": len(records),
         "fps_video": args.fps,
+        "order": args.order,
+        "shots": len(set(shots)) if args.order == "scenes" else 1,
         "boxes": int(sum(len(o) for o in objects)),
-        "objects": physical,
+        "objects": len(frames_seen),
+        f"objects_in_{k}_frames_or_more": sum(n >= k for n in frames_seen.values()),
         "events": len(event_objects),
         "objects_raised": len(raised),
         "events_on_no_object": sum(o < 0 for o in event_objects),
