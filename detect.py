@@ -1,7 +1,7 @@
 """Detect foreign objects in pictures, videos, streams or a camera with an FCOS checkpoint (or its ONNX export).
 
     python detect.py --checkpoint checkpoint/fod-cpu/last.pth --input test_images --output-dir outputs/detect
-    python detect.py --input "photos/*.png" --score-threshold auto         # newest *.pth under checkpoint/
+    python detect.py --input "photos/*.png" --score-threshold 0.5          # newest *.pth under checkpoint/
     python detect.py --onnx fcos.onnx --input test_images --output-dir outputs/detect_onnx
     python detect.py --input road.mp4 --vid-stride 2 --roi "0,500 1280,500 1280,720 0,720" --output-dir outputs/road
     python detect.py --input rtsp://camera.local/stream --confirm 3/5      # or --input 0 for the first webcam
@@ -11,7 +11,8 @@ in ``--output-dir`` (same stem; .png stays .png, anything else becomes .jpg) wit
 colour, labelled ``class score``, and a legend of the class colours. ``detections.json`` there lists
 ``{"image_id": stem, "category", "score", "bbox": [x1, y1, x2, y2]}`` in original pixels in the VOC XML's
 1-based frame, so ``eval_voc.py --detections detections.json`` scores it directly. A file that cannot be read
-is reported and skipped; the exit status is then 1.
+is reported and skipped; the exit status is then 1. Detections are kept from each class's best-F1 threshold
+stored with the model (from 0.3 for a model without them) unless ``--score-threshold`` says otherwise.
 
 A video file (mp4, avi, mkv, mov, webm ...), a stream URL (rtsp://, http:// ...) or a webcam index is read frame
 by frame (every ``--vid-stride``-th), its detections tracked (ByteTrack) and each object confirmed in K of the
@@ -75,9 +76,10 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     parser.add_argument(
         "--score-threshold",
         type=threshold_spec,
-        default=FALLBACK_THRESHOLD,
+        default=None,
         help="keep detections scoring at least this; auto: each class's best-F1 threshold, from "
-        "--thresholds or the checkpoint's final evaluation",
+        "--thresholds or the checkpoint's final evaluation (default: those where the model stores them, "
+        f"else {FALLBACK_THRESHOLD})",
     )
     parser.add_argument("--thresholds", metavar="FILE", help="thresholds.json from eval_voc.py --analysis")
     video = parser.add_argument_group("videos, streams and cameras")
@@ -216,12 +218,15 @@ def detect_pictures(args: argparse.Namespace) -> dict[str, Any]:
 def choose_threshold(
     args: argparse.Namespace, stored: dict[str, Any] | None, classes: tuple[str, ...]
 ) -> float | list[float]:
-    """A number as given, or with ``auto`` the per-class best-F1 thresholds (from --thresholds, else stored)."""
-    if args.score_threshold != "auto":
+    """A number as given; with ``auto`` the per-class best-F1 thresholds (from --thresholds, else stored); without
+    a choice those where there are some, else :data:`FALLBACK_THRESHOLD`."""
+    if args.score_threshold not in (None, "auto"):
         if args.thresholds:
             raise ValueError("--thresholds goes with --score-threshold auto")
         return args.score_threshold
     points = read_thresholds(args.thresholds) if args.thresholds else stored
+    if not points and args.score_threshold is None:
+        return FALLBACK_THRESHOLD
     if not points:
         raise ValueError(
             "--score-threshold auto needs per-class thresholds: this model has none stored (it was "

@@ -176,6 +176,13 @@ def test_eval_analysis_writes_everything_and_detect_uses_its_thresholds(tmp_path
     assert chosen == deploy_thresholds(result["analysis"]["points"], CLASSES, FALLBACK_THRESHOLD)
     with pytest.raises(ValueError, match="needs per-class thresholds"):
         detect.choose_threshold(detect.get_args_parser().parse_args(["--score-threshold", "auto"]), None, CLASSES)
+    # without a choice: the stored per-class thresholds where the model has them, else the fallback
+    default = detect.get_args_parser().parse_args([])
+    assert detect.choose_threshold(default, result["analysis"]["points"], CLASSES) == chosen
+    assert detect.choose_threshold(default, None, CLASSES) == FALLBACK_THRESHOLD
+    assert (
+        detect.choose_threshold(detect.get_args_parser().parse_args(["--score-threshold", "0.5"]), None, CLASSES) == 0.5
+    )
 
 
 def test_a_class_without_a_best_f1_point_counts_at_the_fallback_threshold(tmp_path):
@@ -193,7 +200,8 @@ def test_a_class_without_a_best_f1_point_counts_at_the_fallback_threshold(tmp_pa
     assert [(e["kind"], e["category"]) for e in result["analysis"]["errors"] if e["kind"] == "false_alarm"] == [
         ("false_alarm", "bolt")
     ]
-    assert detect.get_args_parser().parse_args([]).score_threshold == FALLBACK_THRESHOLD
+    points = result["analysis"]["points"]  # as a checkpoint would store them
+    assert detect.choose_threshold(detect.get_args_parser().parse_args([]), points, classes)[-1] == FALLBACK_THRESHOLD
 
 
 def test_error_pictures_mark_the_false_alarm_by_its_index_not_its_rounded_corner(tmp_path, monkeypatch):
