@@ -8,9 +8,11 @@ as the later ``trackers`` releases do; hence the pin in requirements.txt). Objec
 between frames, which is where IoU association is at its best.
 
 The tracker is class-agnostic: a nail read as a clip in one frame keeps its track, so it stays one object.
-ByteTrack names a track at its second sighting (a first sighting may be a one-frame false alarm); until then
-its detection has no id. :class:`ObjectTracker` is the only place that knows the library: replacing it changes
-nothing else.
+Every track is named at its first sighting. ByteTrack itself names one at its second (a first sighting may be
+a one-frame false alarm), which would leave the events' ``--confirm K/N`` counting from the second sighting:
+an object seen in three frames would count two. The events' K of N is the filter against one-frame false
+alarms here, so a one-frame detection gets an id and never an event. :class:`ObjectTracker` is the only place
+that knows the library: replacing it changes nothing else.
 """
 
 from __future__ import annotations
@@ -20,15 +22,27 @@ import math
 import numpy as np
 import supervision as sv
 from trackers import ByteTrackTracker
+from trackers.core.bytetrack.kalman_box_tracker import ByteTrackKalmanBoxTracker
 
 from .frame_detector import Detections
 
 NO_TRACK = -1
 
 
+class ByteTrackNamedAtOnce(ByteTrackTracker):
+    """ByteTrack whose new tracks get their id at their first sighting, not their second."""
+
+    def _spawn_new_trackers(self, detections, detection_boxes, unmatched_detections, updated_detections) -> None:
+        tracks, spawned = len(self.tracks), len(updated_detections)
+        super()._spawn_new_trackers(detections, detection_boxes, unmatched_detections, updated_detections)
+        for track, detection in zip(self.tracks[tracks:], updated_detections[spawned:], strict=True):
+            track.tracker_id = ByteTrackKalmanBoxTracker.get_next_tracker_id()
+            detection.tracker_id = np.array([track.tracker_id])
+
+
 class ObjectTracker:
-    """Track ids [K] (int64, :data:`NO_TRACK` for a detection not yet in a named track) for the detections of
-    each processed frame, called in frame order.
+    """Track ids [K] (int64) for the detections of each processed frame, called in frame order: every detection
+    starts or continues a track (:data:`NO_TRACK` marks one the library would leave unnamed).
 
     ``frame_rate``: processed frames per second (the video's rate / ``--vid-stride``); ``lost_seconds``: how long a
     track survives unseen (missed detections, something passing in front) before an object seen again there gets
@@ -38,7 +52,7 @@ class ObjectTracker:
 
     def __init__(self, frame_rate: float, lost_seconds: float = 2.0, min_iou: float = 0.1) -> None:
         # ByteTrackTracker keeps a lost track int(frame_rate / 30 * lost_track_buffer) frames
-        self.tracker = ByteTrackTracker(
+        self.tracker = ByteTrackNamedAtOnce(
             lost_track_buffer=max(1, math.ceil(30 * lost_seconds)),
             frame_rate=frame_rate,
             # every detection that passed the score threshold may start or continue a track

@@ -125,10 +125,9 @@ def test_tracks_events_and_region(tmp_path, video):
             ids.setdefault(det["category"], set()).add(det["track_id"])
     nail, clip_b, clip_y = ("nail", "clip_B", "clip_Y")
     assert "L_stick" not in ids  # outside the region
-    # a track is named at its second sighting; then one id per object for good
-    assert ids[nail] - {None} and len(ids[nail] - {None}) == 1 and len(ids[clip_b] - {None}) == 1
-    assert ids[nail] != ids[clip_b]
-    assert ids[clip_y] == {None}
+    # a track is named at its first sighting, one id per object for good; the one-frame object has one too
+    assert len(ids[nail]) == len(ids[clip_b]) == len(ids[clip_y]) == 1 and None not in ids[nail] | ids[clip_y]
+    assert len(ids[nail] | ids[clip_b] | ids[clip_y]) == 3
     first = records[0]["detections"][0]
     assert first["category"] == nail and first["bbox"] == pytest.approx([31, 31, 46, 46])  # the XML's 1-based frame
 
@@ -138,8 +137,8 @@ def test_tracks_events_and_region(tmp_path, video):
         rows = list(csv.DictReader(f))
     assert [int(r["track_id"]) for r in rows] == [e["track_id"] for e in events]
     for event in events:
-        assert event["first_frame"] == 1 and event["last_frame"] == FRAMES - 1
-        assert event["confirmed_frame"] == 3 and event["best_score"] == pytest.approx(0.9)
+        assert event["first_frame"] == 0 and event["last_frame"] == FRAMES - 1
+        assert event["confirmed_frame"] == 2 and event["best_score"] == pytest.approx(0.9)
         assert event["last_time"] == pytest.approx((FRAMES - 1) / FPS)
         picture = cv2.imread(str(out / event["crop"]))
         assert picture is not None and picture.shape[0] > SIDE

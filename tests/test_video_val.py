@@ -18,14 +18,14 @@ def test_scene_order_keeps_each_cluster_together_in_the_order_of_its_first_frame
     assert scene_order([7, 3, 7, 3, 9, 3, 9]) == [0, 2, 1, 3, 5, 4, 6]
 
 
-def test_objects_link_within_a_shot_and_start_anew_at_a_cut():
+def test_objects_link_by_class_and_overlap_in_consecutive_frames():
     frames = [
         boxes((1, 0, 0), (2, 50, 50)),
-        boxes((1, 1, 1), (2, 50, 50)),  # both still there: linked
-        boxes((1, 2, 1), (1, 50, 50)),  # the screw kept, a screw where the clip was: another class, a new object
-        boxes((1, 2, 1)),  # the same box after a cut: a new placement
-        boxes((1, 30, 30)),  # moved by hand beyond IoU: another one
+        boxes((2, 51, 50), (1, 1, 1)),  # both still there, listed the other way round: linked
+        boxes((1, 2, 1), (1, 50, 50)),  # the screw kept; a screw where the clip was: another class, a new object
+        boxes(),  # a frame without objects
+        boxes((1, 2, 1)),  # the same place after it: a new object, as a camera sees it anew
+        boxes((1, 30, 30), (1, 3, 1)),  # one far from it: another object; the other kept (IoU 0.82)
     ]
-    ids = link_objects(frames, shots=[0, 0, 0, 1, 1], min_iou=0.3)
-    assert [o.tolist() for o in ids] == [[0, 1], [0, 1], [0, 2], [3], [4]]
-    assert [o.tolist() for o in link_objects(frames, shots=[0] * 5, min_iou=0.3)][3] == [0]
+    ids = link_objects(frames, min_iou=0.3)
+    assert [o.tolist() for o in ids] == [[0, 1], [1, 0], [0, 2], [], [3], [4, 3]]
