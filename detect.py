@@ -44,6 +44,7 @@ from engine.flags import (
     add_channels_last_argument,
     add_compile_argument,
     add_device_argument,
+    add_runtime_argument,
     threshold_spec,
 )
 from engine.frame_detector import FrameDetector
@@ -65,7 +66,7 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     model.add_argument(
         "--checkpoint", help="checkpoint written by train_voc.py (default: the newest *.pth under checkpoint/)"
     )
-    model.add_argument("--onnx", help="a model written by export_onnx.py, run with onnxruntime on the CPU")
+    model.add_argument("--onnx", help="a model written by export_onnx.py, run on the CPU (by --runtime)")
     parser.add_argument(
         "--input",
         default="test_images",
@@ -104,6 +105,7 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     parser.add_argument("--batch-size", type=int, default=2, help="pictures a batch")
     parser.add_argument("--workers", type=int, default=2, help="picture loading processes")
     add_device_argument(parser)
+    add_runtime_argument(parser)
     add_compile_argument(parser)
     add_amp_argument(parser)
     add_channels_last_argument(parser)
@@ -161,7 +163,7 @@ def load_frame_detector(args: argparse.Namespace) -> tuple[FrameDetector, Path]:
     thresholds the flags choose; and its path."""
     if args.onnx:
         source = Path(args.onnx)
-        detector = load_onnx_detector(source)
+        detector = load_onnx_detector(source, runtime=args.runtime)
         stored, device = detector.thresholds, torch.device("cpu")
     else:
         source = Path(args.checkpoint) if args.checkpoint else newest_checkpoint()
@@ -208,7 +210,7 @@ def detect_pictures(args: argparse.Namespace) -> dict[str, Any]:
     print(f"objects (score >= {shown}): {len(report.detections)}; " + ", ".join(f"{n} {counts[n]}" for n in classes))
     print(
         f"time per picture: model {report.model_ms:.1f} ms, total {report.total_ms:.1f} ms "
-        f"({'onnxruntime' if args.onnx else device.type}, batch {args.batch_size}, amp {amp})"
+        f"({args.runtime if args.onnx else device.type}, batch {args.batch_size}, amp {amp})"
     )
     print(f"outputs: {len(report.outputs)} annotated pictures and detections.json in {args.output_dir}")
     return {**vars(report), "checkpoint": source, "threshold": threshold}

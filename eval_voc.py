@@ -32,6 +32,7 @@ from engine.flags import (
     add_channels_last_argument,
     add_compile_argument,
     add_device_argument,
+    add_runtime_argument,
     threshold_spec,
 )
 from engine.inference import compile_network, evaluate, place
@@ -56,7 +57,7 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     )
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--checkpoint", help="checkpoint written by train_voc.py (config and classes come from it)")
-    source.add_argument("--onnx", help="a model written by export_onnx.py, run through onnxruntime")
+    source.add_argument("--onnx", help="a model written by export_onnx.py, run on the CPU (by --runtime)")
     source.add_argument("--detections", help="detections JSON to score: [{image_id, category, score, bbox}]")
     parser.add_argument(
         "--data-root", required=True, help="VOC-layout root (Annotations/, ImageSets/Main/, JPEGImages/)"
@@ -111,6 +112,7 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     parser.add_argument("--batch-size", type=int, default=2, help="pictures a batch")
     parser.add_argument("--workers", type=int, default=2, help="data loading processes")
     add_device_argument(parser)
+    add_runtime_argument(parser)
     add_compile_argument(parser)
     add_amp_argument(parser)
     add_channels_last_argument(parser)
@@ -137,7 +139,7 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
         if args.classes is not None:
             raise ValueError("--classes is only for --detections; a model carries its classes")
         source = args.checkpoint or args.onnx
-        detector = load_detector(source)[0] if args.checkpoint else load_onnx_detector(source)
+        detector = load_detector(source)[0] if args.checkpoint else load_onnx_detector(source, runtime=args.runtime)
         device = torch.device(args.device)
         amp, _ = resolve_amp(args.amp, device, detector.config.backbone)
         detector = place(detector, device=device, channels_last=args.channels_last)

@@ -1,4 +1,5 @@
-"""ONNX: export the dense network (backbone, FPN, head, decoding) with its metadata, and run it with onnxruntime.
+"""ONNX: export the dense network (backbone, FPN, head, decoding) with its metadata, and run it with onnxruntime
+or OpenVINO.
 
 The graph takes ``images [B,3,H,W]`` (normalised, padded to multiples of 32; B, H and W free) and returns
 ``scores [B,N,C]`` and ``boxes [B,N,4]``. Thresholding, top-k and NMS stay outside it, in the one
@@ -90,27 +91,44 @@ def export_onnx(
     return path
 
 
+RUNTIMES = ("onnxruntime", "openvino")
+
+
+def onnxruntime_session(path: Path, threads: int | None, optimization: str) -> Any:
+    """An onnxruntime CPU session of ``path`` at graph ``optimization`` (none, basic, extended, all)."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.graph_optimization_level = {
+        "none": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+        "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+        "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+        "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+    }[optimization]
+    if threads:
+        options.intra_op_num_threads = threads
+    try:
+        return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    except Exception as err:  # onnxruntime raises its own exception types for unreadable models
+        raise ValueError(f"{path}: not a readable ONNX model ({str(err).splitlines()[0]})") from None
+
+
 class OnnxDetector:
-    """An exported model run by onnxruntime on the CPU, used like an FCOSDetector by the inference code."""
+    """An exported model run on the CPU by onnxruntime or OpenVINO (``runtime``), used like an FCOSDetector by the
+    inference code."""
 
-    def __init__(self, path: str | Path, threads: int | None = None, optimization: str = "all"):
-        import onnxruntime as ort
+    def __init__(
+        self, path: str | Path, threads: int | None = None, optimization: str = "all", runtime: str = "onnxruntime"
+    ):
+        self.path, self.runtime = Path(path), runtime
+        if runtime == "openvino":
+            from .openvino_session import OpenVinoSession
 
-        self.path = Path(path)
-        options = ort.SessionOptions()
-        options.graph_optimization_level = {
-            "none": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
-            "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
-            "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
-            "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
-        }[optimization]
-        if threads:
-            options.intra_op_num_threads = threads
-        try:
-            self.session = ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
-        except Exception as err:  # onnxruntime raises its own exception types for unreadable models
-            raise ValueError(f"{self.path}: not a readable ONNX model ({str(err).splitlines()[0]})") from None
-        metadata = self.session.get_modelmeta().custom_metadata_map
+            self.session = OpenVinoSession(self.path, threads)
+            metadata = self.session.metadata
+        else:
+            self.session = onnxruntime_session(self.path, threads, optimization)
+            metadata = self.session.get_modelmeta().custom_metadata_map
         if metadata.get("format") != FORMAT:
             raise ValueError(
                 f"{self.path}: an ONNX model without this project's metadata (format "
@@ -195,9 +213,13 @@ def quantize_int8(path: str | Path, output: str | Path, calibration: list[Tensor
     return output
 
 
-def load_onnx_detector(path: str | Path, threads: int | None = None, optimization: str = "all") -> OnnxDetector:
+def load_onnx_detector(
+    path: str | Path, threads: int | None = None, optimization: str = "all", runtime: str = "onnxruntime"
+) -> OnnxDetector:
     """An :class:`OnnxDetector`; ``FileNotFoundError`` or ``ValueError`` naming the file when it is not one."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: ONNX model not found")
-    return OnnxDetector(path, threads, optimization)
+    if runtime not in RUNTIMES:
+        raise ValueError(f"--runtime must be one of {', '.join(RUNTIMES)}, got {runtime!r}")
+    return OnnxDetector(path, threads, optimization, runtime)

@@ -1,5 +1,5 @@
-"""Flags the scripts share, each defined once: the device, mixed precision, the memory format, torch.compile and
-a score threshold."""
+"""Flags the scripts share, each defined once: the device, mixed precision, the memory format, torch.compile, the
+runtime of an ONNX model and a score threshold."""
 
 from __future__ import annotations
 
@@ -11,6 +11,16 @@ from .amp import AMP_CHOICES
 from .memory_format import CHANNELS_LAST_CHOICES
 
 Flags = argparse._ActionsContainer  # a parser or one of its argument groups
+
+
+def add_runtime_argument(flags: Flags) -> argparse.Action:
+    return flags.add_argument(
+        "--runtime",
+        choices=("onnxruntime", "openvino"),
+        default="onnxruntime",
+        help="with --onnx: what runs the model on the CPU; openvino (pip install -r requirements-openvino.txt) ran "
+        "the int8 model in 0.6x onnxruntime's time on an AVX-512 CPU (docs/speed.md)",
+    )
 
 
 def add_device_argument(flags: Flags) -> argparse.Action:

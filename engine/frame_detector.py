@@ -102,11 +102,13 @@ class FrameDetector:
         *,
         device: torch.device | str = "cpu",
         score_threshold: float | Sequence[float] | None = None,
+        runtime: str = "onnxruntime",
     ) -> FrameDetector:
-        """From a checkpoint written by training (any suffix but .onnx; run on ``device``) or an ONNX export (run by
-        onnxruntime on the CPU). ``FileNotFoundError`` or ``ValueError`` naming the file when it is not one."""
+        """From a checkpoint written by training (any suffix but .onnx; run on ``device``) or an ONNX export (run on
+        the CPU by ``runtime``: onnxruntime or openvino). ``FileNotFoundError`` or ``ValueError`` naming the file
+        when it is not one."""
         if Path(path).suffix.lower() == ".onnx":
-            detector = load_onnx_detector(path)
+            detector = load_onnx_detector(path, runtime=runtime)
             return cls(detector, stored_thresholds=detector.thresholds, score_threshold=score_threshold)
         network, checkpoint = load_detector(path)
         return cls(

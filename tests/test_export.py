@@ -1,8 +1,10 @@
 """ONNX export: dynamic sizes, the same detections as PyTorch, self-describing metadata, clear errors."""
 
 import errno
+import importlib.util
 import json
 import re
+import sys
 from collections import defaultdict
 from pathlib import Path
 
@@ -23,6 +25,11 @@ from engine.export import FORMAT, load_onnx_detector, model_inputs
 from model import FCOSConfig, FCOSDetector
 
 REPO = Path(__file__).resolve().parents[1]
+WITHOUT_OPENVINO = importlib.util.find_spec("openvino") is None
+RUNTIMES = [
+    "onnxruntime",
+    pytest.param("openvino", marks=pytest.mark.skipif(WITHOUT_OPENVINO, reason="no openvino installed")),
+]
 THRESHOLDS = {
     name: {"best_f1": {"threshold": t, "precision": 1.0, "recall": 1.0, "f1": 1.0}}
     for name, t in zip(("nail", "clip_B", "clip_Y", "L_stick"), (0.2, 0.25, 0.3, 0.35))
@@ -74,7 +81,8 @@ def exported(tmp_path_factory):
     return model, root
 
 
-def test_the_graph_is_valid_and_describes_itself(exported):
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_the_graph_is_valid_and_describes_itself(exported, runtime):
     model, root = exported
     graph = onnx.load(str(root / "model.onnx"))
     onnx.checker.check_model(graph, full_check=True)
@@ -83,28 +91,30 @@ def test_the_graph_is_valid_and_describes_itself(exported):
     assert json.loads(metadata["resize_size"]) == [128, 224] and json.loads(metadata["thresholds"]) == THRESHOLDS
     shape = graph.graph.input[0].type.tensor_type.shape.dim
     assert all(d.dim_param for d in shape[:1] + shape[2:])  # batch, height and width are free
-    detector = load_onnx_detector(root / "model.onnx")
+    detector = load_onnx_detector(root / "model.onnx", runtime=runtime)
     assert detector.config == model.config and detector.thresholds == THRESHOLDS
 
 
+@pytest.mark.parametrize("runtime", RUNTIMES)
 @pytest.mark.parametrize("shape", [(1, 3, 128, 224), (3, 3, 96, 160), (2, 3, 224, 96), (1, 3, 352, 544)])
-def test_dense_outputs_match_pytorch_at_every_size(exported, shape):
+def test_dense_outputs_match_pytorch_at_every_size(exported, shape, runtime):
     """Sizes whose P6 and P7 have odd sides too: the pyramid's ceil-halving must export as it computes."""
     model, root = exported
     images = torch.randn(*shape, generator=torch.Generator().manual_seed(1))
     with torch.inference_mode():
         scores, boxes = model.dense(images)
-    onnx_scores, onnx_boxes = load_onnx_detector(root / "model.onnx").dense(images)
+    onnx_scores, onnx_boxes = load_onnx_detector(root / "model.onnx", runtime=runtime).dense(images)
     assert onnx_scores.shape == scores.shape and onnx_boxes.shape == boxes.shape
     torch.testing.assert_close(onnx_scores, scores, atol=1e-4, rtol=0)
     torch.testing.assert_close(onnx_boxes, boxes, atol=0.05, rtol=0)
 
 
-def test_a_batch_of_different_pictures_gives_the_same_detections(exported):
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_a_batch_of_different_pictures_gives_the_same_detections(exported, runtime):
     model, root = exported
     paths = sorted((root / "pictures").iterdir())
     images, _, _ = collate_pictures([PictureDataset(paths, model.config.resize_size)[i] for i in range(len(paths))])
-    detector = load_onnx_detector(root / "model.onnx")
+    detector = load_onnx_detector(root / "model.onnx", runtime=runtime)
     with torch.inference_mode():
         expected = model.select(*model.dense(images), tuple(images.shape[-2:]))
     found = detector.select(*detector.dense(images), tuple(images.shape[-2:]))
@@ -114,7 +124,8 @@ def test_a_batch_of_different_pictures_gives_the_same_detections(exported):
         assert (a["boxes"] - b["boxes"]).abs().max() <= 0.5 and (a["scores"] - b["scores"]).abs().max() <= 1e-3
 
 
-def test_detect_writes_the_same_json_through_onnxruntime(exported, tmp_path):
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_detect_writes_the_same_json_through_an_onnx_runtime(exported, tmp_path, runtime):
     _, root = exported
     common = ["--input", str(root / "pictures"), "--workers", "0", "--score-threshold", "auto"]
     torch_run = detect.main(
@@ -124,7 +135,7 @@ def test_detect_writes_the_same_json_through_onnxruntime(exported, tmp_path):
     )
     onnx_run = detect.main(
         detect.get_args_parser().parse_args(
-            ["--onnx", str(root / "model.onnx"), "--output-dir", str(tmp_path / "onnx"), *common]
+            ["--onnx", str(root / "model.onnx"), "--runtime", runtime, "--output-dir", str(tmp_path / "onnx"), *common]
         )
     )
     assert onnx_run["threshold"] == torch_run["threshold"] == [0.2, 0.25, 0.3, 0.35]
@@ -136,16 +147,23 @@ def test_detect_writes_the_same_json_through_onnxruntime(exported, tmp_path):
         assert abs(x["score"] - y["score"]) <= 1e-3 and max(abs(p - q) for p, q in zip(x["bbox"], y["bbox"])) <= 0.5
 
 
-def test_bad_onnx_files_are_named(tmp_path):
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_bad_onnx_files_are_named(tmp_path, runtime):
     with pytest.raises(FileNotFoundError, match="absent.onnx: ONNX model not found"):
-        load_onnx_detector(tmp_path / "absent.onnx")
+        load_onnx_detector(tmp_path / "absent.onnx", runtime=runtime)
     (tmp_path / "junk.onnx").write_bytes(b"\x08\x01garbage" * 50)
     with pytest.raises(ValueError, match="junk.onnx: not a readable ONNX model"):
-        load_onnx_detector(tmp_path / "junk.onnx")
+        load_onnx_detector(tmp_path / "junk.onnx", runtime=runtime)
     plain = tmp_path / "plain.onnx"
     torch.onnx.export(torch.nn.Conv2d(3, 4, 3).eval(), (torch.zeros(1, 3, 8, 8),), str(plain), dynamo=True)
     with pytest.raises(ValueError, match="plain.onnx: an ONNX model without this project's metadata"):
-        load_onnx_detector(plain)
+        load_onnx_detector(plain, runtime=runtime)
+
+
+def test_openvino_missing_says_how_to_install(exported, monkeypatch):
+    monkeypatch.setitem(sys.modules, "openvino", None)  # import openvino raises ImportError
+    with pytest.raises(ValueError, match="--runtime openvino needs OpenVINO: pip install -r requirements-openvino.txt"):
+        load_onnx_detector(exported[1] / "model.onnx", runtime="openvino")
 
 
 def test_export_needs_a_writable_place_and_a_checkpoint(tmp_path):
@@ -240,6 +258,9 @@ def test_int8_export_quantises_the_convolutions_only_and_keeps_the_metadata(expo
     int8_scores, _ = detector.dense(images)
     assert int8_scores.shape == scores.shape and not torch.equal(int8_scores, scores)
     assert (int8_scores - scores).abs().mean() < 0.005
+    if not WITHOUT_OPENVINO:  # OpenVINO runs the same int8 convolutions with its own kernels
+        openvino_scores, _ = load_onnx_detector(tmp_path / "m_int8.onnx", runtime="openvino").dense(images)
+        assert (openvino_scores - scores).abs().mean() < 0.005
 
 
 def close(a, b):
@@ -250,27 +271,17 @@ def close(a, b):
         assert abs(x["score"] - y["score"]) <= 1e-3 and max(abs(p - q) for p, q in zip(x["bbox"], y["bbox"])) <= 0.5
 
 
-def test_eval_voc_scores_the_onnx_model_as_the_checkpoint(exported, tmp_path):
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_eval_voc_scores_the_onnx_model_as_the_checkpoint(exported, tmp_path, runtime):
     _, root = exported
     generate(tmp_path / "voc", {"val": 3}, seed=0, size=(96, 160))
     found = {}
-    for flag, path in (("--checkpoint", root / "model.pth"), ("--onnx", root / "model.onnx")):
-        saved = tmp_path / f"{flag[2:]}.json"
-        eval_voc.main(
-            eval_voc.get_args_parser().parse_args(
-                [
-                    flag,
-                    str(path),
-                    "--data-root",
-                    str(tmp_path / "voc"),
-                    "--workers",
-                    "0",
-                    "--save-detections",
-                    str(saved),
-                ]
-            )
-        )
-        found[flag] = json.loads(saved.read_text())
+    onnx_model = ["--onnx", str(root / "model.onnx"), "--runtime", runtime]
+    for model in (["--checkpoint", str(root / "model.pth")], onnx_model):
+        saved = tmp_path / f"{model[0][2:]}.json"
+        argv = [*model, "--data-root", str(tmp_path / "voc"), "--workers", "0", "--save-detections", str(saved)]
+        eval_voc.main(eval_voc.get_args_parser().parse_args(argv))
+        found[model[0]] = json.loads(saved.read_text())
     close(found["--checkpoint"], found["--onnx"])
 
 
