@@ -1,7 +1,7 @@
 """CPU speed: this detector next to torchvision's FCOS, the CPU recipe's step and loop, deployment, and the code.
 
-    python -m benchmarks.bench [--quick] [--only r50,recipe,amp,formats,loop,deploy,code] [--threads N] [--repeats N]
-        [--data-root ../shared/foreign_object_dataset] [--checkpoint checkpoint/fod-cpu/last.pth]
+    python -m benchmarks.bench [--quick] [--only r50,recipe,amp,formats,loop,deploy,edge,code] [--threads N]
+        [--repeats N] [--data-root ../shared/foreign_object_dataset] [--checkpoint checkpoint/fod-cpu/last.pth]
 
 Prints a Markdown table (what, ours, reference, ratio) and the machine it ran on. Every timing is
 the median of ``--repeats`` runs after a warm-up run. The ResNet-50 rows run our model and
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import importlib.util
 import math
 import os
 import statistics
@@ -532,7 +533,8 @@ def calibration_pictures(config: FCOSConfig, data_root: Path | None, count: int 
 def bench_deploy(repeats: int, checkpoint: Path | None = None, data_root: Path | None = None) -> list[Row]:
     """fod-cpu inference at 720x1280, batch 1, selection included, against PyTorch eager float32: PyTorch in
     bfloat16 and compiled, onnxruntime at each graph optimisation level, with 1 or 2 threads, and int8 (dynamic
-    and static quantisation). With a checkpoint and the data, also the val mAP each way gives."""
+    and static quantisation); OpenVINO on the float and the static int8 files where it is installed. With a
+    checkpoint and the data, also the val mAP each way gives."""
     import tempfile
 
     from onnxruntime.quantization import QuantType, quantize_dynamic
@@ -570,6 +572,10 @@ def bench_deploy(repeats: int, checkpoint: Path | None = None, data_root: Path |
             "onnxruntime int8, dynamic quantisation": (load_onnx_detector(Path(tmp) / "dynamic.onnx"), "off"),
             "onnxruntime int8, static quantisation": (load_onnx_detector(Path(tmp) / "static.onnx"), "off"),
         }
+        if importlib.util.find_spec("openvino"):  # the same two files run by OpenVINO (requirements-openvino.txt)
+            ways["OpenVINO, float32"] = (load_onnx_detector(path, runtime="openvino"), "off")
+            static = load_onnx_detector(Path(tmp) / "static.onnx", runtime="openvino")
+            ways["OpenVINO int8, static quantisation"] = (static, "off")
         ms = alternate([(name, lambda d=d, a=a: detect_batch(d, image, a)) for name, (d, a) in ways.items()], repeats)
         what = (
             f"{model.config.backbone} inference, {model.config.resize_size[0]}x{model.config.resize_size[1]}, batch 1"
@@ -590,10 +596,78 @@ def bench_deploy(repeats: int, checkpoint: Path | None = None, data_root: Path |
                 "onnxruntime, optimisation all",
                 "onnxruntime int8, dynamic quantisation",
                 "onnxruntime int8, static quantisation",
+                "OpenVINO int8, static quantisation",
             ):
+                if name not in ways:
+                    continue
                 detector, amp = ways[name]
                 result, _ = evaluate(detector, dataset, device="cpu", batch_size=1, workers=0, amp=amp, progress=False)
                 rows.append(Row(f"val mAP, {name}", 100 * result["map"], unit="%", note=checkpoint.name))
+    return rows
+
+
+EDGE_CANDIDATES: dict[str, dict[str, object]] = {
+    "fod-cpu: Lite2, FPN 128, 2-conv head": {},
+    "Lite1, FPN 64, 2-conv head": {"backbone": "efficientnet_lite1", "fpn_channels": 64},
+    "Lite0, FPN 64, 2-conv head": {"backbone": "efficientnet_lite0", "fpn_channels": 64},
+    "Lite0, FPN 64, 1-conv head": {"backbone": "efficientnet_lite0", "fpn_channels": 64, "head_convs": 1},
+    "Lite0, FPN 64, 2-conv head, 576x1024": {
+        "backbone": "efficientnet_lite0",
+        "fpn_channels": 64,
+        "resize_size": (576, 1024),
+    },
+}
+
+
+def bench_edge(
+    repeats: int, data_root: Path | None = None, candidates: dict[str, dict[str, object]] = EDGE_CANDIDATES
+) -> list[Row]:
+    """The deploy path end to end on one 2560x1440 frame (JPEG decoding, resizing, the network, selection) for
+    networks smaller than fod-cpu's (random weights: the arithmetic is the same), each exported, quantised to
+    int8 (``export_onnx.py --int8``) and run by onnxruntime and by OpenVINO where installed, against fod-cpu in
+    PyTorch float32; the note gives frames/s."""
+    import tempfile
+
+    import cv2
+
+    from engine.export import export_onnx, load_onnx_detector, model_inputs, quantize_int8
+    from engine.frame_detector import FrameDetector
+
+    if data_root is not None and data_root.is_dir():
+        frame_path = data_root / "JPEGImages" / f"{read_split(data_root, 'val')[0]}.jpg"
+        calibration_paths = [data_root / "JPEGImages" / f"{i}.jpg" for i in read_split(data_root, "train")[::17][:16]]
+    else:
+        frame_path, calibration_paths = None, []
+    with tempfile.TemporaryDirectory() as tmp:
+        if frame_path is None:  # a random frame, JPEG-encoded as a camera's would be
+            frame_path = Path(tmp) / "frame.jpg"
+            cv2.imwrite(str(frame_path), np.random.default_rng(0).integers(0, 255, (1440, 2560, 3), dtype=np.uint8))
+        runtimes = ("onnxruntime", "openvino") if importlib.util.find_spec("openvino") else ("onnxruntime",)
+        torch.manual_seed(0)
+        reference = FCOSDetector(recipe_detector("fod-cpu")).eval()
+        reference.set_channels_last(True)
+        paths: dict[str, FrameDetector] = {"fod-cpu, PyTorch float32": FrameDetector(reference)}
+        for k, (name, changes) in enumerate(candidates.items()):
+            config = replace(recipe_detector("fod-cpu"), pretrained=False, **changes)
+            model = FCOSDetector(config).eval()
+            path = export_onnx(model, Path(tmp) / f"{k}.onnx")
+            calibration = (
+                model_inputs(calibration_paths, config)
+                if calibration_paths
+                else [normalise(random_pictures(1, padded(config.resize_size)), config.normalization)]
+            )
+            int8 = quantize_int8(path, Path(tmp) / f"{k}_int8.onnx", calibration)
+            for runtime in runtimes:
+                paths[f"{name}, {runtime} int8"] = FrameDetector(load_onnx_detector(int8, runtime=runtime))
+
+        def end_to_end(detector: FrameDetector) -> object:
+            return detector(cv2.imread(str(frame_path)))
+
+        ms = alternate([(name, lambda d=d: end_to_end(d)) for name, d in paths.items()], repeats)
+    reference_ms = ms.pop("fod-cpu, PyTorch float32")
+    what = "deploy path, one 2560x1440 JPEG frame end to end, vs fod-cpu in PyTorch float32"
+    rows = [Row(what, reference_ms, reference_ms, note=f"{1000 / reference_ms:.1f} frames/s")]
+    rows += [Row(f"{name}", value, reference_ms, note=f"{1000 / value:.1f} frames/s") for name, value in ms.items()]
     return rows
 
 
@@ -641,7 +715,7 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     return parser
 
 
-SECTIONS = ("r50", "recipe", "amp", "formats", "loop", "deploy", "code")
+SECTIONS = ("r50", "recipe", "amp", "formats", "loop", "deploy", "edge", "code")
 
 
 def main(args: argparse.Namespace) -> list[Row]:
@@ -663,6 +737,8 @@ def main(args: argparse.Namespace) -> list[Row]:
         rows += bench_loop(args.data_root, repeats)
     if "deploy" in sections:
         rows += bench_deploy(repeats, args.checkpoint, args.data_root)
+    if "edge" in sections:
+        rows += bench_edge(repeats, args.data_root)
     if "code" in sections:
         rows += [
             bench_assignment(repeats),
