@@ -606,26 +606,52 @@ def bench_deploy(repeats: int, checkpoint: Path | None = None, data_root: Path |
     return rows
 
 
-EDGE_CANDIDATES: dict[str, dict[str, object]] = {
-    "fod-cpu: Lite2, FPN 128, 2-conv head": {},
-    "Lite1, FPN 64, 2-conv head": {"backbone": "efficientnet_lite1", "fpn_channels": 64},
-    "Lite0, FPN 64, 2-conv head": {"backbone": "efficientnet_lite0", "fpn_channels": 64},
-    "Lite0, FPN 64, 1-conv head": {"backbone": "efficientnet_lite0", "fpn_channels": 64, "head_convs": 1},
-    "Lite0, FPN 64, 2-conv head, 576x1024": {
-        "backbone": "efficientnet_lite0",
-        "fpn_channels": 64,
-        "resize_size": (576, 1024),
-    },
-}
+def edge_candidates() -> dict[str, FCOSConfig]:
+    """The networks of the deploy table: fod-cpu's, fod-edge's and lighter ones, each with random weights (the
+    arithmetic is the trained network's)."""
+    edge = replace(recipe_detector("fod-edge"), pretrained=False)
+    lite0 = replace(edge, backbone="efficientnet_lite0")
+    return {
+        "fod-cpu: Lite2, FPN 128, 2-conv head": replace(recipe_detector("fod-cpu"), pretrained=False),
+        "fod-edge: Lite1, FPN 64, 2-conv head": edge,
+        "Lite0, FPN 64, 2-conv head": lite0,
+        "Lite0, FPN 64, 1-conv head": replace(lite0, head_convs=1),
+        "Lite0, FPN 64, 2-conv head, 576x1024": replace(lite0, resize_size=(576, 1024)),
+    }
+
+
+DEPLOYED = "fod-edge: Lite1, FPN 64, 2-conv head"
+
+
+def yolo_predictor(config_dir: Path) -> Callable[[np.ndarray], object] | None:
+    """YOLO11n's prediction at 640 on a BGR frame (preprocessing, network, NMS), built from its model YAML (random
+    weights, nothing fetched), as ultralytics runs it; None without ultralytics."""
+    if importlib.util.find_spec("ultralytics") is None:
+        return None
+    from benchmarks.peer_yolo import import_ultralytics, ultralytics_offline
+
+    import_ultralytics(config_dir)
+    from ultralytics import YOLO
+
+    threads = torch.get_num_threads()  # ultralytics would set every torch run of the process to cpu_count - 1
+    with ultralytics_offline(threads):
+        model = YOLO("yolo11n.yaml")
+
+    def predict(frame: np.ndarray) -> object:
+        with ultralytics_offline(threads):
+            return model.predict(frame, imgsz=640, device="cpu", verbose=False)
+
+    return predict
 
 
 def bench_edge(
-    repeats: int, data_root: Path | None = None, candidates: dict[str, dict[str, object]] = EDGE_CANDIDATES
+    repeats: int, data_root: Path | None = None, candidates: dict[str, FCOSConfig] | None = None
 ) -> list[Row]:
     """The deploy path end to end on one 2560x1440 frame (JPEG decoding, resizing, the network, selection) for
-    networks smaller than fod-cpu's (random weights: the arithmetic is the same), each exported, quantised to
-    int8 (``export_onnx.py --int8``) and run by onnxruntime and by OpenVINO where installed, against fod-cpu in
-    PyTorch float32; the note gives frames/s."""
+    ``candidates`` (default :func:`edge_candidates`), each exported, quantised to int8 (``export_onnx.py --int8``,
+    calibrated on 16 train pictures where the data are here) and run by onnxruntime and by OpenVINO where
+    installed, against fod-cpu in PyTorch float32, and YOLO11n's prediction where ultralytics is installed, all
+    alternating in one process; the note gives frames/s. The last row is fod-edge's fastest runtime against YOLO11n."""
     import tempfile
 
     import cv2
@@ -633,6 +659,7 @@ def bench_edge(
     from engine.export import export_onnx, load_onnx_detector, model_inputs, quantize_int8
     from engine.frame_detector import FrameDetector
 
+    candidates = edge_candidates() if candidates is None else candidates
     if data_root is not None and data_root.is_dir():
         frame_path = data_root / "JPEGImages" / f"{read_split(data_root, 'val')[0]}.jpg"
         calibration_paths = [data_root / "JPEGImages" / f"{i}.jpg" for i in read_split(data_root, "train")[::17][:16]]
@@ -644,11 +671,10 @@ def bench_edge(
             cv2.imwrite(str(frame_path), np.random.default_rng(0).integers(0, 255, (1440, 2560, 3), dtype=np.uint8))
         runtimes = ("onnxruntime", "openvino") if importlib.util.find_spec("openvino") else ("onnxruntime",)
         torch.manual_seed(0)
-        reference = FCOSDetector(recipe_detector("fod-cpu")).eval()
+        reference = FCOSDetector(replace(recipe_detector("fod-cpu"), pretrained=False)).eval()
         reference.set_channels_last(True)
-        paths: dict[str, FrameDetector] = {"fod-cpu, PyTorch float32": FrameDetector(reference)}
-        for k, (name, changes) in enumerate(candidates.items()):
-            config = replace(recipe_detector("fod-cpu"), pretrained=False, **changes)
+        paths: dict[str, Callable[[np.ndarray], object]] = {"fod-cpu, PyTorch float32": FrameDetector(reference)}
+        for k, (name, config) in enumerate(candidates.items()):
             model = FCOSDetector(config).eval()
             path = export_onnx(model, Path(tmp) / f"{k}.onnx")
             calibration = (
@@ -659,15 +685,23 @@ def bench_edge(
             int8 = quantize_int8(path, Path(tmp) / f"{k}_int8.onnx", calibration)
             for runtime in runtimes:
                 paths[f"{name}, {runtime} int8"] = FrameDetector(load_onnx_detector(int8, runtime=runtime))
+        yolo = yolo_predictor(Path(tmp) / "ultralytics")
+        if yolo is not None:
+            paths["YOLO11n, 640, ultralytics PyTorch float32"] = yolo
 
-        def end_to_end(detector: FrameDetector) -> object:
+        def end_to_end(detector: Callable[[np.ndarray], object]) -> object:
             return detector(cv2.imread(str(frame_path)))
 
         ms = alternate([(name, lambda d=d: end_to_end(d)) for name, d in paths.items()], repeats)
     reference_ms = ms.pop("fod-cpu, PyTorch float32")
     what = "deploy path, one 2560x1440 JPEG frame end to end, vs fod-cpu in PyTorch float32"
     rows = [Row(what, reference_ms, reference_ms, note=f"{1000 / reference_ms:.1f} frames/s")]
-    rows += [Row(f"{name}", value, reference_ms, note=f"{1000 / value:.1f} frames/s") for name, value in ms.items()]
+    rows += [Row(name, value, reference_ms, note=f"{1000 / value:.1f} frames/s") for name, value in ms.items()]
+    yolo_ms = ms.get("YOLO11n, 640, ultralytics PyTorch float32")
+    deployed = {name: value for name, value in ms.items() if name.startswith(DEPLOYED + ",")}
+    if yolo_ms is not None and deployed:
+        name, value = min(deployed.items(), key=lambda item: item[1])
+        rows.append(Row(f"{name}, vs YOLO11n's prediction at 640", value, yolo_ms, note="end to end, one frame"))
     return rows
 
 

@@ -64,6 +64,19 @@ PRESETS: dict[str, TrainConfig] = {
         augment=("flip", "paste"),
         tta=True,
     ),
+    # For a camera on a 2-core CPU: fod-cpu with a lighter trunk and a quarter of the head's arithmetic (FPN 64),
+    # deployed as an int8 export (docs/speed.md: the deploy path, frames/s and val mAP).
+    "fod-edge": replace(
+        CPU,
+        preset="fod-edge",
+        backbone="efficientnet_lite1",
+        pretrained="imagenet",
+        fpn_channels=64,
+        lr=0.01,
+        steps=1000,
+        augment=("flip", "paste"),
+        tta=False,  # scored as it is deployed: one pass
+    ),
     # From scratch on a 2-core CPU: ResNet18 in bfloat16 where faster, sized to a 30-minute budget.
     "fod-cpu-scratch": replace(
         CPU, preset="fod-cpu-scratch", backbone="resnet18", lr=0.02, time_budget=30.0, amp="auto", tta=True
