@@ -1,7 +1,7 @@
 """The video path on recorded frames: a split's pictures made into a video, scene by scene, and run through detect.py.
 
     python -m benchmarks.video_val --checkpoint checkpoint/fod-cpu/last.pth [--fps 5] [--confirm 3/5]
-    python -m benchmarks.video_val --onnx fcos_int8.onnx
+    python -m benchmarks.video_val --onnx fcos_int8.onnx [--runtime openvino]
 
 The split's pictures are not one continuous take: in the order of their ids, neighbouring frames alternate
 between scenes (in ``val``, fod_0201 and fod_0203 show one set of objects, fod_0202 and fod_0204 another).
@@ -59,6 +59,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--confirm", default="3/5")
     parser.add_argument("--score-threshold", help="detect.py's (default: its own)")
+    parser.add_argument("--runtime", help="detect.py's, with --onnx (default: its own)")
     parser.add_argument("--link-iou", type=float, default=0.3, help="IoU linking a box to the next frame's")
     parser.add_argument("--output-dir", default=None, help="default: a temporary folder")
     return parser
@@ -159,6 +160,7 @@ def main(args: argparse.Namespace) -> dict:
     model = ["--checkpoint", args.checkpoint] if args.checkpoint else ["--onnx", args.onnx]
     argv = [*model, "--input", str(video), "--output-dir", str(out / "run"), "--confirm", args.confirm]
     argv += ["--score-threshold", args.score_threshold] if args.score_threshold else []
+    argv += ["--runtime", args.runtime] if args.runtime else []
     report = detect.main(detect.get_args_parser().parse_args(argv))
 
     records = [json.loads(line) for line in (out / "run" / "detections.jsonl").read_text().splitlines()]
