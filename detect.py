@@ -45,6 +45,7 @@ from engine.flags import (
     add_compile_argument,
     add_device_argument,
     add_runtime_argument,
+    check_runtime,
     threshold_spec,
 )
 from engine.frame_detector import FrameDetector
@@ -130,6 +131,7 @@ def confirm_spec(text: str) -> tuple[int, int]:
 def main(args: argparse.Namespace) -> dict[str, Any]:
     """Detect on every picture of ``args.input``, or on a video, stream or camera; returns the report's fields,
     the checkpoint and the thresholds."""
+    check_runtime(args)
     source = video_source(args.input)
     if source is None:
         if args.roi:
@@ -223,7 +225,7 @@ def choose_threshold(
     a choice those where there are some, else :data:`FALLBACK_THRESHOLD`."""
     if args.score_threshold not in (None, "auto"):
         if args.thresholds:
-            raise ValueError("--thresholds goes with --score-threshold auto")
+            raise ValueError("--thresholds goes with --score-threshold auto (or none), not with a number")
         return args.score_threshold
     points = read_thresholds(args.thresholds) if args.thresholds else stored
     if not points and args.score_threshold is None:
@@ -235,7 +237,7 @@ def choose_threshold(
             "eval_voc.py --analysis, or a number"
         )
     missing = [name for name in classes if name not in points]
-    if missing:
+    if missing and args.score_threshold == "auto":
         raise ValueError(f"the thresholds lack the classes {missing} of this model")
     return deploy_thresholds(points, classes, FALLBACK_THRESHOLD)
 

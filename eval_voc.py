@@ -33,6 +33,7 @@ from engine.flags import (
     add_compile_argument,
     add_device_argument,
     add_runtime_argument,
+    check_runtime,
     threshold_spec,
 )
 from engine.inference import compile_network, evaluate, place
@@ -132,6 +133,7 @@ def size_edges(text: str) -> tuple[float, ...]:
 
 
 def main(args: argparse.Namespace) -> dict[str, Any]:
+    check_runtime(args)
     for folder in (args.plot, args.analysis, args.save_detections and Path(args.save_detections).parent):
         if folder:
             check_writable(Path(folder))  # before the work, not after it

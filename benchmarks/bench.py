@@ -560,21 +560,22 @@ def bench_deploy(repeats: int, checkpoint: Path | None = None, data_root: Path |
         tic = time.perf_counter()
         detect_batch(compiled, image)
         notes["PyTorch compiled"] = f"compiling took {time.perf_counter() - tic:.0f} s"
+        threads = torch.get_num_threads()  # --threads, for every runtime
         ways: dict[str, tuple[object, str]] = {
             "PyTorch eager": (model, "off"),
             "PyTorch eager, bfloat16": (model, "bf16"),
             "PyTorch compiled": (compiled, "off"),
             **{
-                f"onnxruntime, optimisation {level}": (load_onnx_detector(path, optimization=level), "off")
+                f"onnxruntime, optimisation {level}": (load_onnx_detector(path, threads, level), "off")
                 for level in ("all", "extended", "basic")
             },
             "onnxruntime, 1 thread": (load_onnx_detector(path, threads=1), "off"),
-            "onnxruntime int8, dynamic quantisation": (load_onnx_detector(Path(tmp) / "dynamic.onnx"), "off"),
-            "onnxruntime int8, static quantisation": (load_onnx_detector(Path(tmp) / "static.onnx"), "off"),
+            "onnxruntime int8, dynamic quantisation": (load_onnx_detector(Path(tmp) / "dynamic.onnx", threads), "off"),
+            "onnxruntime int8, static quantisation": (load_onnx_detector(Path(tmp) / "static.onnx", threads), "off"),
         }
         if importlib.util.find_spec("openvino"):  # the same two files run by OpenVINO (requirements-openvino.txt)
-            ways["OpenVINO, float32"] = (load_onnx_detector(path, runtime="openvino"), "off")
-            static = load_onnx_detector(Path(tmp) / "static.onnx", runtime="openvino")
+            ways["OpenVINO, float32"] = (load_onnx_detector(path, threads, runtime="openvino"), "off")
+            static = load_onnx_detector(Path(tmp) / "static.onnx", threads, runtime="openvino")
             ways["OpenVINO int8, static quantisation"] = (static, "off")
         ms = alternate([(name, lambda d=d, a=a: detect_batch(d, image, a)) for name, (d, a) in ways.items()], repeats)
         what = (
@@ -628,10 +629,18 @@ def yolo_predictor(config_dir: Path) -> Callable[[np.ndarray], object] | None:
     weights, nothing fetched), as ultralytics runs it; None without ultralytics."""
     if importlib.util.find_spec("ultralytics") is None:
         return None
+    import cv2
+
     from benchmarks.peer_yolo import import_ultralytics, ultralytics_offline
 
+    # importing ultralytics sets OpenCV to one thread for the whole process, and environment variables of its own
+    cv2_threads, environment = cv2.getNumThreads(), dict(os.environ)
     import_ultralytics(config_dir)
     from ultralytics import YOLO
+
+    cv2.setNumThreads(cv2_threads)
+    os.environ.clear()
+    os.environ.update(environment)
 
     threads = torch.get_num_threads()  # ultralytics would set every torch run of the process to cpu_count - 1
     with ultralytics_offline(threads):
@@ -670,6 +679,7 @@ def bench_edge(
             frame_path = Path(tmp) / "frame.jpg"
             cv2.imwrite(str(frame_path), np.random.default_rng(0).integers(0, 255, (1440, 2560, 3), dtype=np.uint8))
         runtimes = ("onnxruntime", "openvino") if importlib.util.find_spec("openvino") else ("onnxruntime",)
+        threads = torch.get_num_threads()  # --threads, for every runtime
         torch.manual_seed(0)
         reference = FCOSDetector(replace(recipe_detector("fod-cpu"), pretrained=False)).eval()
         reference.set_channels_last(True)
@@ -684,7 +694,7 @@ def bench_edge(
             )
             int8 = quantize_int8(path, Path(tmp) / f"{k}_int8.onnx", calibration)
             for runtime in runtimes:
-                paths[f"{name}, {runtime} int8"] = FrameDetector(load_onnx_detector(int8, runtime=runtime))
+                paths[f"{name}, {runtime} int8"] = FrameDetector(load_onnx_detector(int8, threads, runtime=runtime))
         yolo = yolo_predictor(Path(tmp) / "ultralytics")
         if yolo is not None:
             paths["YOLO11n, 640, ultralytics PyTorch float32"] = yolo

@@ -75,7 +75,7 @@ def train_and_score(args: argparse.Namespace, device: torch.device) -> dict:
     dataset = VOCDataset(
         args.data_root, "val", config.classes, resize_size=config.resize_size, normalization=config.normalization
     )
-    amp, _ = resolve_amp("auto", device)
+    amp, _ = resolve_amp("auto", device, config.backbone)
     reset_peak(device)
     tic = time.perf_counter()
     result, _ = evaluate(model, dataset, device=device, batch_size=4, workers=args.workers, amp=amp, progress=False)
@@ -97,12 +97,13 @@ def train_and_score(args: argparse.Namespace, device: torch.device) -> dict:
 def full_resolution_speed(args: argparse.Namespace, device: torch.device) -> dict:
     """Training steps at the full 1440x2560 (batch 2, ResNet50, bf16 where native, NHWC): pictures/s, memory."""
     height, width = (144, 256) if args.tiny else (1440, 2560)
-    model = FCOSDetector(FCOSConfig(backbone="resnet18" if args.tiny else "resnet50")).to(device).train()
+    backbone = "resnet18" if args.tiny else "resnet50"
+    model = FCOSDetector(FCOSConfig(backbone=backbone)).to(device).train()
     optimizer = torch.optim.SGD(model.parameters(), lr=1e-4, momentum=0.9)
     images = torch.randn(2, 3, height, width, device=device)
     box = torch.tensor([[100.0, 100.0, 140.0, 150.0], [60.0, 20.0, 90.0, 70.0]], device=device)
     targets = [{"boxes": box, "labels": torch.tensor([1, 3], device=device)}] * 2
-    amp, _ = resolve_amp("auto", device)
+    amp, _ = resolve_amp("auto", device, backbone)
     reset_peak(device)
     times = []
     for step in range(3 + args.full_res_steps):

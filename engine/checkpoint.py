@@ -7,7 +7,7 @@ A checkpoint is a dict of plain values and tensors (``torch.load(weights_only=Tr
   (:meth:`engine.state.TrainState.to_dict`), ``train_config`` (the run's settings,
   :meth:`engine.config.TrainConfig.to_dict`), and with ``--ema`` the averaged weights ``ema`` and their count
   ``ema_updates``
-- after the final evaluation: ``thresholds``, the per-class operating points of ``detect.py --score-threshold auto``
+- after the final evaluation: ``thresholds``, the per-class operating points ``detect.py`` keeps by default
 
 Deployment uses ``ema`` when present, else ``model``.
 """

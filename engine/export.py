@@ -120,7 +120,9 @@ class OnnxDetector:
     def __init__(
         self, path: str | Path, threads: int | None = None, optimization: str = "all", runtime: str = "onnxruntime"
     ):
-        self.path, self.runtime = Path(path), runtime
+        self.path = Path(path)
+        if runtime not in RUNTIMES:
+            raise ValueError(f"--runtime must be one of {', '.join(RUNTIMES)}, got {runtime!r}")
         if runtime == "openvino":
             from .openvino_session import OpenVinoSession
 
@@ -220,6 +222,4 @@ def load_onnx_detector(
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: ONNX model not found")
-    if runtime not in RUNTIMES:
-        raise ValueError(f"--runtime must be one of {', '.join(RUNTIMES)}, got {runtime!r}")
     return OnnxDetector(path, threads, optimization, runtime)

@@ -8,6 +8,7 @@ import argparse
 import torch
 
 from .amp import AMP_CHOICES
+from .export import RUNTIMES
 from .memory_format import CHANNELS_LAST_CHOICES
 
 Flags = argparse._ActionsContainer  # a parser or one of its argument groups
@@ -16,11 +17,17 @@ Flags = argparse._ActionsContainer  # a parser or one of its argument groups
 def add_runtime_argument(flags: Flags) -> argparse.Action:
     return flags.add_argument(
         "--runtime",
-        choices=("onnxruntime", "openvino"),
+        choices=RUNTIMES,
         default="onnxruntime",
         help="with --onnx: what runs the model on the CPU; openvino (pip install -r requirements-openvino.txt) ran "
-        "the int8 model in 0.6x onnxruntime's time on an AVX-512 CPU (docs/speed.md)",
+        "int8 models in 0.6x onnxruntime's time on two AVX-512 CPUs (docs/speed.md)",
     )
+
+
+def check_runtime(args: argparse.Namespace) -> None:
+    """``ValueError`` for a ``--runtime`` other than the default without ``--onnx``, which it would not change."""
+    if args.runtime != "onnxruntime" and not args.onnx:
+        raise ValueError(f"--runtime {args.runtime} runs --onnx models; a --checkpoint runs in PyTorch")
 
 
 def add_device_argument(flags: Flags) -> argparse.Action:

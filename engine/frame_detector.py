@@ -66,7 +66,8 @@ class Detections:
 
 
 class FrameDetector:
-    """A detector (PyTorch or ONNX Runtime) and its score thresholds, called on one BGR frame [H, W, 3] uint8.
+    """A detector (PyTorch, or an ONNX export run by onnxruntime or OpenVINO) and its score thresholds, called on
+    one BGR frame [H, W, 3] uint8.
 
     ``score_threshold``: one number or one per class; by default the per-class best-F1 thresholds stored with the
     model (its final evaluation), :data:`engine.thresholds.FALLBACK_THRESHOLD` for a class without one, and that
@@ -110,6 +111,8 @@ class FrameDetector:
         if Path(path).suffix.lower() == ".onnx":
             detector = load_onnx_detector(path, runtime=runtime)
             return cls(detector, stored_thresholds=detector.thresholds, score_threshold=score_threshold)
+        if runtime != "onnxruntime":
+            raise ValueError(f"{path}: runtime {runtime!r} runs ONNX exports; a checkpoint runs in PyTorch")
         network, checkpoint = load_detector(path)
         return cls(
             network.to(device),

@@ -1,4 +1,5 @@
-"""Inference: batches through a detector (PyTorch or ONNX Runtime), test-time flip, boxes back to the picture.
+"""Inference: batches through a detector (PyTorch, or an ONNX export in onnxruntime or OpenVINO), test-time flip,
+boxes back to the picture.
 
 A detector here is anything with a ``config`` (:class:`model.FCOSConfig`),
 ``dense(images) -> (scores [B,N,C], boxes [B,N,4])`` and
@@ -132,7 +133,7 @@ def evaluate(
 
 def place(detector: Detector, *, device: torch.device | str, channels_last: str = "auto") -> Detector:
     """``detector`` on ``device``, a PyTorch network in the memory format ``channels_last`` (``--channels-last``)
-    chooses for its trunk; onnxruntime chooses its own."""
+    chooses for its trunk; an ONNX runtime chooses its own."""
     if isinstance(detector, torch.nn.Module):
         detector.set_channels_last(resolve_channels_last(channels_last, device, detector.config.backbone)[0])
     return detector.to(device)
@@ -142,5 +143,5 @@ def compile_network(detector: Detector, source: str | Path) -> str:
     """``torch.compile`` the network of ``detector`` where it works (see :func:`engine.compiling.compile_detector`);
     ``ValueError`` naming ``source`` for an ONNX model."""
     if not isinstance(detector, torch.nn.Module):
-        raise ValueError(f"--compile is for checkpoints; {source} is run by onnxruntime, which optimises it")
+        raise ValueError(f"--compile is for checkpoints; {source} is run by an ONNX runtime, which optimises it")
     return compile_detector(detector)

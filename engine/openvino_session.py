@@ -6,17 +6,20 @@ about 0.6x onnxruntime's time, the same file and the same int8 convolutions (doc
 float32: OpenVINO would compute them in bfloat16 by default on CPUs with avx512_bf16, which is faster but moves
 boxes by pixels (13 px on one input), where float32 agrees with onnxruntime within 1e-3 px. Each input shape is
 compiled once, on first sight: a model compiled for one static shape ran in 0.6x the time of the same model
-compiled for dynamic shapes.
+compiled for dynamic shapes. The last :data:`COMPILED_SHAPES` shapes are kept (a camera or a data set at one size
+uses one; pictures of many sizes recompile rather than hold a model each).
 """
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 INSTALL = "pip install -r requirements-openvino.txt"
+COMPILED_SHAPES = 4
 
 
 class OpenVinoSession:
@@ -40,7 +43,7 @@ class OpenVinoSession:
         self.properties: dict[str, Any] = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32"}
         if threads:
             self.properties["INFERENCE_NUM_THREADS"] = threads
-        self.compiled: dict[tuple, Any] = {}  # by the inputs' names and shapes
+        self.compiled: OrderedDict[tuple, Any] = OrderedDict()  # by the inputs' names and shapes, newest last
 
     def run(self, output_names: list[str], feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
         shapes = tuple((name, tuple(array.shape)) for name, array in feeds.items())
@@ -48,6 +51,9 @@ class OpenVinoSession:
             model = self.model.clone()
             model.reshape({name: list(shape) for name, shape in shapes})
             self.compiled[shapes] = self.core.compile_model(model, "CPU", self.properties)
+            if len(self.compiled) > COMPILED_SHAPES:
+                self.compiled.popitem(last=False)
+        self.compiled.move_to_end(shapes)
         compiled = self.compiled[shapes]
         outputs = compiled(feeds)
         return [outputs[compiled.output(name)] for name in output_names]

@@ -180,6 +180,11 @@ def test_eval_analysis_writes_everything_and_detect_uses_its_thresholds(tmp_path
     default = detect.get_args_parser().parse_args([])
     assert detect.choose_threshold(default, result["analysis"]["points"], CLASSES) == chosen
     assert detect.choose_threshold(default, None, CLASSES) == FALLBACK_THRESHOLD
+    # stored thresholds lacking a class: the fallback for it by default, refused when auto insists
+    partial = {name: point for name, point in result["analysis"]["points"].items() if name != CLASSES[-1]}
+    assert detect.choose_threshold(default, partial, CLASSES) == [*chosen[:-1], FALLBACK_THRESHOLD]
+    with pytest.raises(ValueError, match=r"the thresholds lack the classes \['L_stick'\]"):
+        detect.choose_threshold(detect.get_args_parser().parse_args(["--score-threshold", "auto"]), partial, CLASSES)
     assert (
         detect.choose_threshold(detect.get_args_parser().parse_args(["--score-threshold", "0.5"]), None, CLASSES) == 0.5
     )

@@ -4,6 +4,7 @@ import errno
 import importlib.util
 import json
 import re
+import subprocess
 import sys
 from collections import defaultdict
 from pathlib import Path
@@ -109,6 +110,17 @@ def test_dense_outputs_match_pytorch_at_every_size(exported, shape, runtime):
     torch.testing.assert_close(onnx_boxes, boxes, atol=0.05, rtol=0)
 
 
+@pytest.mark.skipif(WITHOUT_OPENVINO, reason="no openvino installed")
+def test_openvino_keeps_the_models_of_the_latest_shapes_only(exported, monkeypatch):
+    from engine import openvino_session
+
+    monkeypatch.setattr(openvino_session, "COMPILED_SHAPES", 2)
+    detector = load_onnx_detector(exported[1] / "model.onnx", runtime="openvino")
+    for size in ((64, 96), (96, 64), (64, 96), (128, 128)):
+        detector.dense(torch.zeros(1, 3, *size))
+    assert [dict(shapes)["images"][2:] for shapes in detector.session.compiled] == [(64, 96), (128, 128)]
+
+
 @pytest.mark.parametrize("runtime", RUNTIMES)
 def test_a_batch_of_different_pictures_gives_the_same_detections(exported, runtime):
     model, root = exported
@@ -158,6 +170,33 @@ def test_bad_onnx_files_are_named(tmp_path, runtime):
     torch.onnx.export(torch.nn.Conv2d(3, 4, 3).eval(), (torch.zeros(1, 3, 8, 8),), str(plain), dynamo=True)
     with pytest.raises(ValueError, match="plain.onnx: an ONNX model without this project's metadata"):
         load_onnx_detector(plain, runtime=runtime)
+
+
+def test_a_runtime_is_for_onnx_models_only(exported, tmp_path):
+    """``--runtime openvino`` beside a checkpoint would be ignored: it is refused, in one line, by the real command
+    lines, and by FrameDetector.load; an unknown runtime is refused by OnnxDetector itself."""
+    from engine.export import OnnxDetector
+    from engine.frame_detector import FrameDetector
+
+    checkpoint = exported[1] / "model.pth"
+    for script, argv in {
+        "detect.py": ["--input", str(exported[1] / "pictures"), "--output-dir", str(tmp_path / "out")],
+        "eval_voc.py": ["--data-root", str(tmp_path / "nowhere")],
+    }.items():
+        done = subprocess.run(
+            [sys.executable, script, "--checkpoint", str(checkpoint), "--runtime", "openvino", *argv],
+            cwd=Path(__file__).resolve().parents[1],
+            capture_output=True,
+            text=True,
+        )
+        assert done.returncode == 2 and not (tmp_path / "out").exists()
+        assert done.stderr.splitlines() == [
+            f"{script}: error: --runtime openvino runs --onnx models; a --checkpoint runs in PyTorch"
+        ]
+    with pytest.raises(ValueError, match="model.pth: runtime 'openvino' runs ONNX exports"):
+        FrameDetector.load(checkpoint, runtime="openvino")
+    with pytest.raises(ValueError, match="--runtime must be one of onnxruntime, openvino, got 'tensorrt'"):
+        OnnxDetector(exported[1] / "model.onnx", runtime="tensorrt")
 
 
 def test_openvino_missing_says_how_to_install(exported, monkeypatch):

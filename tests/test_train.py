@@ -912,15 +912,17 @@ def test_amp_auto_on_a_cpu_follows_amx_or_a_timed_probe(monkeypatch):
     from engine import amp
 
     monkeypatch.setattr(amp, "cpu_has_amx", lambda: True)
-    assert amp.resolve_amp("auto", "cpu") == ("bf16", "the CPU has AMX tiles, which compute bfloat16 natively")
+    amx = ("bf16", "the CPU has AMX tiles, which compute bfloat16 natively")
+    assert amp.resolve_amp("auto", "cpu", "resnet50") == amx
     monkeypatch.setattr(amp, "cpu_has_amx", lambda: False)
     monkeypatch.setattr(amp, "cpu_bf16_speedup", lambda: 1.8)
-    assert amp.resolve_amp("auto", "cpu")[0] == "bf16" and "1.80x as fast" in amp.resolve_amp("auto", "cpu")[1]
+    picked, why = amp.resolve_amp("auto", "cpu", "resnet50")
+    assert picked == "bf16" and "1.80x as fast" in why
     monkeypatch.setattr(amp, "cpu_bf16_speedup", lambda: 0.81)  # a Xeon without AMX: bfloat16 is slower
-    assert amp.resolve_amp("auto", "cpu")[0] == "off"
-    assert amp.resolve_amp("fp16", "cpu") == ("fp16", "as asked")
+    assert amp.resolve_amp("auto", "cpu", "resnet50")[0] == "off"
+    assert amp.resolve_amp("fp16", "cpu", "resnet50") == ("fp16", "as asked")
     with pytest.raises(ValueError, match="--amp must be one of"):
-        amp.resolve_amp("half", "cpu")
+        amp.resolve_amp("half", "cpu", "resnet50")
 
 
 def test_amp_auto_keeps_efficientnet_trunks_in_float32_on_every_cpu(monkeypatch):
@@ -943,7 +945,9 @@ def test_training_resolves_amp_auto_for_the_trunk_it_trains(data_root, tmp_path,
 
     monkeypatch.setattr(amp, "cpu_bf16_speedup", lambda: 1.83)
     train_voc.main(tiny_config(data_root, tmp_path, steps=1, save_every=0, amp="auto", **LITE0))
-    assert "amp off (efficientnet_lite0's depthwise convolutions" in " ".join(capsys.readouterr().out.split())
+    assert "amp off (bfloat16 was not faster than float32 for every EfficientNet-Lite trunk" in " ".join(
+        capsys.readouterr().out.split()
+    )
 
 
 def test_the_bf16_probe_times_both_precisions():

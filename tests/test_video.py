@@ -126,7 +126,8 @@ def test_tracks_events_and_region(tmp_path, video):
     nail, clip_b, clip_y = ("nail", "clip_B", "clip_Y")
     assert "L_stick" not in ids  # outside the region
     # a track is named at its first sighting, one id per object for good; the one-frame object has one too
-    assert len(ids[nail]) == len(ids[clip_b]) == len(ids[clip_y]) == 1 and None not in ids[nail] | ids[clip_y]
+    assert len(ids[nail]) == len(ids[clip_b]) == len(ids[clip_y]) == 1
+    assert None not in ids[nail] | ids[clip_b] | ids[clip_y]
     assert len(ids[nail] | ids[clip_b] | ids[clip_y]) == 3
     first = records[0]["detections"][0]
     assert first["category"] == nail and first["bbox"] == pytest.approx([31, 31, 46, 46])  # the XML's 1-based frame
