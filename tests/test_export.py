@@ -333,7 +333,7 @@ def test_compile_refuses_an_onnx_model_by_name(exported, tmp_path, script):
         detect: ["--input", str(root / "pictures"), "--output-dir", str(tmp_path / "out")],
     }[script]
     args = script.get_args_parser().parse_args(["--onnx", str(root / "model.onnx"), *place, "--compile"])
-    with pytest.raises(ValueError, match="--compile is for checkpoints; .*model.onnx is run by onnxruntime"):
+    with pytest.raises(ValueError, match="--compile is for checkpoints; .*model.onnx is run by an ONNX runtime"):
         script.main(args)
 
 
