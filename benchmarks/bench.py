@@ -630,21 +630,23 @@ def yolo_predictor(config_dir: Path) -> Callable[[np.ndarray], object] | None:
     if importlib.util.find_spec("ultralytics") is None:
         return None
     import cv2
+    from PIL import Image
 
     from benchmarks.peer_yolo import import_ultralytics, ultralytics_offline
 
-    # importing ultralytics sets OpenCV to one thread for the whole process, and environment variables of its own
-    cv2_threads, environment = cv2.getNumThreads(), dict(os.environ)
+    # Importing ultralytics changes the whole process: OpenCV to one thread, environment variables of its own, and
+    # PIL's Image.open and torch.save replaced by its own. All are put back, so the other rows run as without it.
+    kept = cv2.getNumThreads(), dict(os.environ), Image.open, torch.save
     import_ultralytics(config_dir)
     from ultralytics import YOLO
-
-    cv2.setNumThreads(cv2_threads)
-    os.environ.clear()
-    os.environ.update(environment)
 
     threads = torch.get_num_threads()  # ultralytics would set every torch run of the process to cpu_count - 1
     with ultralytics_offline(threads):
         model = YOLO("yolo11n.yaml")
+    cv2_threads, environment, Image.open, torch.save = kept
+    cv2.setNumThreads(cv2_threads)
+    os.environ.clear()
+    os.environ.update(environment)
 
     def predict(frame: np.ndarray) -> object:
         with ultralytics_offline(threads):
@@ -657,10 +659,11 @@ def bench_edge(
     repeats: int, data_root: Path | None = None, candidates: dict[str, FCOSConfig] | None = None
 ) -> list[Row]:
     """The deploy path end to end on one 2560x1440 frame (JPEG decoding, resizing, the network, selection) for
-    ``candidates`` (default :func:`edge_candidates`), each exported, quantised to int8 (``export_onnx.py --int8``,
-    calibrated on 16 train pictures where the data are here) and run by onnxruntime and by OpenVINO where
-    installed, against fod-cpu in PyTorch float32, and YOLO11n's prediction where ultralytics is installed, all
-    alternating in one process; the note gives frames/s. The last row is fod-edge's fastest runtime against YOLO11n."""
+    ``candidates`` (default :func:`edge_candidates`; random weights), each exported, quantised to int8
+    (``export_onnx.py --int8``, calibrated on 16 train pictures where the data are here) and run by onnxruntime and
+    by OpenVINO where installed, against fod-cpu in PyTorch float32, and YOLO11n's prediction where ultralytics is
+    installed, all alternating in one process; the note gives frames/s. The last row is fod-edge's fastest runtime
+    against YOLO11n."""
     import tempfile
 
     import cv2
@@ -681,7 +684,7 @@ def bench_edge(
         runtimes = ("onnxruntime", "openvino") if importlib.util.find_spec("openvino") else ("onnxruntime",)
         threads = torch.get_num_threads()  # --threads, for every runtime
         torch.manual_seed(0)
-        reference = FCOSDetector(replace(recipe_detector("fod-cpu"), pretrained=False)).eval()
+        reference = FCOSDetector(recipe_detector("fod-cpu")).eval()  # the ImageNet trunk of its wheel, as trained
         reference.set_channels_last(True)
         paths: dict[str, Callable[[np.ndarray], object]] = {"fod-cpu, PyTorch float32": FrameDetector(reference)}
         for k, (name, config) in enumerate(candidates.items()):
