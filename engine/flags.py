@@ -20,7 +20,7 @@ def add_runtime_argument(flags: Flags) -> argparse.Action:
         choices=RUNTIMES,
         default="onnxruntime",
         help="with --onnx: what runs the model on the CPU; openvino (pip install -r requirements-openvino.txt) ran "
-        "int8 models in 0.6x onnxruntime's time on two AVX-512 CPUs (docs/speed.md)",
+        "int8 models in 0.5-0.7x onnxruntime's time on two AVX-512 CPUs (docs/speed.md)",
     )
 
 
