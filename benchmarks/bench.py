@@ -519,13 +519,14 @@ def bench_loop(data_root: Path, repeats: int, workers_options: Sequence[int] = (
 
 
 def calibration_pictures(config: FCOSConfig, data_root: Path | None, count: int = 16) -> list[Tensor]:
-    """Normalised ``[1,3,H,W]`` pictures for int8 calibration: every 17th training picture at 720x1280 padded to
-    736x1280, as the model of ``config`` sees it, or random ones without the data (fine for timing,
-    meaningless for accuracy)."""
+    """Normalised ``[1,3,H,W]`` pictures for int8 calibration: every 17th training picture resized and padded as
+    the model of ``config`` sees it, or random ones of that size without the data (fine for timing, meaningless
+    for accuracy)."""
     from engine.export import model_inputs
 
     if data_root is None or not data_root.is_dir():
-        return [normalise(random_pictures(1, (736, 1280), seed=k), config.normalization) for k in range(count)]
+        size = padded(config.resize_size)
+        return [normalise(random_pictures(1, size, seed=k), config.normalization) for k in range(count)]
     ids = read_split(data_root, "train")[::17][:count]
     return model_inputs([data_root / "JPEGImages" / f"{i}.jpg" for i in ids], config)
 
@@ -561,22 +562,25 @@ def bench_deploy(repeats: int, checkpoint: Path | None = None, data_root: Path |
         detect_batch(compiled, image)
         notes["PyTorch compiled"] = f"compiling took {time.perf_counter() - tic:.0f} s"
         threads = torch.get_num_threads()  # --threads, for every runtime
+
+        def onnx(file: Path, **settings: object) -> tuple[object, str]:
+            return load_onnx_detector(file, **{"threads": threads, **settings}), "off"
+
         ways: dict[str, tuple[object, str]] = {
             "PyTorch eager": (model, "off"),
             "PyTorch eager, bfloat16": (model, "bf16"),
             "PyTorch compiled": (compiled, "off"),
             **{
-                f"onnxruntime, optimisation {level}": (load_onnx_detector(path, threads, level), "off")
+                f"onnxruntime, optimisation {level}": onnx(path, optimization=level)
                 for level in ("all", "extended", "basic")
             },
-            "onnxruntime, 1 thread": (load_onnx_detector(path, threads=1), "off"),
-            "onnxruntime int8, dynamic quantisation": (load_onnx_detector(Path(tmp) / "dynamic.onnx", threads), "off"),
-            "onnxruntime int8, static quantisation": (load_onnx_detector(Path(tmp) / "static.onnx", threads), "off"),
+            "onnxruntime, 1 thread": onnx(path, threads=1),
+            "onnxruntime int8, dynamic quantisation": onnx(Path(tmp) / "dynamic.onnx"),
+            "onnxruntime int8, static quantisation": onnx(Path(tmp) / "static.onnx"),
         }
         if importlib.util.find_spec("openvino"):  # the same two files run by OpenVINO (requirements-openvino.txt)
-            ways["OpenVINO, float32"] = (load_onnx_detector(path, threads, runtime="openvino"), "off")
-            static = load_onnx_detector(Path(tmp) / "static.onnx", threads, runtime="openvino")
-            ways["OpenVINO int8, static quantisation"] = (static, "off")
+            ways["OpenVINO, float32"] = onnx(path, runtime="openvino")
+            ways["OpenVINO int8, static quantisation"] = onnx(Path(tmp) / "static.onnx", runtime="openvino")
         ms = alternate([(name, lambda d=d, a=a: detect_batch(d, image, a)) for name, (d, a) in ways.items()], repeats)
         what = (
             f"{model.config.backbone} inference, {model.config.resize_size[0]}x{model.config.resize_size[1]}, batch 1"
@@ -668,15 +672,12 @@ def bench_edge(
 
     import cv2
 
-    from engine.export import export_onnx, load_onnx_detector, model_inputs, quantize_int8
+    from engine.export import export_onnx, load_onnx_detector, quantize_int8
     from engine.frame_detector import FrameDetector
 
     candidates = edge_candidates() if candidates is None else candidates
-    if data_root is not None and data_root.is_dir():
-        frame_path = data_root / "JPEGImages" / f"{read_split(data_root, 'val')[0]}.jpg"
-        calibration_paths = [data_root / "JPEGImages" / f"{i}.jpg" for i in read_split(data_root, "train")[::17][:16]]
-    else:
-        frame_path, calibration_paths = None, []
+    has_data = data_root is not None and data_root.is_dir()
+    frame_path = data_root / "JPEGImages" / f"{read_split(data_root, 'val')[0]}.jpg" if has_data else None
     with tempfile.TemporaryDirectory() as tmp:
         if frame_path is None:  # a random frame, JPEG-encoded as a camera's would be
             frame_path = Path(tmp) / "frame.jpg"
@@ -690,14 +691,10 @@ def bench_edge(
         for k, (name, config) in enumerate(candidates.items()):
             model = FCOSDetector(config).eval()
             path = export_onnx(model, Path(tmp) / f"{k}.onnx")
-            calibration = (
-                model_inputs(calibration_paths, config)
-                if calibration_paths
-                else [normalise(random_pictures(1, padded(config.resize_size)), config.normalization)]
-            )
-            int8 = quantize_int8(path, Path(tmp) / f"{k}_int8.onnx", calibration)
+            int8 = quantize_int8(path, Path(tmp) / f"{k}_int8.onnx", calibration_pictures(config, data_root))
             for runtime in runtimes:
-                paths[f"{name}, {runtime} int8"] = FrameDetector(load_onnx_detector(int8, threads, runtime=runtime))
+                detector = load_onnx_detector(int8, threads=threads, runtime=runtime)
+                paths[f"{name}, {runtime} int8"] = FrameDetector(detector)
         yolo = yolo_predictor(Path(tmp) / "ultralytics")
         if yolo is not None:
             paths["YOLO11n, 640, ultralytics PyTorch float32"] = yolo
