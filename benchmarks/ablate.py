@@ -65,6 +65,7 @@ VARIANTS: dict[str, tuple[dict[str, Any], list[str]]] = {
     "crop-448": ({"crop": (448, 448)}, []),
     "background": ({"background_crops": 0.2}, []),
     "ema": ({"ema": True}, []),
+    "atss": ({"assigner": "atss"}, []),
     "no-tta": ({}, ["--no-tta"]),
     "resnet34": ({"backbone": "resnet34"}, []),
     "fpn-64": ({"fpn_channels": 64}, []),

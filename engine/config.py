@@ -21,7 +21,7 @@ from cli import parse_size
 from dataset.transforms import AUGMENTATIONS, DEFAULT_AUGMENT
 from model import FCOSConfig
 from model.backbone import BACKBONES
-from model.config import NORMALIZATIONS
+from model.config import ASSIGNERS, NORMALIZATIONS
 
 from .amp import AMP_CHOICES
 from .flags import add_amp_argument, add_channels_last_argument, add_compile_argument, add_device_argument
@@ -100,6 +100,12 @@ class TrainConfig:
         parse=float,
         nargs=4,
         metavar="PX",
+    )
+    assigner: str = setting(
+        "fcos",
+        MODEL,
+        "training targets: fcos (center sampling within --size-ranges) or atss (adaptive IoU threshold)",
+        choices=ASSIGNERS,
     )
 
     # optimisation
@@ -184,6 +190,7 @@ class TrainConfig:
         choices = {
             "backbone": BACKBONES,
             "normalization": tuple(NORMALIZATIONS),
+            "assigner": ASSIGNERS,
             "schedule": SCHEDULES,
             "amp": AMP_CHOICES,
             "channels_last": CHANNELS_LAST_CHOICES,
@@ -257,6 +264,7 @@ class TrainConfig:
             fpn_channels=self.fpn_channels,
             head_convs=self.head_convs,
             size_ranges=tuple(zip([-1.0, *bounds], [*bounds, math.inf])),
+            assigner=self.assigner,
             resize_size=self.resize,
         )
 

@@ -13,6 +13,8 @@ NORMALIZATIONS: dict[str, tuple[tuple[float, float, float], tuple[float, float, 
     "imagenet": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
     "tf": ((127.5 / 255,) * 3, (128 / 255,) * 3),
 }
+# How training points get their boxes: FCOS's center sampling within size ranges, or ATSS's adaptive IoU threshold.
+ASSIGNERS = ("fcos", "atss")
 
 
 @dataclass
@@ -50,7 +52,9 @@ class FCOSConfig:
         (256.0, 512.0),
         (512.0, math.inf),
     )
-    center_sampling_radius: float = 1.5
+    assigner: str = "fcos"
+    center_sampling_radius: float = 1.5  # fcos
+    atss_top_k: int = 9  # atss: candidates per level and box
     # loss
     focal_alpha: float = 0.25
     focal_gamma: float = 2.0
@@ -65,6 +69,8 @@ class FCOSConfig:
     def __post_init__(self) -> None:
         if self.normalization not in NORMALIZATIONS:
             raise ValueError(f"normalization must be one of {', '.join(NORMALIZATIONS)}, got {self.normalization!r}")
+        if self.assigner not in ASSIGNERS:
+            raise ValueError(f"assigner must be one of {', '.join(ASSIGNERS)}, got {self.assigner!r}")
         self.classes = tuple(self.classes)
         if self.num_classes is None:
             self.num_classes = len(self.classes)

@@ -13,7 +13,7 @@ from .fpn import FPN
 from .head import FCOSHead
 from .loss import fcos_loss_sums, normalise_losses
 from .postprocess import decode, select_detections
-from .targets import assign_targets, feature_sizes, make_points
+from .targets import assign_atss, assign_targets, feature_sizes, make_points
 
 
 class FCOSDetector(nn.Module):
@@ -88,10 +88,7 @@ class FCOSDetector(nn.Module):
         """The losses summed over the batch and its positive count (:func:`model.loss.fcos_loss_sums`)."""
         cls_logits, box_regression, centerness_logits = self.network(images)
         points, strides, ranges = self.points(tuple(images.shape[-2:]), images.device)
-        assigned = [
-            assign_targets(points, strides, ranges, t["boxes"].float(), t["labels"], self.config.center_sampling_radius)
-            for t in targets
-        ]
+        assigned = [self.assign(points, strides, ranges, t["boxes"].float(), t["labels"]) for t in targets]
         labels, reg_targets, centerness = (torch.cat(parts) for parts in zip(*assigned))
         return fcos_loss_sums(
             cls_logits.flatten(0, 1),
@@ -103,6 +100,14 @@ class FCOSDetector(nn.Module):
             alpha=self.config.focal_alpha,
             gamma=self.config.focal_gamma,
         )
+
+    def assign(
+        self, points: Tensor, strides: Tensor, ranges: Tensor, boxes: Tensor, labels: Tensor
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """One image's ``labels [N]``, ``reg_targets [N,4]``, ``centerness [N]`` by the config's assigner."""
+        if self.config.assigner == "atss":
+            return assign_atss(points, strides, boxes, labels, top_k=self.config.atss_top_k)
+        return assign_targets(points, strides, ranges, boxes, labels, self.config.center_sampling_radius)
 
     def compile(self, **options: Any) -> None:
         """``torch.compile`` the dense network (backbone, FPN, head); targets, losses and NMS stay eager.

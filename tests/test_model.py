@@ -104,6 +104,17 @@ def test_eval_output_format_and_checkpoint_round_trip():
         assert torch.equal(a["boxes"], b["boxes"]) and torch.equal(a["scores"], b["scores"])
 
 
+def test_the_atss_assigner_trains_and_is_kept_in_checkpoints():
+    torch.manual_seed(0)
+    model = FCOSDetector(small_config(assigner="atss")).train()
+    targets = [{"boxes": torch.tensor([[20.0, 30.0, 44.0, 50.0]]), "labels": torch.tensor([2])}]
+    sums = model.loss_sums(torch.randn(1, 3, 96, 160), targets)
+    assert sums["num_positive"] > 0 and all(torch.isfinite(v) for v in sums.values())
+    assert FCOSConfig.from_dict(model.config.to_dict()).assigner == "atss"
+    with pytest.raises(ValueError, match="assigner must be one of fcos, atss"):
+        small_config(assigner="atts")
+
+
 def test_training_needs_targets():
     model = FCOSDetector(small_config()).train()
     with pytest.raises(ValueError, match="targets"):
