@@ -110,6 +110,15 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
         default=False,
         help="with --checkpoint or --onnx: detect on the picture and its horizontal flip",
     )
+    parser.add_argument(
+        "--tta-scales",
+        type=tta_scale,
+        nargs="+",
+        default=[1.0],
+        metavar="S",
+        help="with --checkpoint or --onnx: detect on the picture resized by each scale too (to a multiple of 32), "
+        "all passes selected together, e.g. 1 1.25",
+    )
     parser.add_argument("--batch-size", type=int, default=2, help="pictures a batch")
     parser.add_argument("--workers", type=int, default=2, help="data loading processes")
     add_device_argument(parser)
@@ -119,6 +128,17 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     add_channels_last_argument(parser)
     parser.add_argument("--save-detections", metavar="FILE", help="with a model: write the detections JSON")
     return parser
+
+
+def tta_scale(text: str) -> float:
+    """``"1.25"`` -> 1.25: a factor in (0, 4] to resize the input by (argparse type)."""
+    try:
+        scale = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"a number, e.g. 1.25; got {text!r}") from None
+    if not (0 < scale <= 4):
+        raise argparse.ArgumentTypeError(f"a scale must be in (0, 4], got {text!r}")
+    return scale
 
 
 def size_edges(text: str) -> tuple[float, ...]:
@@ -164,6 +184,7 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
             workers=args.workers,
             amp=amp,
             flip=args.tta,
+            scales=args.tta_scales,
             iou_threshold=args.iou,
             metric=args.metric,
         )
@@ -172,8 +193,8 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
             write_json_atomically(detections, Path(args.save_detections))
             print(f"detections written to {args.save_detections}")
     else:
-        if args.save_detections or args.tta:
-            raise ValueError("--save-detections and --tta need a model (--checkpoint or --onnx)")
+        if args.save_detections or args.tta or args.tta_scales != [1.0]:
+            raise ValueError("--save-detections, --tta and --tta-scales need a model (--checkpoint or --onnx)")
         classes = resolve_classes(args.classes)
         ground_truth = load_ground_truth(args.data_root, args.split, classes)
         detections = load_detections(args.detections, list(ground_truth), classes)

@@ -67,6 +67,8 @@ VARIANTS: dict[str, tuple[dict[str, Any], list[str]]] = {
     "ema": ({"ema": True}, []),
     "atss": ({"assigner": "atss"}, []),
     "no-tta": ({}, ["--no-tta"]),
+    "scales-1.25": ({}, ["--tta-scales", "1", "1.25"]),
+    "scales-0.8-1.25": ({}, ["--tta-scales", "0.8", "1", "1.25"]),
     "resnet34": ({"backbone": "resnet34"}, []),
     "fpn-64": ({"fpn_channels": 64}, []),
     "fpn-256": ({"fpn_channels": 256}, []),

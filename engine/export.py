@@ -144,9 +144,14 @@ class OnnxDetector:
         return torch.from_numpy(scores), torch.from_numpy(boxes)
 
     def select(
-        self, scores: Tensor, boxes: Tensor, image_size: tuple[int, int], score_threshold: float | Tensor | None = None
+        self,
+        scores: Tensor,
+        boxes: Tensor,
+        image_size: tuple[int, int],
+        score_threshold: float | Tensor | None = None,
+        pass_sizes: list[tuple[int, int]] | None = None,
     ) -> list[dict[str, Tensor]]:
-        return select_for_config(self.config, scores, boxes, image_size, score_threshold)
+        return select_for_config(self.config, scores, boxes, image_size, score_threshold, pass_sizes)
 
     def to(self, device: Any) -> OnnxDetector:
         return self

@@ -1,5 +1,5 @@
-"""Inference: batches through a detector (PyTorch, or an ONNX export in onnxruntime or OpenVINO), test-time flip,
-boxes back to the picture.
+"""Inference: batches through a detector (PyTorch, or an ONNX export in onnxruntime or OpenVINO), test-time flip
+and scales, boxes back to the picture.
 
 A detector here is anything with a ``config`` (:class:`model.FCOSConfig`),
 ``dense(images) -> (scores [B,N,C], boxes [B,N,4])`` and
@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.data import DataLoader
 from tqdm import tqdm
@@ -33,7 +34,12 @@ class Detector(Protocol):
     def dense(self, images: Tensor) -> tuple[Tensor, Tensor]: ...
 
     def select(
-        self, scores: Tensor, boxes: Tensor, image_size: tuple[int, int], score_threshold: float | Tensor | None = None
+        self,
+        scores: Tensor,
+        boxes: Tensor,
+        image_size: tuple[int, int],
+        score_threshold: float | Tensor | None = None,
+        pass_sizes: list[tuple[int, int]] | None = None,
     ) -> list[dict[str, Tensor]]: ...
 
 
@@ -43,18 +49,37 @@ def detect_batch(
     amp: str = "off",
     flip: bool = False,
     score_threshold: float | Tensor | None = None,
+    scales: Sequence[float] = (1.0,),
 ) -> list[dict[str, Tensor]]:
-    """Detections for ``images [B,3,H,W]`` in their pixels. ``flip``: also run the mirrored pictures and
-    select from both passes together (test-time augmentation); ``score_threshold``: see ``select``."""
+    """Detections for ``images [B,3,H,W]`` in their pixels, selected from every pass together (test-time
+    augmentation): one pass per scale of ``scales`` (the input resized by it, to a multiple of 32), each also
+    on the mirrored pictures with ``flip``. ``score_threshold``: see ``select``."""
+    height, width = images.shape[-2:]
+    all_scores, all_boxes, pass_sizes = [], [], []
     with torch.inference_mode(), autocast(images.device, amp):
-        scores, boxes = detector.dense(images)
-        if flip:
-            flipped_scores, flipped_boxes = detector.dense(images.flip(-1))
-            width = images.shape[-1]
-            x1, y1, x2, y2 = flipped_boxes.unbind(-1)
-            scores = torch.cat([scores, flipped_scores], dim=1)
-            boxes = torch.cat([boxes, torch.stack([width - x2, y1, width - x1, y2], dim=-1)], dim=1)
-    return detector.select(scores.float(), boxes.float(), tuple(images.shape[-2:]), score_threshold)
+        for scale in scales:
+            size = (_multiple_of_32(height * scale), _multiple_of_32(width * scale))
+            scaled = images if size == (height, width) else F.interpolate(images, size=size, mode="bilinear")
+            to_input = torch.tensor([width / size[1], height / size[0]] * 2, device=images.device)
+            for mirrored in (False, True) if flip else (False,):
+                scores, boxes = detector.dense(scaled.flip(-1) if mirrored else scaled)
+                if mirrored:
+                    x1, y1, x2, y2 = boxes.unbind(-1)
+                    boxes = torch.stack([size[1] - x2, y1, size[1] - x1, y2], dim=-1)
+                all_scores.append(scores.float())
+                all_boxes.append(boxes.float() * to_input)
+                pass_sizes.append(size)
+    return detector.select(
+        torch.cat(all_scores, dim=1),
+        torch.cat(all_boxes, dim=1),
+        (height, width),
+        score_threshold,
+        pass_sizes=pass_sizes,
+    )
+
+
+def _multiple_of_32(side: float) -> int:
+    return max(32, round(side / 32) * 32)
 
 
 def to_detections(output: dict[str, Tensor], target: dict[str, Any], classes: Sequence[str]) -> list[dict[str, Any]]:
@@ -82,15 +107,17 @@ def predict(
     classes: Sequence[str],
     amp: str = "off",
     flip: bool = False,
+    scales: Sequence[float] = (1.0,),
     progress: bool = True,
 ) -> list[dict[str, Any]]:
-    """Detections JSON entries for every picture of ``batches`` (images, targets) from a VOC or picture loader."""
+    """Detections JSON entries for every picture of ``batches`` (images, targets) from a VOC or picture loader;
+    ``flip`` and ``scales``: :func:`detect_batch`'s test-time augmentation."""
     device = torch.device(device)
     if isinstance(detector, torch.nn.Module):
         detector.eval()
     detections: list[dict[str, Any]] = []
     for images, targets in tqdm(batches, desc="detect", unit="batch", disable=not progress, leave=False):
-        outputs = detect_batch(detector, images.to(device, non_blocking=True), amp, flip)
+        outputs = detect_batch(detector, images.to(device, non_blocking=True), amp, flip, scales=scales)
         for output, target in zip(outputs, targets):
             detections += to_detections(output, target, classes)
     return detections
@@ -117,6 +144,7 @@ def evaluate(
     workers: int = 2,
     amp: str = "off",
     flip: bool = False,
+    scales: Sequence[float] = (1.0,),
     iou_threshold: float = 0.5,
     metric: str = "voc12",
     progress: bool = True,
@@ -125,7 +153,7 @@ def evaluate(
     result, the detections)."""
     loader = eval_loader(dataset, batch_size, workers, device)
     detections = predict(
-        detector, loader, device=device, classes=dataset.classes, amp=amp, flip=flip, progress=progress
+        detector, loader, device=device, classes=dataset.classes, amp=amp, flip=flip, scales=scales, progress=progress
     )
     result = evaluate_detections(detections, dataset.ground_truth(), dataset.classes, iou_threshold, metric)
     return result, detections

@@ -79,10 +79,15 @@ class FCOSDetector(nn.Module):
         return decode(cls_logits, box_regression, centerness_logits, points)
 
     def select(
-        self, scores: Tensor, boxes: Tensor, image_size: tuple[int, int], score_threshold: float | Tensor | None = None
+        self,
+        scores: Tensor,
+        boxes: Tensor,
+        image_size: tuple[int, int],
+        score_threshold: float | Tensor | None = None,
+        pass_sizes: list[tuple[int, int]] | None = None,
     ) -> list[dict[str, Tensor]]:
         """Threshold (the config's unless given), per-level top-k and NMS: :func:`select_for_config`."""
-        return select_for_config(self.config, scores, boxes, image_size, score_threshold)
+        return select_for_config(self.config, scores, boxes, image_size, score_threshold, pass_sizes)
 
     def loss_sums(self, images: Tensor, targets: list[dict[str, Tensor]]) -> dict[str, Tensor]:
         """The losses summed over the batch and its positive count (:func:`model.loss.fcos_loss_sums`)."""
@@ -123,19 +128,24 @@ def select_for_config(
     boxes: Tensor,
     image_size: tuple[int, int],
     score_threshold: float | Tensor | None = None,
+    pass_sizes: list[tuple[int, int]] | None = None,
 ) -> list[dict[str, Tensor]]:
     """Detections from dense ``scores [B,N,C]`` and ``boxes [B,N,4]`` of an input of ``image_size`` (H, W).
 
-    N may hold several passes over the input concatenated (test-time augmentation): each pass's levels get
-    their own top-k. ``score_threshold``: a number or a ``[C]`` tensor; the config's when None.
+    N may hold several passes concatenated (test-time augmentation), each pass's levels with their own top-k:
+    passes over inputs of ``pass_sizes`` (H, W) each, or, when None, as many passes of ``image_size`` as N
+    holds. Boxes are in ``image_size``'s pixels. ``score_threshold``: a number or a ``[C]`` tensor; the
+    config's when None.
     """
-    level_sizes = [h * w for h, w in feature_sizes(image_size, config.strides)]
-    passes = scores.shape[1] // sum(level_sizes)
+    if pass_sizes is None:
+        per_pass = sum(h * w for h, w in feature_sizes(image_size, config.strides))
+        pass_sizes = [image_size] * (scores.shape[1] // per_pass)
+    level_sizes = [h * w for size in pass_sizes for h, w in feature_sizes(size, config.strides)]
     threshold = config.score_threshold if score_threshold is None else score_threshold
     return select_detections(
         scores,
         boxes,
-        level_sizes * passes,
+        level_sizes,
         image_size,
         score_threshold=threshold,
         nms_iou=config.nms_iou,

@@ -170,10 +170,23 @@ def test_missing_files_and_flag_misuse(voc, tmp_path):
         ),
         (["--checkpoint", str(tmp_path / "none.pth"), "--data-root", str(root)], FileNotFoundError, "none.pth"),
         (["--checkpoint", "c.pth", "--data-root", str(root), "--classes", "a,b"], ValueError, "--classes"),
+        (
+            ["--detections", str(dets), "--data-root", str(root), "--tta-scales", "1", "1.25"],
+            ValueError,
+            "--tta-scales",
+        ),
     ]:
         with pytest.raises(error) as err:
             run(argv)
         assert message in str(err.value)
+
+
+@pytest.mark.parametrize("scale", ["0", "-1", "5", "big"])
+def test_a_tta_scale_outside_0_to_4_is_refused_naming_the_flag(voc, capsys, scale):
+    root, dets = voc
+    with pytest.raises(SystemExit):
+        get_args_parser().parse_args(["--detections", str(dets), "--data-root", str(root), "--tta-scales", scale])
+    assert "--tta-scales" in capsys.readouterr().err
 
 
 def test_command_line_error_has_no_traceback(voc):
@@ -199,7 +212,7 @@ class FixedBoxModel(nn.Module):
             len(images), 1, 4, device=images.device
         )
 
-    def select(self, scores, boxes, image_size, score_threshold=None):
+    def select(self, scores, boxes, image_size, score_threshold=None, pass_sizes=None):
         box = torch.tensor([[10.0, 20.0, 50.0, 60.0]], device=scores.device)
         return [{"boxes": box, "scores": torch.tensor([0.9]), "labels": torch.tensor([1])} for _ in scores]
 

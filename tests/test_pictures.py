@@ -99,7 +99,7 @@ def test_detect_finds_boxes_in_the_upright_frame(tmp_path, checkpoint, monkeypat
     def dense(self, images):
         return torch.zeros(len(images), 1, self.config.num_classes), torch.zeros(len(images), 1, 4)
 
-    def select(self, scores, boxes, image_size, score_threshold=None):
+    def select(self, scores, boxes, image_size, score_threshold=None, pass_sizes=None):
         everywhere = torch.tensor([[-5.0, -5.0, 1e4, 1e4]])
         return [{"boxes": everywhere, "scores": torch.tensor([0.9]), "labels": torch.tensor([1])}] * len(scores)
 
