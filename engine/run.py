@@ -96,6 +96,13 @@ def load_data(
         val_set = VOCDataset(
             config.data_root, config.val_split, classes, resize_size=config.resize, normalization=normalization
         )
+        shared = set(train_set.ids) & set(val_set.ids)
+        if shared:
+            say(
+                f"--val-split {config.val_split}: {len(shared)} of its {len(val_set)} pictures are in --train-split "
+                f"{config.train_split} too, so its mAP and the operating points stored from it come from pictures "
+                "the model trained on: a sanity check, not a measure"
+            )
     cache_pictures(train_set, is_main_process())
     return train_set, val_set
 

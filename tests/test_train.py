@@ -26,7 +26,7 @@ from engine.config import BASE, TrainConfig
 from engine.data import make_train_loader, start_epoch
 from engine.metrics import evaluate_detections
 from engine.recipes import PRESETS
-from engine.run import Run, build_model
+from engine.run import Run, build_model, load_data
 from engine.schedule import TimeBudget, learning_rate, plan_run, plan_schedule, resize_schedule
 from engine.state import TrainState
 from engine.train import NonFiniteLossError, Trainer, TrainStep, make_ema, pad_targets, reduce_losses
@@ -578,6 +578,15 @@ def test_a_broken_val_split_stops_the_run_before_training(data_root, tmp_path):
     with pytest.raises(FileNotFoundError, match="val_missing"):
         train_voc.main(tiny_config(data_root, tmp_path, val_split="broken"))
     assert not (tmp_path / "last.pth").exists()
+
+
+def test_a_val_split_sharing_pictures_with_the_training_split_is_called_a_sanity_check(data_root, capsys):
+    main = data_root / "ImageSets" / "Main"
+    (main / "trainval.txt").write_text(main.joinpath("train.txt").read_text() + main.joinpath("val.txt").read_text())
+    load_data(tiny_config(data_root, "unused", train_split="trainval"), FOD, "imagenet")
+    assert "--val-split val: 2 of its 2 pictures are in --train-split trainval too" in capsys.readouterr().out
+    load_data(tiny_config(data_root, "unused"), FOD, "imagenet")
+    assert "sanity check" not in capsys.readouterr().out
 
 
 def test_output_dir_that_is_a_file_is_refused(data_root, tmp_path):
