@@ -43,6 +43,7 @@ from cli import DefaultsFormatter, run
 from dataset import resolve_classes
 from dataset.annotations import ground_truth_of, read_annotations
 from dataset.folds import Folds, make_folds, read_folds
+from engine.annotate import write_json_atomically
 from engine.bootstrap import LEVEL, cluster_draws, interval, match_once, mean_ap, resampled_ap
 from engine.metrics import evaluate_detections
 from engine.recipes import PRESETS
@@ -242,6 +243,18 @@ def load_fold_runs(out: Path, name: str, folds: Folds) -> dict[str, list[dict]]:
     return found
 
 
+def write_pooled(out: Path, names: list[str], folds: Folds) -> list[Path]:
+    """Each finished cross-validation's detections of all folds together, ``detections.json`` beside its
+    ``fold<i>/`` folders: ``eval_voc.py --detections`` scores and analyses them on the folds' ``cv<K>_all``."""
+    written = []
+    for name in names:
+        for seed, fold_runs in load_fold_runs(out, name, folds).items():
+            path = fold_dir(out, name, folds, int(seed.removeprefix("seed"))) / "detections.json"
+            write_json_atomically([d for run in fold_runs for d in run["detections"]], path)
+            written.append(path)
+    return written
+
+
 def pooled(runs: list[dict], ground_truth: dict, classes: tuple[str, ...], draws: np.ndarray) -> dict[str, Any]:
     """All folds' detections (``runs``, one a fold) scored together on every labelled picture: ``map`` and ``ap``
     [C], and both over the resamples ``draws`` [R, N]: ``map_samples`` [R], ``ap_samples`` [R, C]."""
@@ -387,6 +400,12 @@ def main(args: argparse.Namespace) -> None:
                     state = f"mAP {found['map']:.3f}" if found else f"failed, see {log}"
                     print(f"{name} seed {seed} fold {fold}: {state}", flush=True)
     print(cv_table(out, names, folds))
+    pooled_files = write_pooled(out, names, folds)
+    if pooled_files:
+        print(
+            f"\nAll folds' detections: {pooled_files[0]} and the like; errors and operating points: python eval_voc.py "
+            f"--detections FILE --data-root {out / f'cv{folds.count}'} --split {folds.all_split} --analysis DIR --ci"
+        )
 
 
 if __name__ == "__main__":

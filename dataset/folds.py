@@ -6,6 +6,7 @@ The folds live in a folder of their own, so that the data set may be read-only::
     <folder>/Annotations -> <data root>/Annotations      (links)
     <folder>/JPEGImages  -> <data root>/JPEGImages
     <folder>/ImageSets/Main/cv<K>_<i>_train.txt, cv<K>_<i>_test.txt     for the folds i = 0 .. K-1
+    <folder>/ImageSets/Main/cv<K>_all.txt   every picture once: where the folds' detections pooled are scored
     <folder>/folds.json   the pictures, their clusters and folds, how they were made, each fold's split check
 
 The folder is a VOC data root: ``train_voc.py --data-root <folder> --train-split cv5_0_train --val-split
@@ -50,6 +51,10 @@ class Folds:
 
     def test_split(self, i: int) -> str:
         return f"cv{self.count}_{i}_test"
+
+    @property
+    def all_split(self) -> str:
+        return f"cv{self.count}_all"
 
     def test_ids(self, i: int) -> list[str]:
         return [image_id for image_id, f in zip(self.ids, self.fold) if f == i]
@@ -98,6 +103,8 @@ def make_folds(
                 f"{folder / 'folds.json'}: folds made with another {', '.join(differing)}; remove the folder or "
                 "write the folds elsewhere"
             )
+        if not (folder / "ImageSets" / "Main" / f"{folds.all_split}.txt").is_file():  # folds made before it was
+            write_split(folder, folds.all_split, list(folds.ids))
         return folds
     paths = [image_path(data_root, i) for i in ids]
     pictures = thumbnails(paths)
@@ -119,6 +126,7 @@ def make_folds(
             link.unlink()
         os.symlink(Path(data_root).resolve() / name, link, target_is_directory=True)
     folds = Folds(**wanted, cluster=tuple(cluster.tolist()), fold=tuple(fold.tolist()), checks=tuple(checks))
+    write_split(folder, folds.all_split, list(ids))
     (folder / "folds.json").write_text(json.dumps(asdict(folds), indent=1))
     return folds
 

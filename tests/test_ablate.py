@@ -124,6 +124,13 @@ def test_cross_validation_trains_each_fold_and_pools_their_detections(tmp_path, 
     assert low < pooled < 1.0 and pooled <= high <= 1.0 and difference == pytest.approx(pooled - 1.0)
     assert float(ema[3].split()[-1].rstrip("]")) <= 0.0  # never better than the baseline in any resample
     assert "1000 resamples of the 9 clusters of 9 pictures, 3 folds" in text
+    # All folds' detections in one file, which scored on every picture gives the pooled figure.
+    assert sorted(read_split(out / "cv3", "cv3_all")) == sorted(ids["train"] + ids["val"])
+    pooled_detections = json.loads((out / "ema" / "cv3" / "seed0" / "detections.json").read_text())
+    assert len({d["image_id"] for d in pooled_detections}) == 9 - 3  # each fold's first picture missed
+    ground_truth = load_ground_truth(out / "cv3", "cv3_all", "fod")
+    assert evaluate_detections(pooled_detections, ground_truth, FOD_CLASSES)["map"] == pytest.approx(pooled, abs=5e-4)
+    assert "--split cv3_all --analysis DIR --ci" in text
 
     ablate.main(ablate.get_args_parser().parse_args([*argv, "--only", "baseline,ema,no-tta"]))
     assert len(trained) == 6 and len(scored) == 9  # what has run is not run again
