@@ -116,8 +116,8 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
         nargs="+",
         default=[1.0],
         metavar="S",
-        help="with --checkpoint or --onnx: detect on the picture resized by each scale too (to a multiple of 32), "
-        "all passes selected together, e.g. 1 1.25",
+        help="with --checkpoint or --onnx: one pass per scale, the picture resized by it (to a multiple of 32), "
+        "all passes selected together; 1 is the picture as it is, so 1 1.25 adds a larger pass",
     )
     parser.add_argument("--batch-size", type=int, default=2, help="pictures a batch")
     parser.add_argument("--workers", type=int, default=2, help="data loading processes")

@@ -8,7 +8,8 @@ Every run is ``train_voc.py --preset <preset> --steps N --seed S`` with the vari
 process, its output in ``<out>/<variant>/seed<S>.log``), into
 ``<out>/<variant>/seed<S>/`` (its ``results.json`` holds mAP, per-class AP, steps and minutes). A run whose
 results exist is not run again, so an interrupted sweep continues where it stopped. Variants that only
-change the evaluation (no test-time flip) score the ``baseline`` checkpoints again instead of training.
+change the evaluation (no test-time flip, more scales) score the ``baseline`` checkpoints again instead of
+training.
 Steps, not minutes, fix each run's length: every variant gets the same number of updates whatever the
 machine's speed, and the minutes column says what they cost.
 
@@ -41,7 +42,7 @@ import eval_voc
 import train_voc
 from cli import DefaultsFormatter, run
 from dataset import resolve_classes
-from dataset.annotations import ground_truth_of, read_annotations
+from dataset.annotations import ground_truth_of, read_annotations, write_split
 from dataset.folds import Folds, make_folds, read_folds
 from engine.annotate import write_json_atomically
 from engine.bootstrap import LEVEL, cluster_draws, interval, match_once, mean_ap, resampled_ap
@@ -102,8 +103,11 @@ def run_variant(name: str, seed: int, args: argparse.Namespace) -> dict | None:
             return None
         argv = ["--checkpoint", str(base / "last.pth"), "--data-root", args.data_root, "--split", args.split]
         with logged(out.parent / f"seed{seed}.log"):
-            scored = eval_voc.main(eval_voc.get_args_parser().parse_args([*argv, "--batch-size", "4", *eval_flags]))
-        base_results = json.loads((base / "results.json").read_text())
+            base_results = json.loads((base / "results.json").read_text())
+            flip = "--tta" if base_results["tta"] else "--no-tta"
+            scored = eval_voc.main(
+                eval_voc.get_args_parser().parse_args([*argv, "--batch-size", "4", flip, *eval_flags])
+            )
         results.write_text(
             json.dumps({**base_results, "map": scored["map"], "ap": scored["ap"], "eval_flags": eval_flags}, indent=2)
         )
@@ -249,9 +253,12 @@ def write_pooled(out: Path, names: list[str], folds: Folds) -> list[Path]:
     written = []
     for name in names:
         for seed, fold_runs in load_fold_runs(out, name, folds).items():
-            path = fold_dir(out, name, folds, int(seed.removeprefix("seed"))) / "detections.json"
+            path = out / name / f"cv{folds.count}" / seed / "detections.json"
             write_json_atomically([d for run in fold_runs for d in run["detections"]], path)
             written.append(path)
+    split = out / f"cv{folds.count}" / "ImageSets" / "Main" / f"{folds.all_split}.txt"
+    if written and not split.is_file():  # folds made before that split was
+        write_split(out / f"cv{folds.count}", folds.all_split, list(folds.ids))
     return written
 
 
@@ -342,7 +349,9 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1], help="one run per seed and variant")
     parser.add_argument("--only", help="comma list of variants (default: all, in the order of the table)")
     parser.add_argument("--out", default="runs/ablate", help="one folder per variant and seed")
-    parser.add_argument("--table", action="store_true", help="only print the table of the runs done")
+    parser.add_argument(
+        "--table", action="store_true", help="only print the table of the runs done (and pool their folds' detections)"
+    )
     parser.add_argument(
         "--folds",
         type=int,
@@ -402,9 +411,11 @@ def main(args: argparse.Namespace) -> None:
     print(cv_table(out, names, folds))
     pooled_files = write_pooled(out, names, folds)
     if pooled_files:
+        classes = json.loads((pooled_files[0].parent / "fold0" / "results.json").read_text())["train_config"]["classes"]
         print(
             f"\nAll folds' detections: {pooled_files[0]} and the like; errors and operating points: python eval_voc.py "
             f"--detections FILE --data-root {out / f'cv{folds.count}'} --split {folds.all_split} --analysis DIR --ci"
+            + ("" if classes == "fod" else f" --classes {classes}")
         )
 
 

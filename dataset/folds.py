@@ -103,8 +103,6 @@ def make_folds(
                 f"{folder / 'folds.json'}: folds made with another {', '.join(differing)}; remove the folder or "
                 "write the folds elsewhere"
             )
-        if not (folder / "ImageSets" / "Main" / f"{folds.all_split}.txt").is_file():  # folds made before it was
-            write_split(folder, folds.all_split, list(folds.ids))
         return folds
     paths = [image_path(data_root, i) for i in ids]
     pictures = thumbnails(paths)

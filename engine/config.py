@@ -96,7 +96,7 @@ class TrainConfig:
         tuple(hi for _, hi in FCOSConfig().size_ranges[:-1]),
         MODEL,
         "bounds on an object's largest distance to a location (input pixels) between P3|P4|P5|P6|P7; "
-        "doubled, they keep objects on their level at twice the input size",
+        "doubled, they keep objects on their level at twice the input size (--assigner fcos only)",
         parse=float,
         nargs=4,
         metavar="PX",

@@ -3,12 +3,13 @@ and scales, boxes back to the picture.
 
 A detector here is anything with a ``config`` (:class:`model.FCOSConfig`),
 ``dense(images) -> (scores [B,N,C], boxes [B,N,4])`` and
-``select(scores, boxes, image_size, score_threshold=None) -> [{"boxes", "scores", "labels"}]``:
+``select(scores, boxes, image_size, score_threshold=None, pass_sizes=None) -> [{"boxes", "scores", "labels"}]``:
 :class:`model.FCOSDetector`, or :class:`engine.export.OnnxDetector` (same selection code).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
@@ -52,14 +53,17 @@ def detect_batch(
     scales: Sequence[float] = (1.0,),
 ) -> list[dict[str, Tensor]]:
     """Detections for ``images [B,3,H,W]`` in their pixels, selected from every pass together (test-time
-    augmentation): one pass per scale of ``scales`` (the input resized by it, to a multiple of 32), each also
-    on the mirrored pictures with ``flip``. ``score_threshold``: see ``select``."""
+    augmentation): one pass per scale of ``scales`` (the batch as given resized by it, each side to the nearest
+    multiple of 32; 1 is the batch itself), each also on the mirrored pictures with ``flip``.
+    ``score_threshold``: see ``select``."""
     height, width = images.shape[-2:]
     all_scores, all_boxes, pass_sizes = [], [], []
     with torch.inference_mode(), autocast(images.device, amp):
         for scale in scales:
             size = (_multiple_of_32(height * scale), _multiple_of_32(width * scale))
-            scaled = images if size == (height, width) else F.interpolate(images, size=size, mode="bilinear")
+            scaled = images
+            if size != (height, width):
+                scaled = F.interpolate(images, size=size, mode="bilinear", antialias=size[0] < height)
             to_input = torch.tensor([width / size[1], height / size[0]] * 2, device=images.device)
             for mirrored in (False, True) if flip else (False,):
                 scores, boxes = detector.dense(scaled.flip(-1) if mirrored else scaled)
@@ -79,7 +83,8 @@ def detect_batch(
 
 
 def _multiple_of_32(side: float) -> int:
-    return max(32, round(side / 32) * 32)
+    """The multiple of 32 nearest ``side`` (halves up), at least 32."""
+    return max(32, math.floor(side / 32 + 0.5) * 32)
 
 
 def to_detections(output: dict[str, Tensor], target: dict[str, Any], classes: Sequence[str]) -> list[dict[str, Any]]:

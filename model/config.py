@@ -71,6 +71,8 @@ class FCOSConfig:
             raise ValueError(f"normalization must be one of {', '.join(NORMALIZATIONS)}, got {self.normalization!r}")
         if self.assigner not in ASSIGNERS:
             raise ValueError(f"assigner must be one of {', '.join(ASSIGNERS)}, got {self.assigner!r}")
+        if self.atss_top_k < 1:
+            raise ValueError(f"atss_top_k must be at least 1, got {self.atss_top_k}")
         self.classes = tuple(self.classes)
         if self.num_classes is None:
             self.num_classes = len(self.classes)

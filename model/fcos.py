@@ -92,8 +92,13 @@ class FCOSDetector(nn.Module):
     def loss_sums(self, images: Tensor, targets: list[dict[str, Tensor]]) -> dict[str, Tensor]:
         """The losses summed over the batch and its positive count (:func:`model.loss.fcos_loss_sums`)."""
         cls_logits, box_regression, centerness_logits = self.network(images)
-        points, strides, ranges = self.points(tuple(images.shape[-2:]), images.device)
-        assigned = [self.assign(points, strides, ranges, t["boxes"].float(), t["labels"]) for t in targets]
+        image_size = tuple(images.shape[-2:])
+        points, strides, ranges = self.points(image_size, images.device)
+        level_sizes = [h * w for h, w in feature_sizes(image_size, self.config.strides)]
+        assigned = [
+            self.assign(points, strides, ranges, level_sizes, boxes=t["boxes"].float(), labels=t["labels"])
+            for t in targets
+        ]
         labels, reg_targets, centerness = (torch.cat(parts) for parts in zip(*assigned))
         return fcos_loss_sums(
             cls_logits.flatten(0, 1),
@@ -107,11 +112,11 @@ class FCOSDetector(nn.Module):
         )
 
     def assign(
-        self, points: Tensor, strides: Tensor, ranges: Tensor, boxes: Tensor, labels: Tensor
+        self, points: Tensor, strides: Tensor, ranges: Tensor, level_sizes: list[int], *, boxes: Tensor, labels: Tensor
     ) -> tuple[Tensor, Tensor, Tensor]:
         """One image's ``labels [N]``, ``reg_targets [N,4]``, ``centerness [N]`` by the config's assigner."""
         if self.config.assigner == "atss":
-            return assign_atss(points, strides, boxes, labels, top_k=self.config.atss_top_k)
+            return assign_atss(points, strides, level_sizes, boxes, labels, top_k=self.config.atss_top_k)
         return assign_targets(points, strides, ranges, boxes, labels, self.config.center_sampling_radius)
 
     def compile(self, **options: Any) -> None:

@@ -1,5 +1,5 @@
-"""Target assignment: FCOS's rule (center sampling, per-level size ranges, smallest area wins) and ATSS's
-(adaptive IoU threshold over the points nearest each box), both giving the same targets."""
+"""Target assignment: FCOS's rule (center sampling, per-level size ranges, smallest area wins) or ATSS's
+(adaptive IoU threshold over the points nearest each box), both giving targets of the same form."""
 
 from __future__ import annotations
 
@@ -80,7 +80,14 @@ def assign_targets(
 
 
 def assign_atss(
-    points: Tensor, strides: Tensor, gt_boxes: Tensor, gt_labels: Tensor, top_k: int = 9, anchor_scale: float = 8.0
+    points: Tensor,
+    strides: Tensor,
+    level_sizes: list[int],
+    gt_boxes: Tensor,
+    gt_labels: Tensor,
+    *,
+    top_k: int = 9,
+    anchor_scale: float = 8.0,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Assign each point at most one ground-truth box by ATSS (Zhang et al., 2020), in its anchor-free form.
 
@@ -88,11 +95,11 @@ def assign_atss(
     ``top_k`` points of every level nearest its centre are candidates (ties: the lower index); those whose
     anchor overlaps the box by an IoU of at least the mean plus the standard deviation of the candidates' IoUs,
     and that lie strictly inside the box, are positive. A point positive for several boxes takes the one its
-    anchor overlaps most. Levels are the runs of equal ``strides``, as :func:`make_points` orders them; no
-    size ranges: the threshold picks each box's levels.
+    anchor overlaps most. No size ranges: the threshold picks each box's levels.
 
     Args:
-        points: ``[N,2]`` (x, y); strides: ``[N]``; gt_boxes: ``[M,4]`` (x1, y1, x2, y2); gt_labels: ``[M]``.
+        points: ``[N,2]`` (x, y); strides: ``[N]``; level_sizes: the points of each level, in
+        :func:`make_points`'s order (sum N); gt_boxes: ``[M,4]`` (x1, y1, x2, y2); gt_labels: ``[M]``.
     Returns:
         ``labels [N]``, ``reg_targets [N,4]`` and ``centerness [N]``, as :func:`assign_targets`.
     """
@@ -102,7 +109,6 @@ def assign_atss(
     ious = box_iou(torch.cat([points - half, points + half], dim=1), gt_boxes)  # [N,M]
     centres = (gt_boxes[:, :2] + gt_boxes[:, 2:]) / 2
     squared_distances = (points[:, None, :] - centres[None]).square().sum(dim=2)  # [N,M]
-    level_sizes = torch.unique_consecutive(strides, return_counts=True)[1].tolist()
     starts = [sum(level_sizes[:i]) for i in range(len(level_sizes))]
     candidates = torch.cat(
         [

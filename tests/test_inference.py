@@ -47,7 +47,9 @@ def picture_with_a_box(height=96, width=160, box=(40, 16, 80, 48)):
 def test_every_pass_finds_the_box_where_it_is_in_the_input(flip, scales):
     detector = BrightBoxDetector()
     output = detect_batch(detector, picture_with_a_box(), flip=flip, scales=scales)[0]
-    expected_sizes = [(round(96 * s / 32) * 32, round(160 * s / 32) * 32) for s in scales]
+    expected_sizes = {(1.0,): [(96, 160)], (1.0, 0.5, 1.5): [(96, 160), (64, 96), (160, 256)], (2.0,): [(192, 320)]}[
+        scales
+    ]  # each side to the nearest multiple of 32, halves up: 48 -> 64, 80 -> 96, 144 -> 160
     assert detector.inputs == [size for size in expected_sizes for _ in range(2 if flip else 1)]
     # All passes agree, so NMS keeps one box: the object, exactly at scale 1, within a resized pixel otherwise.
     assert output["labels"].tolist() == [2] and output["scores"].tolist() == [pytest.approx(0.9)]

@@ -113,6 +113,11 @@ def test_the_atss_assigner_trains_and_is_kept_in_checkpoints():
     assert FCOSConfig.from_dict(model.config.to_dict()).assigner == "atss"
     with pytest.raises(ValueError, match="assigner must be one of fcos, atss"):
         small_config(assigner="atts")
+    with pytest.raises(ValueError, match="atss_top_k must be at least 1"):
+        small_config(assigner="atss", atss_top_k=0)
+    stored = small_config().to_dict()
+    del stored["assigner"], stored["atss_top_k"]  # a checkpoint from before the choice: FCOS's rule
+    assert FCOSConfig.from_dict(stored).assigner == "fcos"
 
 
 def test_training_needs_targets():

@@ -150,7 +150,8 @@ def test_assign_atss_matches_reference(seed):
     points, strides, _ = make_points(sizes, config.strides, config.size_ranges, torch.device("cpu"))
     boxes, labels = random_scene(generator, height, width, num_boxes=2 + 3 * seed)
     boxes = (boxes + torch.rand(boxes.shape, generator=generator)).double()  # no exact ties in IoU
-    got_labels, got_reg, _ = assign_atss(points.double(), strides, boxes, labels, top_k=9)
+    level_sizes = [h * w for h, w in sizes]
+    got_labels, got_reg, _ = assign_atss(points.double(), strides, level_sizes, boxes, labels, top_k=9)
     ref_labels, ref_reg = reference_atss(points.tolist(), strides.tolist(), boxes.tolist(), labels.tolist(), 9)
     assert got_labels.tolist() == ref_labels
     positive = got_labels > 0
@@ -162,7 +163,8 @@ def test_atss_known_assignment():
     """A 12x12 box amid four stride-8 points: they are its 4 candidates, equally far and equally overlapped
     (IoU 144 / 64^2), so the threshold is that IoU and all four are positive."""
     points, strides, _ = make_points([(4, 4)], (8,), ((-1.0, math.inf),), torch.device("cpu"))
-    labels, reg, ctr = assign_atss(points, strides, torch.tensor([[2.0, 2.0, 14.0, 14.0]]), torch.tensor([3]), top_k=4)
+    box, label = torch.tensor([[2.0, 2.0, 14.0, 14.0]]), torch.tensor([3])
+    labels, reg, ctr = assign_atss(points, strides, [16], box, label, top_k=4)
     positive = torch.nonzero(labels).squeeze(1)
     assert set(map(tuple, points[positive].tolist())) == {(4.0, 4.0), (12.0, 4.0), (4.0, 12.0), (12.0, 12.0)}
     assert (labels[positive] == 3).all()
@@ -173,5 +175,5 @@ def test_atss_known_assignment():
 
 def test_atss_without_boxes_is_all_background():
     points, strides, _ = make_points([(4, 4), (2, 2)], (8, 16), ((-1.0, 64.0), (64.0, math.inf)), torch.device("cpu"))
-    labels, reg, ctr = assign_atss(points, strides, torch.zeros(0, 4), torch.zeros(0, dtype=torch.int64))
+    labels, reg, ctr = assign_atss(points, strides, [16, 4], torch.zeros(0, 4), torch.zeros(0, dtype=torch.int64))
     assert not labels.any() and reg.shape == (20, 4) and ctr.shape == (20,)
