@@ -61,17 +61,20 @@ def detect_batch(
     with torch.inference_mode(), autocast(images.device, amp):
         for scale in scales:
             size = (_multiple_of_32(height * scale), _multiple_of_32(width * scale))
-            scaled = images
-            if size != (height, width):
-                scaled = F.interpolate(images, size=size, mode="bilinear", antialias=size[0] < height)
-            to_input = torch.tensor([width / size[1], height / size[0]] * 2, device=images.device)
+            resized = size != (height, width)
+            scaled = (
+                F.interpolate(images, size=size, mode="bilinear", antialias=size[0] < height) if resized else images
+            )
             for mirrored in (False, True) if flip else (False,):
                 scores, boxes = detector.dense(scaled.flip(-1) if mirrored else scaled)
+                boxes = boxes.float()
                 if mirrored:
                     x1, y1, x2, y2 = boxes.unbind(-1)
                     boxes = torch.stack([size[1] - x2, y1, size[1] - x1, y2], dim=-1)
+                if resized:  # back to the input's pixels
+                    boxes = boxes * torch.tensor([width / size[1], height / size[0]] * 2, device=boxes.device)
                 all_scores.append(scores.float())
-                all_boxes.append(boxes.float() * to_input)
+                all_boxes.append(boxes)
                 pass_sizes.append(size)
     return detector.select(
         torch.cat(all_scores, dim=1),
