@@ -5,11 +5,11 @@
     python -m benchmarks.ablate --out runs/ablate --table          # the table of what has run so far
 
 Every run is ``train_voc.py --preset <preset> --steps N --seed S`` with the variant's change (run in this
-process, its output in ``<out>/<variant>/seed<S>.log``), into
-``<out>/<variant>/seed<S>/`` (its ``results.json`` holds mAP, per-class AP, steps and minutes). A run whose
-results exist is not run again, so an interrupted sweep continues where it stopped. Variants that only
-change the evaluation (no test-time flip, more scales) score the ``baseline`` checkpoints again instead of
-training.
+process, its output in ``<out>/<variant>/seed<S>.log``), into ``<out>/<variant>/seed<S>/`` (its
+``results.json`` holds mAP, per-class AP, steps and minutes). A run whose results exist is not run again, so an
+interrupted sweep continues where it stopped. A signal (Ctrl-C, ``kill``) stops the run in progress with its
+``last.pth`` kept and ends the sweep; the same command resumes that run from it. Variants that only change the
+evaluation (no test-time flip, more scales) score the ``baseline`` checkpoints again instead of training.
 Steps, not minutes, fix each run's length: every variant gets the same number of updates whatever the
 machine's speed, and the minutes column says what they cost.
 
@@ -40,7 +40,7 @@ import numpy as np
 
 import eval_voc
 import train_voc
-from cli import DefaultsFormatter, run
+from cli import DefaultsFormatter, Stopped, run
 from dataset import resolve_classes
 from dataset.annotations import ground_truth_of, read_annotations, write_split
 from dataset.folds import Folds, make_folds, read_folds
@@ -127,14 +127,20 @@ def run_variant(name: str, seed: int, args: argparse.Namespace) -> dict | None:
 
 def train(args: argparse.Namespace, changes: dict[str, Any], *, label: str, log: Path, **run: Any) -> None:
     """``train_voc.py --preset`` with the changes after ``--``, ``--steps``, ``run``'s settings and the variant's
-    ``changes`` (which win), its output in ``log``; a failure is reported and the sweep goes on."""
+    ``changes`` (which win), its output in ``log``; a failure is reported and the sweep goes on. A run stopped
+    by a signal ends the sweep (:class:`cli.Stopped` passes through), and the same command resumes it from the
+    ``last.pth`` it kept."""
+    stopped = Path(run["output_dir"]) / "last.pth"
+    resume = str(stopped) if stopped.is_file() else None
     config = train_voc.parse_config(["--preset", args.preset, *args.extra]).override(
-        steps=args.steps, save_every=0, **run, **changes
+        steps=args.steps, save_every=0, resume=resume, **run, **changes
     )
     print(f"{label}: {config.changes(PRESETS[args.preset])}", flush=True)
     try:
-        with logged(log):
+        with logged(log, mode="a" if resume else "w"):
             train_voc.main(config)
+    except Stopped:
+        raise
     except Exception as err:  # one failed run is reported and the sweep goes on
         print(f"{label}: {type(err).__name__}: {err}", flush=True)
 

@@ -10,6 +10,7 @@ import pytest
 
 from benchmarks import ablate
 from benchmarks.ablate import table
+from cli import Stopped, run
 from dataset import FOD_CLASSES, load_ground_truth, read_split
 from dataset.synthetic import generate
 from engine.metrics import evaluate_detections
@@ -69,10 +70,37 @@ def stub_training(trained: list) -> Callable:
         trained.append(config)
         out = Path(config.output_dir)
         (out / "last.pth").write_bytes(b"")
-        results = {"map": 0.0, "ap": {}, "steps": config.steps, "train_minutes": 1.5, "tta": config.tta}
+        results = {"map": 0.0, "ap": {}, "steps": config.steps, "train_minutes": 1.5, "seconds_per_step": 0.5}
+        results["tta"] = config.tta
         (out / "results.json").write_text(json.dumps({**results, "train_config": config.to_dict()}))
 
     return train
+
+
+def test_a_signal_ends_the_sweep_and_the_same_command_resumes_the_stopped_run(tmp_path, monkeypatch, capsys):
+    """A SIGTERM once stopped only the run in progress: the sweep counted it as failed and started the next."""
+    trained = []
+    finish = stub_training(trained)
+
+    def stopped_once(config):
+        if trained:
+            return finish(config)
+        trained.append(config)
+        print("step 1 of 2")
+        (Path(config.output_dir) / "last.pth").write_bytes(b"")
+        raise Stopped("stopped by SIGTERM at step 1", status=143)
+
+    monkeypatch.setattr(ablate.train_voc, "main", stopped_once)
+    argv = ["--data-root", "data", "--out", str(tmp_path), "--steps", "2", "--seeds", "0", "--only", "baseline,ema"]
+    with pytest.raises(SystemExit) as stop:
+        run(ablate.main, ablate.get_args_parser().parse_args(argv), "benchmarks/ablate.py")
+    assert stop.value.code == 143 and len(trained) == 1  # ema did not start
+    assert "benchmarks/ablate.py: stopped by SIGTERM at step 1" in capsys.readouterr().err
+
+    ablate.main(ablate.get_args_parser().parse_args(argv))
+    first, resumed, ema = trained
+    assert (first.resume, resumed.resume, ema.resume) == (None, str(tmp_path / "baseline" / "seed0" / "last.pth"), None)
+    assert "step 1 of 2" in (tmp_path / "baseline" / "seed0.log").read_text()  # the resumed run's log appends
 
 
 def stub_scoring(scored: list) -> Callable:
