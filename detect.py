@@ -44,6 +44,7 @@ from engine.flags import (
     add_channels_last_argument,
     add_compile_argument,
     add_device_argument,
+    add_nms_argument,
     add_runtime_argument,
     check_runtime,
     threshold_spec,
@@ -84,6 +85,7 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
         f"else {FALLBACK_THRESHOLD})",
     )
     parser.add_argument("--thresholds", metavar="FILE", help="thresholds.json from eval_voc.py --analysis")
+    add_nms_argument(parser)
     video = parser.add_argument_group("videos, streams and cameras")
     video.add_argument(
         "--vid-stride", type=positive_int, default=1, help="detect on every N-th frame (tracking adapts to the rate)"
@@ -171,6 +173,8 @@ def load_frame_detector(args: argparse.Namespace) -> tuple[FrameDetector, Path]:
         source = Path(args.checkpoint) if args.checkpoint else newest_checkpoint()
         detector, checkpoint = load_detector(source)
         stored, device = checkpoint.get("thresholds"), torch.device(args.device)
+    if args.nms_iou is not None:
+        detector.config.nms_iou = args.nms_iou
     classes = detector.config.classes
     threshold = choose_threshold(args, stored, classes)
     amp, _ = resolve_amp(args.amp, device, detector.config.backbone)

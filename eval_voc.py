@@ -32,6 +32,7 @@ from engine.flags import (
     add_channels_last_argument,
     add_compile_argument,
     add_device_argument,
+    add_nms_argument,
     add_runtime_argument,
     check_runtime,
     threshold_spec,
@@ -119,6 +120,7 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
         help="with --checkpoint or --onnx: one pass per scale, the picture resized by it (to a multiple of 32), "
         "all passes selected together; 1 is the picture as it is, so 1 1.25 adds a larger pass",
     )
+    add_nms_argument(parser)
     parser.add_argument("--batch-size", type=int, default=2, help="pictures a batch")
     parser.add_argument("--workers", type=int, default=2, help="data loading processes")
     add_device_argument(parser)
@@ -162,6 +164,8 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
             raise ValueError("--classes is only for --detections; a model carries its classes")
         source = args.checkpoint or args.onnx
         detector = load_detector(source)[0] if args.checkpoint else load_onnx_detector(source, runtime=args.runtime)
+        if args.nms_iou is not None:
+            detector.config.nms_iou = args.nms_iou
         device = torch.device(args.device)
         amp, _ = resolve_amp(args.amp, device, detector.config.backbone)
         detector = place(detector, device=device, channels_last=args.channels_last)
@@ -193,8 +197,10 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
             write_json_atomically(detections, Path(args.save_detections))
             print(f"detections written to {args.save_detections}")
     else:
-        if args.save_detections or args.tta or args.tta_scales != [1.0]:
-            raise ValueError("--save-detections, --tta and --tta-scales need a model (--checkpoint or --onnx)")
+        if args.save_detections or args.tta or args.tta_scales != [1.0] or args.nms_iou is not None:
+            raise ValueError(
+                "--save-detections, --tta, --tta-scales and --nms-iou need a model (--checkpoint or --onnx)"
+            )
         classes = resolve_classes(args.classes)
         ground_truth = load_ground_truth(args.data_root, args.split, classes)
         detections = load_detections(args.detections, list(ground_truth), classes)

@@ -71,6 +71,8 @@ VARIANTS: dict[str, tuple[dict[str, Any], list[str]]] = {
     "no-tta": ({}, ["--no-tta"]),
     "scales-1.25": ({}, ["--tta-scales", "1", "1.25"]),
     "scales-0.8-1.25": ({}, ["--tta-scales", "0.8", "1", "1.25"]),
+    "nms-0.5": ({}, ["--nms-iou", "0.5"]),
+    "nms-0.4": ({}, ["--nms-iou", "0.4"]),
     "resnet34": ({"backbone": "resnet34"}, []),
     "fpn-64": ({"fpn_channels": 64}, []),
     "fpn-256": ({"fpn_channels": 256}, []),

@@ -1,5 +1,5 @@
 """Flags the scripts share, each defined once: the device, mixed precision, the memory format, torch.compile, the
-runtime of an ONNX model and a score threshold."""
+runtime of an ONNX model, a score threshold and the NMS overlap."""
 
 from __future__ import annotations
 
@@ -77,3 +77,25 @@ def threshold_spec(text: str) -> float | str:
         return float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"a number or auto, got {text!r}") from None
+
+
+def add_nms_argument(flags: Flags) -> argparse.Action:
+    return flags.add_argument(
+        "--nms-iou",
+        type=nms_iou,
+        metavar="IOU",
+        help="with a model: two boxes of one class overlapping by more than this IoU are one object (class-wise "
+        "NMS keeps the higher score); default: the model's own, 0.6 unless its config says otherwise. The "
+        "thresholds a model stores were chosen at its own",
+    )
+
+
+def nms_iou(text: str) -> float:
+    """An IoU in (0, 1] (argparse type)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0.0 < value <= 1.0:
+        raise argparse.ArgumentTypeError(f"an IoU in (0, 1], got {text!r}")
+    return value

@@ -283,3 +283,10 @@ def test_the_demo_draws_at_the_thresholds_of_its_final_evaluation(tmp_path, chec
     train_voc.demo_epilogue(Path("out"), torch.device("cpu"))
     found = json.loads((tmp_path / "out" / "detections" / "detections.json").read_text())
     assert found and {d["category"] for d in found} == {"clip_Y"}
+
+
+def test_nms_iou_sets_the_overlap_the_loaded_model_suppresses_at(checkpoint):
+    args = detect.get_args_parser().parse_args(["--checkpoint", str(checkpoint), "--device", "cpu"])
+    assert detect.load_frame_detector(args)[0].detector.config.nms_iou == FCOSConfig().nms_iou
+    args = detect.get_args_parser().parse_args(["--checkpoint", str(checkpoint), "--device", "cpu", "--nms-iou", "0.3"])
+    assert detect.load_frame_detector(args)[0].detector.config.nms_iou == 0.3

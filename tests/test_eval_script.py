@@ -11,6 +11,7 @@ import pytest
 import torch
 from PIL import Image
 from torch import nn
+from torchvision.ops import box_iou
 
 from dataset import FOD_CLASSES, VOCDataset, load_ground_truth, write_split
 from dataset.synthetic import generate
@@ -175,6 +176,7 @@ def test_missing_files_and_flag_misuse(voc, tmp_path):
             ValueError,
             "--tta-scales",
         ),
+        (["--detections", str(dets), "--data-root", str(root), "--nms-iou", "0.5"], ValueError, "--nms-iou"),
     ]:
         with pytest.raises(error) as err:
             run(argv)
@@ -187,6 +189,14 @@ def test_a_tta_scale_outside_0_to_4_is_refused_naming_the_flag(voc, capsys, scal
     with pytest.raises(SystemExit):
         get_args_parser().parse_args(["--detections", str(dets), "--data-root", str(root), "--tta-scales", scale])
     assert "--tta-scales" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("iou", ["0", "1.5", "nan", "half"])
+def test_an_nms_iou_outside_0_to_1_is_refused_naming_the_flag(voc, capsys, iou):
+    root, dets = voc
+    with pytest.raises(SystemExit):
+        get_args_parser().parse_args(["--detections", str(dets), "--data-root", str(root), "--nms-iou", iou])
+    assert "--nms-iou" in capsys.readouterr().err
 
 
 def test_command_line_error_has_no_traceback(voc):
@@ -235,6 +245,9 @@ def test_checkpoint_mode(tmp_path, capsys):
     torch.manual_seed(0)
     config = FCOSConfig(backbone="resnet18", fpn_channels=32, head_convs=1, resize_size=(128, 224))
     model = FCOSDetector(config)
+    with torch.no_grad():  # every point predicts a box reaching 4 strides each way: neighbours' boxes overlap
+        model.head.bbox_pred.weight.mul_(0.01)
+        model.head.bbox_pred.bias.fill_(4.0)
     checkpoint = tmp_path / "model.pth"
     torch.save(
         {"model": model.state_dict(), "config": config.to_dict(), "classes": list(config.classes), "epoch": 0},
@@ -247,24 +260,9 @@ def test_checkpoint_mode(tmp_path, capsys):
         images=True,
     )
     saved = tmp_path / "out" / "dets.json"
-    result = run(
-        [
-            "--checkpoint",
-            str(checkpoint),
-            "--data-root",
-            str(root),
-            "--split",
-            "val",
-            "--device",
-            "cpu",
-            "--workers",
-            "0",
-            "--batch-size",
-            "2",
-            "--save-detections",
-            str(saved),
-        ]
-    )
+    argv = ["--checkpoint", str(checkpoint), "--data-root", str(root), "--split", "val", "--device", "cpu"]
+    argv += ["--workers", "0", "--batch-size", "2", "--save-detections", str(saved)]
+    result = run(argv)
     lines = capsys.readouterr().out.splitlines()
     start = lines.index("all classes AP=====>")
     assert [line.split(" is ")[0] for line in lines[start + 2 : start + 6]] == [
@@ -277,6 +275,19 @@ def test_checkpoint_mode(tmp_path, capsys):
         x1, y1, x2, y2 = d["bbox"]
         assert 1 <= x1 <= x2 <= 240 and 1 <= y1 <= y2 <= 140
     assert set(result["ap"]) == {"nail", "clip_B", "clip_Y", "L_stick"}
+
+    def largest_overlap(found: list[dict]) -> float:
+        """The largest IoU between two boxes of one class on one picture."""
+        largest = 0.0
+        for image, category in {(d["image_id"], d["category"]) for d in found}:
+            boxes = torch.tensor([d["bbox"] for d in found if (d["image_id"], d["category"]) == (image, category)])
+            overlap = box_iou(boxes, boxes).fill_diagonal_(0)
+            largest = max(largest, overlap.max().item())
+        return largest
+
+    assert largest_overlap(detections) > 0.3  # the model's own NMS (0.6) keeps boxes that overlap more
+    run([*argv, "--nms-iou", "0.3"])
+    assert largest_overlap(json.loads(saved.read_text())) <= 0.3 + 1e-3
 
 
 def test_ci_resamples_clusters_of_near_duplicate_pictures(tmp_path, capsys):
