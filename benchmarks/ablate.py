@@ -73,6 +73,7 @@ VARIANTS: dict[str, tuple[dict[str, Any], list[str]]] = {
     "scales-0.8-1.25": ({}, ["--tta-scales", "0.8", "1", "1.25"]),
     "nms-0.5": ({}, ["--nms-iou", "0.5"]),
     "nms-0.4": ({}, ["--nms-iou", "0.4"]),
+    "scales-1.25-nms-0.5": ({}, ["--tta-scales", "1", "1.25", "--nms-iou", "0.5"]),
     "resnet34": ({"backbone": "resnet34"}, []),
     "fpn-64": ({"fpn_channels": 64}, []),
     "fpn-256": ({"fpn_channels": 256}, []),
