@@ -142,8 +142,9 @@ def train(args: argparse.Namespace, changes: dict[str, Any], *, label: str, log:
     try:
         with logged(log, mode="a" if resume else "w"):
             train_voc.main(config)
-    except Stopped:
-        raise
+    except Stopped as stop:  # train_voc.py's advice (--resume) is not this command's: it resumes by itself
+        what = str(stop).split(";")[0]
+        raise Stopped(f"{label} {what}; the same command resumes it from {stopped}", stop.status) from None
     except Exception as err:  # one failed run is reported and the sweep goes on
         print(f"{label}: {type(err).__name__}: {err}", flush=True)
 

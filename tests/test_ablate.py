@@ -88,14 +88,15 @@ def test_a_signal_ends_the_sweep_and_the_same_command_resumes_the_stopped_run(tm
         trained.append(config)
         print("step 1 of 2")
         (Path(config.output_dir) / "last.pth").write_bytes(b"")
-        raise Stopped("stopped by SIGTERM at step 1", status=143)
+        raise Stopped("stopped by SIGTERM at step 1; to go on, run the same command with --resume it", status=143)
 
     monkeypatch.setattr(ablate.train_voc, "main", stopped_once)
     argv = ["--data-root", "data", "--out", str(tmp_path), "--steps", "2", "--seeds", "0", "--only", "baseline,ema"]
     with pytest.raises(SystemExit) as stop:
         run(ablate.main, ablate.get_args_parser().parse_args(argv), "benchmarks/ablate.py")
     assert stop.value.code == 143 and len(trained) == 1  # ema did not start
-    assert "benchmarks/ablate.py: stopped by SIGTERM at step 1" in capsys.readouterr().err
+    resumes = f"the same command resumes it from {tmp_path / 'baseline' / 'seed0' / 'last.pth'}"
+    assert f"benchmarks/ablate.py: baseline seed 0 stopped by SIGTERM at step 1; {resumes}" in capsys.readouterr().err
 
     ablate.main(ablate.get_args_parser().parse_args(argv))
     first, resumed, ema = trained
