@@ -209,7 +209,7 @@ class Run:
             self.state.total_steps = self.state.step  # a run stopped early stays stopped at the same --patience
         if self.resumed and not self.state.finished:
             say(
-                f"resuming at step {self.state.step} (epoch {self.state.epoch}); the schedule ends at step "
+                f"resuming at step {self.state.step} (epoch {self.state.epoch + 1}); the schedule ends at step "
                 f"{self.state.total_steps}"
             )
 

@@ -511,8 +511,9 @@ def signal_on_call(numbers, call):
 
 
 @pytest.mark.parametrize("number", [signal.SIGTERM, signal.SIGINT])
-def test_a_signal_stops_after_the_step_and_resuming_continues_exactly(data_root, tmp_path, monkeypatch, number):
-    """SIGTERM once ended training with no word and Ctrl-C with a traceback, the epoch's steps lost."""
+def test_a_signal_stops_after_the_step_and_resuming_continues_exactly(data_root, tmp_path, monkeypatch, capsys, number):
+    """SIGTERM once ended training with no word and Ctrl-C with a traceback, the epoch's steps lost; the resumed
+    run once counted its epochs from 0 where the stopped one had said epoch 1."""
     common = {"augment": ("flip", "photo"), "crop": (96, 96)}
     train_voc.main(tiny_config(data_root, tmp_path / "straight", epochs=2, **common))
     with monkeypatch.context() as patched:
@@ -530,7 +531,9 @@ def test_a_signal_stops_after_the_step_and_resuming_continues_exactly(data_root,
         and signal.getsignal(number) == signal.default_int_handler
         or (number == signal.SIGTERM and signal.getsignal(number) == signal.SIG_DFL)
     )  # the handlers before the run are back
+    capsys.readouterr()
     train_voc.main(tiny_config(data_root, tmp_path / "stopped", epochs=2, resume=str(last), **common))
+    assert "resuming at step 3 (epoch 1); the schedule ends at step 8" in capsys.readouterr().out
     a, b = load(tmp_path / "straight" / "last.pth"), load(last)
     assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
     assert (tmp_path / "straight" / "log.csv").read_text().count("\n") == (
