@@ -131,7 +131,7 @@ def run_variant(name: str, seed: int, args: argparse.Namespace) -> dict | None:
 def train(args: argparse.Namespace, changes: dict[str, Any], *, label: str, log: Path, **run: Any) -> None:
     """``train_voc.py --preset`` with the changes after ``--``, ``--steps``, ``run``'s settings and the variant's
     ``changes`` (which win), its output in ``log``; a failure is reported and the sweep goes on. A run stopped
-    by a signal ends the sweep (:class:`cli.Stopped` passes through), and the same command resumes it from the
+    by a signal ends the sweep (:class:`cli.Stopped`, naming the run), and the same command resumes it from the
     ``last.pth`` it kept."""
     stopped = Path(run["output_dir"]) / "last.pth"
     resume = str(stopped) if stopped.is_file() else None
