@@ -65,6 +65,7 @@ def detect_batch(
             scaled = (
                 F.interpolate(images, size=size, mode="bilinear", antialias=size[0] < height) if resized else images
             )
+            to_input = torch.tensor([width / size[1], height / size[0]] * 2, device=images.device)
             for mirrored in (False, True) if flip else (False,):
                 scores, boxes = detector.dense(scaled.flip(-1) if mirrored else scaled)
                 boxes = boxes.float()
@@ -72,7 +73,7 @@ def detect_batch(
                     x1, y1, x2, y2 = boxes.unbind(-1)
                     boxes = torch.stack([size[1] - x2, y1, size[1] - x1, y2], dim=-1)
                 if resized:  # back to the input's pixels
-                    boxes = boxes * torch.tensor([width / size[1], height / size[0]] * 2, device=boxes.device)
+                    boxes = boxes * to_input
                 all_scores.append(scores.float())
                 all_boxes.append(boxes)
                 pass_sizes.append(size)

@@ -183,20 +183,15 @@ def test_missing_files_and_flag_misuse(voc, tmp_path):
         assert message in str(err.value)
 
 
-@pytest.mark.parametrize("scale", ["0", "-1", "5", "big"])
-def test_a_tta_scale_outside_0_to_4_is_refused_naming_the_flag(voc, capsys, scale):
+@pytest.mark.parametrize(
+    ("flag", "value"),
+    [("--tta-scales", v) for v in ("0", "-1", "5", "big")] + [("--nms-iou", v) for v in ("0", "1.5", "nan", "half")],
+)
+def test_a_scale_outside_0_to_4_or_an_nms_iou_outside_0_to_1_is_refused_naming_the_flag(voc, capsys, flag, value):
     root, dets = voc
     with pytest.raises(SystemExit):
-        get_args_parser().parse_args(["--detections", str(dets), "--data-root", str(root), "--tta-scales", scale])
-    assert "--tta-scales" in capsys.readouterr().err
-
-
-@pytest.mark.parametrize("iou", ["0", "1.5", "nan", "half"])
-def test_an_nms_iou_outside_0_to_1_is_refused_naming_the_flag(voc, capsys, iou):
-    root, dets = voc
-    with pytest.raises(SystemExit):
-        get_args_parser().parse_args(["--detections", str(dets), "--data-root", str(root), "--nms-iou", iou])
-    assert "--nms-iou" in capsys.readouterr().err
+        get_args_parser().parse_args(["--detections", str(dets), "--data-root", str(root), flag, value])
+    assert flag in capsys.readouterr().err
 
 
 def test_command_line_error_has_no_traceback(voc):
