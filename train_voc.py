@@ -161,18 +161,23 @@ def main(config: TrainConfig, clock: Callable[[], float] = time.monotonic) -> di
         rank=rank,
     )
     training.plan()
-    if state.finished:
+    if state.finished and not training.unscored:
         say(training.nothing_left())
         return {"output_dir": str(output_dir), "model": model, "state": state}
-
-    parallel = f" x{num_gpus} DataParallel" if num_gpus > 1 else f" x{world_size} DDP" if world_size > 1 else ""
-    say(
-        f"training {model.config.backbone} FCOS on {len(train_set)} pictures of {config.data_root}/"
-        f"{config.train_split} ({', '.join(classes)}): {len(loader)} steps/epoch of {batch_size * world_size} "
-        f"pictures, {config.describe_lr(batch_size * world_size)}, {device}{parallel}, amp {amp} ({why}), "
-        f"{describe(channels_last)} ({layout}); output {output_dir}"
-    )
-    training.fit()
+    if state.finished:
+        say(
+            f"nothing left to train: {config.resume} ended at step {state.step}; scoring it on "
+            f"{config.val_split}, since {output_dir} holds no results.json of its final evaluation"
+        )
+    else:
+        parallel = f" x{num_gpus} DataParallel" if num_gpus > 1 else f" x{world_size} DDP" if world_size > 1 else ""
+        say(
+            f"training {model.config.backbone} FCOS on {len(train_set)} pictures of {config.data_root}/"
+            f"{config.train_split} ({', '.join(classes)}): {len(loader)} steps/epoch of {batch_size * world_size} "
+            f"pictures, {config.describe_lr(batch_size * world_size)}, {device}{parallel}, amp {amp} ({why}), "
+            f"{describe(channels_last)} ({layout}); output {output_dir}"
+        )
+        training.fit()
     summary = {
         "output_dir": str(output_dir),
         "model": model,

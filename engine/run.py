@@ -217,6 +217,12 @@ class Run:
     def out_of_patience_already(self) -> bool:
         return bool(self.config.patience) and self.state.stale_validations >= self.config.patience
 
+    @property
+    def unscored(self) -> bool:
+        """Whether the run is to end in a final evaluation that its output folder does not hold: the evaluation
+        failed or was interrupted, or a finished checkpoint was resumed into another folder."""
+        return self.val_set is not None and self.config.final_eval and not (self.output_dir / "results.json").is_file()
+
     def nothing_left(self) -> str:
         state, config = self.state, self.config
         if self.out_of_patience_already:

@@ -478,6 +478,30 @@ def test_resuming_a_finished_run_says_so_and_how_to_go_on(data_root, tmp_path, c
     assert summary["state"].step == 8
 
 
+def test_resuming_a_run_whose_final_evaluation_failed_scores_it_without_training(
+    data_root, tmp_path, capsys, monkeypatch
+):
+    """It used to say there was nothing left to do, and the run was never scored."""
+    real = Run.evaluate
+    monkeypatch.setattr(Run, "evaluate", lambda self, progress=True: (_ for _ in ()).throw(MemoryError("scoring")))
+    with pytest.raises(MemoryError):
+        train_voc.main(tiny_config(data_root, tmp_path, final_eval=True))
+    trained = load(tmp_path / "last.pth")
+    assert trained["state"]["step"] == 4 and not (tmp_path / "results.json").exists()
+    monkeypatch.setattr(Run, "evaluate", real)
+    capsys.readouterr()
+    summary = train_voc.main(tiny_config(data_root, tmp_path, final_eval=True, resume=str(tmp_path / "last.pth")))
+    printed = " ".join(capsys.readouterr().out.split())
+    assert "nothing left to train" in printed and "training resnet18" not in printed
+    assert json.loads((tmp_path / "results.json").read_text())["steps"] == 4 and (tmp_path / "detections.json").exists()
+    assert torch.equal(
+        load(tmp_path / "last.pth")["model"]["head.cls_logits.weight"], trained["model"]["head.cls_logits.weight"]
+    )
+    assert set(summary["thresholds"]) == set(FOD)
+    train_voc.main(tiny_config(data_root, tmp_path, final_eval=True, resume=str(tmp_path / "last.pth")))
+    assert "nothing left to do" in " ".join(capsys.readouterr().out.split())
+
+
 @pytest.mark.timing
 def test_resuming_a_finished_budgeted_run_continues_with_more_minutes(data_root, tmp_path, capsys, step_clock):
     """At 0.7 s a step a 3 s budget ends at step 4 with 0.2 s left: resumed with the same budget, nothing is
