@@ -242,6 +242,7 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
             score_threshold=args.score_threshold,
             iou_threshold=args.iou,
             worst=args.worst,
+            size_bins=bins,
         )
     return result
 

@@ -1,4 +1,5 @@
-"""What to deploy with: confusion matrix, operating points and the list of errors, and ``eval_voc.py --analysis``.
+"""What to deploy with: confusion matrix, operating points, the list of errors and how boxes fit the objects, and
+``eval_voc.py --analysis``.
 
 All of it from one evaluation's detections (the XML frame) and ground truth. A detection counts when its
 score reaches the threshold: one number, or per class (``"auto"``: each class's best-F1 threshold).
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -21,7 +23,7 @@ from torchvision.ops import box_iou
 from dataset import GroundTruth, xml_to_pixels
 
 from .analysis_pictures import draw_errors, plot_confusion, plot_threshold_curves
-from .metrics import Detection, match_detections
+from .metrics import Detection, box_size, match_detections
 from .thresholds import FALLBACK_THRESHOLD, PRECISION_TARGETS, curve, deploy_thresholds, operating_points
 
 # detection_index: the false alarm's place in the detections evaluated; object_index: the missed object's
@@ -40,6 +42,9 @@ ERROR_FIELDS = (
     "detection_index",
     "object_index",
 )
+
+FIT_FIELDS = ("image_id", "category", "object_index", "size", "best_iou", "width_ratio", "height_ratio")
+PLACED_IOU = 0.1  # a box overlapping its object less than this did not find it (errors.csv's localisation bound)
 
 
 def reaching_threshold(
@@ -175,6 +180,84 @@ def error_list(
     return rows
 
 
+def box_fit(
+    detections: Sequence[Detection],
+    ground_truth: GroundTruth,
+    classes: Sequence[str],
+    *,
+    score_threshold: float | Sequence[float] = 0.0,
+) -> list[dict[str, Any]]:
+    """How the boxes fit the objects: for each labelled object (difficult ones left out), the detection of its
+    class reaching ``score_threshold`` that overlaps it most. Rows of :data:`FIT_FIELDS`, in the ground truth's
+    order: its ``size`` (:func:`engine.metrics.box_size`), ``best_iou``, and that box's width and height over
+    the object's; an object no box overlaps by :data:`PLACED_IOU` has empty ratios."""
+    by_image = _by_image(detections, reaching_threshold(detections, classes, score_threshold), classes)
+    rows: list[dict[str, Any]] = []
+    for image_id, gt in ground_truth.items():
+        kept = np.flatnonzero(~gt["difficult"])
+        boxes, labels = gt["boxes"][kept].astype(np.float64).reshape(-1, 4), gt["labels"][kept]
+        det_boxes, det_labels, _ = by_image.get(image_id, _NONE)
+        iou = np.where(labels[:, None] == det_labels[None, :], _pairwise_iou(boxes, det_boxes), 0.0)
+        best_iou = iou.max(axis=1, initial=0.0)
+        best = det_boxes[iou.argmax(axis=1)] if det_boxes.size else np.zeros_like(boxes)
+        ratios = (best[:, 2:] - best[:, :2] + 1.0) / (boxes[:, 2:] - boxes[:, :2] + 1.0)
+        for j, index in enumerate(kept.tolist()):
+            placed = best_iou[j] >= PLACED_IOU
+            rows.append(
+                {
+                    "image_id": image_id,
+                    "category": classes[labels[j] - 1],
+                    "object_index": index,
+                    "size": float(box_size(boxes[j])[0]),
+                    "best_iou": float(best_iou[j]),
+                    "width_ratio": float(ratios[j, 0]) if placed else "",
+                    "height_ratio": float(ratios[j, 1]) if placed else "",
+                }
+            )
+    return rows
+
+
+def summarise_fit(
+    rows: Sequence[dict[str, Any]], classes: Sequence[str], bins: Sequence[tuple[float, float]]
+) -> dict[str, dict[str, float]]:
+    """:func:`box_fit`'s rows by size bin (keyed ``"lo-hi px"``, ranges (lo, hi]) and by class: ``objects``,
+    ``placed`` (the share a box overlaps by :data:`PLACED_IOU`), and over those the median IoU, the share below
+    IoU 0.5 (found, but not counted by AP at 0.5) and the median width and height ratios (NaN where none)."""
+    groups = {f"{lo:.0f}-{hi:.0f} px": [r for r in rows if lo < r["size"] <= hi] for lo, hi in bins}
+    groups.update({name: [r for r in rows if r["category"] == name] for name in classes})
+    summary = {}
+    for name, members in groups.items():
+        placed = [r for r in members if r["width_ratio"] != ""]
+        iou = np.array([r["best_iou"] for r in placed])
+        summary[name] = {
+            "objects": len(members),
+            "placed": len(placed) / len(members) if members else math.nan,
+            "median_iou": _median(iou),
+            "below_0.5": float(np.mean(iou < 0.5)) if placed else math.nan,
+            "width_ratio": _median([r["width_ratio"] for r in placed]),
+            "height_ratio": _median([r["height_ratio"] for r in placed]),
+        }
+    return summary
+
+
+def _median(values: Sequence[float] | np.ndarray) -> float:
+    return float(np.median(values)) if len(values) else math.nan
+
+
+def format_fit(summary: dict[str, dict[str, float]]) -> str:
+    """:func:`summarise_fit` as a table, one row per size bin and class."""
+    width = max([14, *map(len, summary)])
+    lines = [
+        f"{'objects':<{width}}  {'count':>5}  {'placed':>6}  {'median IoU':>10}  {'IoU<0.5':>7}  {'width':>5}  height"
+    ]
+    for name, s in summary.items():
+        lines.append(
+            f"{name:<{width}}  {s['objects']:>5d}  {s['placed']:>6.2f}  {s['median_iou']:>10.2f}  "
+            f"{s['below_0.5']:>7.2f}  {s['width_ratio']:>5.2f}  {s['height_ratio']:>6.2f}"
+        )
+    return "\n".join(lines)
+
+
 def _row(
     image_id: str,
     kind: str,
@@ -230,9 +313,9 @@ def write_thresholds_csv(result: dict[str, Any], path: Path) -> None:
             )
 
 
-def write_errors_csv(rows: list[dict[str, Any]], path: Path) -> None:
+def write_rows_csv(rows: Sequence[dict[str, Any]], fields: Sequence[str], path: Path) -> None:
     with open(path, "w", newline="") as f:
-        writer = csv.DictWriter(f, ERROR_FIELDS)
+        writer = csv.DictWriter(f, fields)
         writer.writeheader()
         writer.writerows(rows)
 
@@ -270,10 +353,11 @@ def analyse(
     score_threshold: float | str = "auto",
     iou_threshold: float = 0.5,
     worst: int = 12,
+    size_bins: Sequence[tuple[float, float]] = ((0.0, math.inf),),
 ) -> dict[str, Any]:
-    """Write everything of ``eval_voc.py --analysis`` into ``out_dir`` and print the operating points; returns
-    them, the errors and the threshold used. ``result``: :func:`engine.metrics.evaluate_detections`' of
-    ``detections``."""
+    """Write everything of ``eval_voc.py --analysis`` into ``out_dir`` and print the operating points and the
+    box fit (by ``size_bins``, as :func:`engine.metrics.size_bins` makes them); returns them, the errors and the
+    threshold used. ``result``: :func:`engine.metrics.evaluate_detections`' of ``detections``."""
     out_dir.mkdir(parents=True, exist_ok=True)
     points = operating_points(result)
     (out_dir / "thresholds.json").write_text(json.dumps(points, indent=2))
@@ -287,7 +371,7 @@ def analyse(
     write_confusion_csv(matrix, classes, out_dir / "confusion_matrix.csv")
     plot_confusion(matrix, classes, out_dir / "confusion_matrix.png")
     errors = error_list(detections, ground_truth, classes, score_threshold=threshold, iou_threshold=iou_threshold)
-    write_errors_csv(errors, out_dir / "errors.csv")
+    write_rows_csv(errors, ERROR_FIELDS, out_dir / "errors.csv")
     pictures = draw_errors(
         errors,
         detections,
@@ -298,6 +382,10 @@ def analyse(
         out_dir=out_dir / "errors",
         worst=worst,
     )
+    fit = box_fit(detections, ground_truth, classes, score_threshold=threshold)
+    rounded = [{k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()} for row in fit]
+    write_rows_csv(rounded, FIT_FIELDS, out_dir / "box_fit.csv")
+    fit_summary = summarise_fit(fit, classes, size_bins)
     described = "each class's best-F1 threshold" if score_threshold == "auto" else f"score threshold {threshold:g}"
     print(
         f"\noperating points (IoU {iou_threshold:g}; precision targets {', '.join(map(str, PRECISION_TARGETS))} in "
@@ -308,4 +396,9 @@ def analyse(
         f"{sum(r['kind'] == 'false_alarm' for r in errors)} false alarms (errors.csv); {len(pictures)} pictures in "
         f"{out_dir / 'errors'}; confusion_matrix.png, pr_f1.png, thresholds.csv in {out_dir}"
     )
-    return {"points": points, "errors": errors, "threshold": threshold}
+    print(
+        f"\nhow boxes fit their objects at {described} (box_fit.csv): the share of objects a box of their class "
+        f"overlaps by {PLACED_IOU:g} or more, and for those the median IoU, the share below 0.5 and the median "
+        f"width and height over the label's:\n{format_fit(fit_summary)}"
+    )
+    return {"points": points, "errors": errors, "threshold": threshold, "box_fit": fit_summary}

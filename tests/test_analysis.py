@@ -2,6 +2,7 @@
 
 import csv
 import json
+import math
 
 import cv2
 import numpy as np
@@ -13,7 +14,7 @@ import eval_voc
 from dataset import write_annotation, write_split
 from dataset.synthetic import generate
 from engine import analysis_pictures
-from engine.analysis import confusion_matrix, error_list, reaching_threshold
+from engine.analysis import box_fit, confusion_matrix, error_list, format_fit, reaching_threshold, summarise_fit
 from engine.metrics import evaluate_detections
 from engine.thresholds import FALLBACK_THRESHOLD, curve, deploy_thresholds, operating_points
 
@@ -121,6 +122,46 @@ def test_error_list_names_each_miss_and_false_alarm_with_its_cause():
     }
 
 
+def test_box_fit_by_hand():
+    """The best box of each object's class above the threshold, its IoU and its size over the label's
+    (inclusive pixels: a 20-pixel box spans x1..x1+19), by size bin and class; difficult objects left out."""
+    truth = {
+        "a": gt(("nail", [10, 10, 29, 29]), ("clip_Y", [60, 60, 79, 79]), ("clip_B", [100, 100, 139, 139])),
+        "b": gt(("nail", [10, 10, 49, 49])),
+    }
+    truth["a"]["difficult"][1] = True
+    detections = [
+        det("a", "nail", 0.9, [8, 10, 31, 29]),  # 24x20 on the 20x20 nail: IoU 400/480
+        det("a", "nail", 0.2, [10, 10, 29, 29]),  # exact, below the threshold
+        det("a", "clip_Y", 0.9, [100, 100, 139, 139]),  # the clip_B's box, of another class
+        det("a", "clip_B", 0.9, [135, 135, 174, 174]),  # a corner of the clip_B: IoU 25/3175
+    ]
+    rows = box_fit(detections, truth, CLASSES, score_threshold=0.5)
+    assert [(r["image_id"], r["category"], r["object_index"], r["size"]) for r in rows] == [
+        ("a", "nail", 0, 20.0),
+        ("a", "clip_B", 2, 40.0),
+        ("b", "nail", 0, 40.0),
+    ]
+    assert [r["best_iou"] for r in rows] == pytest.approx([400 / 480, 25 / 3175, 0.0])
+    assert [(r["width_ratio"], r["height_ratio"]) for r in rows] == [(pytest.approx(1.2), 1.0), ("", ""), ("", "")]
+    summary = summarise_fit(rows, CLASSES, [(0.0, 30.0), (30.0, math.inf)])
+    assert list(summary) == ["0-30 px", "30-inf px", *CLASSES]
+    assert summary["0-30 px"] == pytest.approx(
+        {
+            "objects": 1,
+            "placed": 1.0,
+            "median_iou": 400 / 480,
+            "below_0.5": 0.0,
+            "width_ratio": 1.2,
+            "height_ratio": 1.0,
+        }
+    )
+    assert summary["30-inf px"]["objects"] == 2 and summary["30-inf px"]["placed"] == 0.0
+    assert math.isnan(summary["30-inf px"]["median_iou"]) and math.isnan(summary["clip_Y"]["placed"])
+    assert summary["nail"]["placed"] == 0.5 and summary["clip_B"]["objects"] == 1
+    assert format_fit(summary).splitlines()[1].split() == ["0-30", "px", "1", "1.00", "0.83", "0.00", "1.20", "1.00"]
+
+
 def test_eval_analysis_writes_everything_and_detect_uses_its_thresholds(tmp_path, capsys):
     root = tmp_path / "data"
     generate(root, {"val": 3}, seed=2, size=(120, 200))
@@ -158,8 +199,12 @@ def test_eval_analysis_writes_everything_and_detect_uses_its_thresholds(tmp_path
         "thresholds.csv",
         "thresholds.json",
         "errors.csv",
+        "box_fit.csv",
     ):
         assert (out / name).is_file(), name
+    fit = list(csv.DictReader(open(out / "box_fit.csv")))  # every object has its own box
+    assert len(fit) == sum(len(g["labels"]) for g in truth.values())
+    assert {(r["best_iou"], r["width_ratio"], r["height_ratio"]) for r in fit} == {("1.0", "1.0", "1.0")}
     errors = list(csv.DictReader(open(out / "errors.csv")))
     assert [(e["image_id"], e["kind"], e["category"], e["cause"]) for e in errors] == [
         ("val_00000", "false_alarm", "nail", "background")
