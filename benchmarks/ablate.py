@@ -68,6 +68,7 @@ VARIANTS: dict[str, tuple[dict[str, Any], list[str]]] = {
     "background": ({"background_crops": 0.2}, []),
     "ema": ({"ema": True}, []),
     "atss": ({"assigner": "atss"}, []),
+    "reg-centerness": ({"reg_weighting": "centerness"}, []),
     "no-tta": ({}, ["--no-tta"]),
     "scales-1.25": ({}, ["--tta-scales", "1", "1.25"]),
     "scales-0.8-1.25": ({}, ["--tta-scales", "0.8", "1", "1.25"]),

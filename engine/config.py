@@ -21,7 +21,7 @@ from cli import parse_size
 from dataset.transforms import AUGMENTATIONS, DEFAULT_AUGMENT
 from model import FCOSConfig
 from model.backbone import BACKBONES
-from model.config import ASSIGNERS, NORMALIZATIONS
+from model.config import ASSIGNERS, NORMALIZATIONS, REG_WEIGHTINGS
 
 from .amp import AMP_CHOICES
 from .flags import add_amp_argument, add_channels_last_argument, add_compile_argument, add_device_argument
@@ -107,6 +107,13 @@ class TrainConfig:
         "training targets: fcos (center sampling within --size-ranges) or atss (adaptive IoU threshold)",
         choices=ASSIGNERS,
     )
+    reg_weighting: str = setting(
+        "none",
+        MODEL,
+        "the box loss of each positive location: none (all alike) or centerness (weighted by its centerness "
+        "target, as the official FCOS and mmdetection do)",
+        choices=REG_WEIGHTINGS,
+    )
 
     # optimisation
     epochs: int = setting(100, OPTIMISATION, "passes over the training split", parse=int)
@@ -191,6 +198,7 @@ class TrainConfig:
             "backbone": BACKBONES,
             "normalization": tuple(NORMALIZATIONS),
             "assigner": ASSIGNERS,
+            "reg_weighting": REG_WEIGHTINGS,
             "schedule": SCHEDULES,
             "amp": AMP_CHOICES,
             "channels_last": CHANNELS_LAST_CHOICES,
@@ -265,6 +273,7 @@ class TrainConfig:
             head_convs=self.head_convs,
             size_ranges=tuple(zip([-1.0, *bounds], [*bounds, math.inf])),
             assigner=self.assigner,
+            reg_weighting=self.reg_weighting,
             resize_size=self.resize,
         )
 

@@ -31,8 +31,9 @@ class TrainStep(nn.Module):
     """Loss sums with tensor-only inputs, so that DataParallel can scatter the batch.
 
     ``forward(images [B,3,H,W], boxes [B,M,4], labels [B,M])`` (labels 0 = padding) -> ``cls_loss``,
-    ``cnt_loss``, ``reg_loss`` (sums) and ``num_positive``, each ``[1]`` float32; DataParallel gathers
-    them to ``[replicas]`` and :func:`reduce_losses` normalises by the positives of the whole batch.
+    ``cnt_loss``, ``reg_loss`` (sums), ``num_positive`` and ``reg_weight``, each ``[1]`` float32; DataParallel
+    gathers them to ``[replicas]`` and :func:`reduce_losses` normalises by the positives (and the GIoU
+    losses' weights) of the whole batch.
     It enters autocast itself: DataParallel runs each replica in a thread of its own, and autocast
     state does not cross threads (``parallel_apply`` re-enters it without the dtype, which falls back
     to float16 on CUDA).
@@ -50,14 +51,17 @@ class TrainStep(nn.Module):
 
 
 def reduce_losses(sums: dict[str, Tensor]) -> dict[str, Tensor]:
-    """The losses of :class:`TrainStep` (``[replicas]`` each) normalised by the positives of the whole batch.
+    """The losses of :class:`TrainStep` (``[replicas]`` each) normalised by the positives (the GIoU loss by
+    its weights) of the whole batch.
 
     Under DDP each process divides its own sums by the mean count over processes, so that DDP's
     gradient averaging gives the sum over all processes divided by all positives (as the official
     FCOS does).
     """
-    num_positive = all_reduce(sums["num_positive"].detach().sum().clone()) / world_size()
-    return normalise_losses({k: sums[k].sum() for k in LOSS_NAMES}, num_positive)
+    num_positive, reg_weight = (
+        all_reduce(sums[name].detach().sum().clone()) / world_size() for name in ("num_positive", "reg_weight")
+    )
+    return normalise_losses({k: sums[k].sum() for k in LOSS_NAMES}, num_positive, reg_weight)
 
 
 def pad_targets(targets: list[dict[str, Tensor]]) -> tuple[Tensor, Tensor]:

@@ -15,6 +15,7 @@ NORMALIZATIONS: dict[str, tuple[tuple[float, float, float], tuple[float, float, 
 }
 # How training points get their boxes: FCOS's center sampling within size ranges, or ATSS's adaptive IoU threshold.
 ASSIGNERS = ("fcos", "atss")
+REG_WEIGHTINGS = ("none", "centerness")
 
 
 @dataclass
@@ -58,6 +59,7 @@ class FCOSConfig:
     # loss
     focal_alpha: float = 0.25
     focal_gamma: float = 2.0
+    reg_weighting: str = "none"  # centerness: each positive's GIoU loss weighted by its centerness target
     # inference
     score_threshold: float = 0.05
     nms_iou: float = 0.6
@@ -71,6 +73,8 @@ class FCOSConfig:
             raise ValueError(f"normalization must be one of {', '.join(NORMALIZATIONS)}, got {self.normalization!r}")
         if self.assigner not in ASSIGNERS:
             raise ValueError(f"assigner must be one of {', '.join(ASSIGNERS)}, got {self.assigner!r}")
+        if self.reg_weighting not in REG_WEIGHTINGS:
+            raise ValueError(f"reg_weighting must be one of {', '.join(REG_WEIGHTINGS)}, got {self.reg_weighting!r}")
         if self.atss_top_k < 1:
             raise ValueError(f"atss_top_k must be at least 1, got {self.atss_top_k}")
         self.classes = tuple(self.classes)

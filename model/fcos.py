@@ -51,7 +51,7 @@ class FCOSDetector(nn.Module):
         if targets is None:
             raise ValueError("FCOSDetector needs targets in training mode; call model.eval() for detections")
         sums = self.loss_sums(images, targets)
-        return normalise_losses(sums, sums["num_positive"])
+        return normalise_losses(sums, sums["num_positive"], sums["reg_weight"])
 
     def set_channels_last(self, on: bool) -> None:
         """Run the network channels-last (NHWC) or channels-first (NCHW); the results are the same. The format
@@ -109,6 +109,7 @@ class FCOSDetector(nn.Module):
             centerness,
             alpha=self.config.focal_alpha,
             gamma=self.config.focal_gamma,
+            reg_weighting=self.config.reg_weighting,
         )
 
     def assign(

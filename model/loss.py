@@ -26,15 +26,20 @@ def fcos_loss_sums(
     *,
     alpha: float = 0.25,
     gamma: float = 2.0,
+    reg_weighting: str = "none",
 ) -> dict[str, Tensor]:
     """The three losses summed over a batch (flattened over images and points), and the positives counted.
 
     Args:
         cls_logits ``[P,C]``, box_regression ``[P,4]`` (l,t,r,b >= 0), centerness_logits ``[P]``;
-        labels ``[P]`` (0 = background), reg_targets ``[P,4]``, centerness_targets ``[P]``.
+        labels ``[P]`` (0 = background), reg_targets ``[P,4]``, centerness_targets ``[P]``;
+        reg_weighting: ``none`` (each positive's GIoU loss counts once) or ``centerness`` (weighted by its
+        centerness target, as the official FCOS and mmdetection do, so that points near a box's centre,
+        whose boxes are scored highest, fit it best).
     Returns scalars ``cls_loss`` (focal, over all points), ``reg_loss`` (GIoU) and ``cnt_loss`` (BCE),
-    both over the positives, and ``num_positive`` (float). Sums, so that replicas and processes can be
-    normalised by the positives of the whole batch (:func:`normalise_losses`).
+    both over the positives, ``num_positive`` (float) and ``reg_weight`` (the GIoU losses' summed weights).
+    Sums, so that replicas and processes can be normalised by those of the whole batch
+    (:func:`normalise_losses`).
 
     The focal loss works on logits (torchvision's, built on BCE-with-logits), so a saturated sigmoid
     cannot produce log(0) = -inf. Everything is computed in float32 so mixed precision cannot overflow it.
@@ -46,21 +51,23 @@ def fcos_loss_sums(
     )
     positive = labels > 0
     one_hot = F.one_hot(labels, cls_logits.shape[1] + 1)[:, 1:].to(cls_logits.dtype)
+    giou = generalized_box_iou_loss(ltrb_to_boxes(box_regression[positive]), ltrb_to_boxes(reg_targets[positive]))
+    weight = centerness_targets[positive] if reg_weighting == "centerness" else torch.ones_like(giou)
     return {
         "cls_loss": sigmoid_focal_loss(cls_logits, one_hot, alpha=alpha, gamma=gamma, reduction="sum"),
         "cnt_loss": F.binary_cross_entropy_with_logits(
             centerness_logits[positive], centerness_targets[positive], reduction="sum"
         ),
-        "reg_loss": generalized_box_iou_loss(
-            ltrb_to_boxes(box_regression[positive]), ltrb_to_boxes(reg_targets[positive]), reduction="sum"
-        ),
+        "reg_loss": (weight * giou).sum(),
         "num_positive": positive.sum().float(),
+        "reg_weight": weight.sum(),
     }
 
 
-def normalise_losses(sums: dict[str, Tensor], num_positive: Tensor) -> dict[str, Tensor]:
-    """Each of :data:`LOSS_NAMES` in ``sums`` divided by ``max(num_positive, 1)``, plus their sum ``total_loss``."""
-    denominator = num_positive.clamp(min=1.0)
-    losses = {name: sums[name] / denominator for name in LOSS_NAMES}
+def normalise_losses(sums: dict[str, Tensor], num_positive: Tensor, reg_weight: Tensor) -> dict[str, Tensor]:
+    """``cls_loss`` and ``cnt_loss`` in ``sums`` divided by ``max(num_positive, 1)``, ``reg_loss`` by
+    ``max(reg_weight, 1)``, plus their sum ``total_loss``."""
+    denominators = {"cls_loss": num_positive, "cnt_loss": num_positive, "reg_loss": reg_weight}
+    losses = {name: sums[name] / denominators[name].clamp(min=1.0) for name in LOSS_NAMES}
     losses["total_loss"] = losses["cls_loss"] + losses["cnt_loss"] + losses["reg_loss"]
     return losses

@@ -1,5 +1,6 @@
 """Loss values against independent formulas and torchvision.ops; no inf or NaN, ever."""
 
+import pytest
 import torch
 import torch.nn.functional as F
 from torchvision.ops import generalized_box_iou_loss, sigmoid_focal_loss
@@ -39,10 +40,10 @@ def random_batch(generator, points=500, classes=4):
     return cls_logits, box_regression, ctr_logits, labels, reg_targets, ctr_targets
 
 
-def fcos_losses(*tensors):
+def fcos_losses(*tensors, **options):
     """The losses of one batch, each divided by its positives, as the detector computes them."""
-    sums = fcos_loss_sums(*tensors)
-    return normalise_losses(sums, sums["num_positive"])
+    sums = fcos_loss_sums(*tensors, **options)
+    return normalise_losses(sums, sums["num_positive"], sums["reg_weight"])
 
 
 def test_losses_match_references():
@@ -70,12 +71,30 @@ def test_losses_match_references():
     torch.testing.assert_close(losses["total_loss"], losses["cls_loss"] + losses["cnt_loss"] + losses["reg_loss"])
 
 
-def test_no_positives_gives_finite_zero_box_losses():
+def test_the_centerness_weighted_box_loss_is_the_weighted_mean_and_leaves_the_others_alone():
+    """As the official FCOS: sum(centerness target x (1 - GIoU)) / sum(centerness targets) over the positives."""
+    generator = torch.Generator().manual_seed(0)
+    tensors = random_batch(generator)
+    _, box_regression, _, labels, reg_targets, ctr_targets = tensors
+    positive = labels > 0
+    weights = ctr_targets[positive].double()
+    giou = giou_reference(ltrb_to_boxes(box_regression[positive]), ltrb_to_boxes(reg_targets[positive]))
+    weighted = fcos_losses(*tensors, reg_weighting="centerness")
+    torch.testing.assert_close(weighted["reg_loss"].double(), (weights * giou).sum() / weights.sum())
+    plain = fcos_losses(*tensors)
+    assert weighted["cls_loss"] == plain["cls_loss"] and weighted["cnt_loss"] == plain["cnt_loss"]
+    assert not torch.isclose(weighted["reg_loss"], plain["reg_loss"])
+
+
+@pytest.mark.parametrize("reg_weighting", ["none", "centerness"])
+def test_no_positives_gives_finite_zero_box_losses(reg_weighting):
     generator = torch.Generator().manual_seed(1)
     cls_logits, box_regression, ctr_logits, _, reg_targets, ctr_targets = random_batch(generator)
     cls_logits.requires_grad_()
     labels = torch.zeros(len(cls_logits), dtype=torch.int64)
-    losses = fcos_losses(cls_logits, box_regression, ctr_logits, labels, reg_targets, ctr_targets)
+    losses = fcos_losses(
+        cls_logits, box_regression, ctr_logits, labels, reg_targets, ctr_targets, reg_weighting=reg_weighting
+    )
     assert losses["reg_loss"].item() == 0.0 and losses["cnt_loss"].item() == 0.0
     losses["total_loss"].backward()
     assert torch.isfinite(cls_logits.grad).all()

@@ -120,6 +120,28 @@ def test_the_atss_assigner_trains_and_is_kept_in_checkpoints():
     assert FCOSConfig.from_dict(stored).assigner == "fcos"
 
 
+def test_the_centerness_weighted_box_loss_is_the_models_and_kept_in_checkpoints():
+    """The model's box loss with reg_weighting centerness is its sums' weighted mean; the classification and
+    centerness losses are those of the plain weighting."""
+    torch.manual_seed(0)
+    model = FCOSDetector(small_config()).train()
+    images = torch.randn(1, 3, 96, 160)
+    targets = [{"boxes": torch.tensor([[20.0, 30.0, 60.0, 70.0]]), "labels": torch.tensor([2])}]
+    plain = model(images, targets)
+    model.config.reg_weighting = "centerness"
+    sums = model.loss_sums(images, targets)
+    weighted = model(images, targets)
+    assert 0 < sums["reg_weight"] < sums["num_positive"]
+    assert weighted["reg_loss"] == sums["reg_loss"] / sums["reg_weight"].clamp(min=1)
+    assert weighted["cls_loss"] == plain["cls_loss"] and weighted["reg_loss"] != plain["reg_loss"]
+    assert FCOSConfig.from_dict(model.config.to_dict()).reg_weighting == "centerness"
+    with pytest.raises(ValueError, match="reg_weighting must be one of none, centerness"):
+        small_config(reg_weighting="center")
+    stored = small_config().to_dict()
+    del stored["reg_weighting"]  # a checkpoint from before the choice
+    assert FCOSConfig.from_dict(stored).reg_weighting == "none"
+
+
 def test_training_needs_targets():
     model = FCOSDetector(small_config()).train()
     with pytest.raises(ValueError, match="targets"):

@@ -321,6 +321,8 @@ def test_the_flags_are_the_configs_fields_and_typed_ones_win():
     )
     assert train_voc.parse_config([]) == BASE
     assert isinstance(config, TrainConfig) and train_voc.parse_config(["--no-final-eval"]).final_eval is False
+    weighted = train_voc.parse_config(["--reg-weighting", "centerness"])
+    assert weighted.detector_config(FOD).reg_weighting == "centerness" and BASE.reg_weighting == "none"
 
 
 def test_a_typed_length_replaces_the_presets_length():
@@ -753,7 +755,7 @@ def test_positives_are_counted_over_the_whole_batch_not_per_replica(data_root):
     gathered = {k: torch.cat([p[k] for p in parts]) for k in parts[0]}  # what DataParallel's gather does
     assert gathered["num_positive"][1] == 0 and gathered["num_positive"][0] > 1
     sums = model.loss_sums(images, targets)
-    whole = normalise_losses(sums, sums["num_positive"])
+    whole = normalise_losses(sums, sums["num_positive"], sums["reg_weight"])
     combined = reduce_losses(gathered)
     for key in whole:
         torch.testing.assert_close(combined[key], whole[key])
@@ -818,6 +820,7 @@ def _ddp_worker(rank, world_size, port, data_root, output_dir):
         "cnt_loss": torch.tensor([1.0]),
         "reg_loss": torch.tensor([2.0]),
         "num_positive": torch.tensor([4.0 if rank == 0 else 0.0]),
+        "reg_weight": torch.tensor([1.0 if rank == 0 else 3.0]),
     }
     torch.save(
         {"params": dict(summary["model"].named_parameters()), "losses": reduce_losses(sums)},
@@ -839,6 +842,8 @@ def test_ddp_two_processes_end_with_equal_weights(data_root, tmp_path):
     assert a["losses"]["cls_loss"].item() == pytest.approx(3.0 / 2) and b["losses"]["cls_loss"].item() == pytest.approx(
         6.0 / 2
     )
+    # the box loss by the GIoU losses' weights over both processes, 4 in all: 2 a process
+    assert a["losses"]["reg_loss"].item() == pytest.approx(2.0 / 2) == b["losses"]["reg_loss"].item()
 
 
 # ---------------------------------------------------------------------------------------------- evaluation
