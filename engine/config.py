@@ -111,7 +111,7 @@ class TrainConfig:
         "none",
         MODEL,
         "the box loss of each positive location: none (all alike) or centerness (weighted by its centerness "
-        "target, as the official FCOS and mmdetection do)",
+        "target, as the official FCOS and mmdetection weight it)",
         choices=REG_WEIGHTINGS,
     )
 

@@ -25,7 +25,7 @@ from dataset import VOCDataset
 from dataset.synthetic import ensure_data_set
 from model import FCOSConfig, FCOSDetector
 
-from .annotate import write_json_atomically
+from .annotate import write_json_atomically, write_text_atomically
 from .board import Board, drawn_pictures
 from .checkpoint import remove_partial_checkpoints, save_checkpoint, training_checkpoint
 from .config import TrainConfig
@@ -207,6 +207,7 @@ class Run:
         )
         if self.out_of_patience_already:
             self.state.total_steps = self.state.step  # a run stopped early stays stopped at the same --patience
+            self.stop_reason = self.stopped_early()
         if self.resumed and not self.state.finished:
             say(
                 f"resuming at step {self.state.step} (epoch {self.state.epoch + 1}); the schedule ends at step "
@@ -219,9 +220,14 @@ class Run:
 
     @property
     def unscored(self) -> bool:
-        """Whether the run is to end in a final evaluation that its output folder does not hold: the evaluation
-        failed or was interrupted, or a finished checkpoint was resumed into another folder."""
-        return self.val_set is not None and self.config.final_eval and not (self.output_dir / "results.json").is_file()
+        """Whether the run is to end in a final evaluation that its output folder does not hold, of its step:
+        the evaluation failed or was interrupted, or a finished checkpoint was resumed into another folder."""
+        if self.val_set is None or not self.config.final_eval:
+            return False
+        try:
+            return json.loads((self.output_dir / "results.json").read_text())["steps"] != self.state.step
+        except (OSError, ValueError, KeyError, TypeError):
+            return True
 
     def nothing_left(self) -> str:
         state, config = self.state, self.config
@@ -286,6 +292,12 @@ class Run:
             f"checkpoints in {self.output_dir}" + (f"; {self.stop_reason}" if self.stop_reason else "")
         )
 
+    def stopped_early(self) -> str:
+        return (
+            f"stopped early: {self.config.patience} validations without a better mAP than {self.state.best_map:.4f} "
+            "(best.pth)"
+        )
+
     def out_of_patience(self) -> bool:
         """Whether --patience validations in a row found no better mAP; then the schedule ends here (last.pth,
         written again, reads finished) and :attr:`stop_reason` says so."""
@@ -293,9 +305,7 @@ class Run:
         if not (patience and agreed(state.stale_validations >= patience)):
             return False
         state.total_steps = state.step
-        self.stop_reason = (
-            f"stopped early: {patience} validations without a better mAP than {state.best_map:.4f} (best.pth)"
-        )
+        self.stop_reason = self.stopped_early()
         if is_main_process():
             self.save("last.pth")
         return True
@@ -425,4 +435,4 @@ class Run:
             "stopped": self.stop_reason or "at the end of its schedule",
             "train_config": self.config.to_dict(),
         }
-        (self.output_dir / "results.json").write_text(json.dumps(summary, indent=2))
+        write_text_atomically(json.dumps(summary, indent=2), self.output_dir / "results.json")

@@ -34,7 +34,7 @@ def fcos_loss_sums(
         cls_logits ``[P,C]``, box_regression ``[P,4]`` (l,t,r,b >= 0), centerness_logits ``[P]``;
         labels ``[P]`` (0 = background), reg_targets ``[P,4]``, centerness_targets ``[P]``;
         reg_weighting: ``none`` (each positive's GIoU loss counts once) or ``centerness`` (weighted by its
-        centerness target, as the official FCOS and mmdetection do, so that points near a box's centre,
+        centerness target, as the official FCOS and mmdetection weight it, so that points near a box's centre,
         whose boxes are scored highest, fit it best).
     Returns scalars ``cls_loss`` (focal, over all points), ``reg_loss`` (GIoU) and ``cnt_loss`` (BCE),
     both over the positives, ``num_positive`` (float) and ``reg_weight`` (the GIoU losses' summed weights).
@@ -66,7 +66,9 @@ def fcos_loss_sums(
 
 def normalise_losses(sums: dict[str, Tensor], num_positive: Tensor, reg_weight: Tensor) -> dict[str, Tensor]:
     """``cls_loss`` and ``cnt_loss`` in ``sums`` divided by ``max(num_positive, 1)``, ``reg_loss`` by
-    ``max(reg_weight, 1)``, plus their sum ``total_loss``."""
+    ``max(reg_weight, 1)``, plus their sum ``total_loss``. The official FCOS divides by the weights' sum as it is
+    and mmdetection by at least 1e-6; the floor of 1 is the positives' count's, so that the default weighting
+    divides by exactly that count; with centerness it matters only to a batch whose targets sum below 1."""
     denominators = {"cls_loss": num_positive, "cnt_loss": num_positive, "reg_loss": reg_weight}
     losses = {name: sums[name] / denominators[name].clamp(min=1.0) for name in LOSS_NAMES}
     losses["total_loss"] = losses["cls_loss"] + losses["cnt_loss"] + losses["reg_loss"]

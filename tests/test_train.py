@@ -483,9 +483,14 @@ def test_resuming_a_finished_run_says_so_and_how_to_go_on(data_root, tmp_path, c
 def test_resuming_a_run_whose_final_evaluation_failed_scores_it_without_training(
     data_root, tmp_path, capsys, monkeypatch
 ):
-    """It used to say there was nothing left to do, and the run was never scored."""
+    """It used to say there was nothing left to do, and the run stayed unscored. A results.json of an earlier
+    step, or a half-written one, is no final evaluation of the run either."""
     real = Run.evaluate
-    monkeypatch.setattr(Run, "evaluate", lambda self, progress=True: (_ for _ in ()).throw(MemoryError("scoring")))
+
+    def failing(self, progress=True):
+        raise MemoryError("scoring")
+
+    monkeypatch.setattr(Run, "evaluate", failing)
     with pytest.raises(MemoryError):
         train_voc.main(tiny_config(data_root, tmp_path, final_eval=True))
     trained = load(tmp_path / "last.pth")
@@ -502,6 +507,16 @@ def test_resuming_a_run_whose_final_evaluation_failed_scores_it_without_training
     assert set(summary["thresholds"]) == set(FOD)
     train_voc.main(tiny_config(data_root, tmp_path, final_eval=True, resume=str(tmp_path / "last.pth")))
     assert "nothing left to do" in " ".join(capsys.readouterr().out.split())
+
+    monkeypatch.setattr(Run, "evaluate", failing)  # trained on to step 8, its scoring failing: step 4's results stay
+    with pytest.raises(MemoryError):
+        train_voc.main(tiny_config(data_root, tmp_path, epochs=2, final_eval=True, resume=str(tmp_path / "last.pth")))
+    monkeypatch.setattr(Run, "evaluate", real)
+    train_voc.main(tiny_config(data_root, tmp_path, epochs=2, final_eval=True, resume=str(tmp_path / "last.pth")))
+    assert json.loads((tmp_path / "results.json").read_text())["steps"] == 8
+    (tmp_path / "results.json").write_text('{"split": "val", "ma')
+    train_voc.main(tiny_config(data_root, tmp_path, epochs=2, final_eval=True, resume=str(tmp_path / "last.pth")))
+    assert json.loads((tmp_path / "results.json").read_text())["steps"] == 8
 
 
 @pytest.mark.timing
@@ -744,10 +759,13 @@ def test_data_parallel_step_equals_the_direct_loss(data_root):
         torch.testing.assert_close(through[key], direct[key])
 
 
-def test_positives_are_counted_over_the_whole_batch_not_per_replica(data_root):
+@pytest.mark.parametrize("reg_weighting", ["none", "centerness"])
+def test_positives_are_counted_over_the_whole_batch_not_per_replica(data_root, reg_weighting):
     """Two replicas, one with 1 positive-rich picture and one with an empty one: each must divide by all
-    positives of the batch (as one device would), not by its own count (or by 1 when it has none)."""
+    positives of the batch (as one device would), not by its own count (or by 1 when it has none); the box
+    loss likewise by the weights of the whole batch."""
     model = tiny_model(data_root).eval()  # BatchNorm as a constant: one picture or two give the same features
+    model.config.reg_weighting = reg_weighting
     images, targets = batch()
     targets[1] = {"boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.int64)}
     step = TrainStep(model)
@@ -820,7 +838,7 @@ def _ddp_worker(rank, world_size, port, data_root, output_dir):
         "cnt_loss": torch.tensor([1.0]),
         "reg_loss": torch.tensor([2.0]),
         "num_positive": torch.tensor([4.0 if rank == 0 else 0.0]),
-        "reg_weight": torch.tensor([1.0 if rank == 0 else 3.0]),
+        "reg_weight": torch.tensor([1.0 if rank == 0 else 5.0]),
     }
     torch.save(
         {"params": dict(summary["model"].named_parameters()), "losses": reduce_losses(sums)},
@@ -842,8 +860,8 @@ def test_ddp_two_processes_end_with_equal_weights(data_root, tmp_path):
     assert a["losses"]["cls_loss"].item() == pytest.approx(3.0 / 2) and b["losses"]["cls_loss"].item() == pytest.approx(
         6.0 / 2
     )
-    # the box loss by the GIoU losses' weights over both processes, 4 in all: 2 a process
-    assert a["losses"]["reg_loss"].item() == pytest.approx(2.0 / 2) == b["losses"]["reg_loss"].item()
+    # the box loss by the GIoU losses' weights over both processes, 6 in all: 3 a process
+    assert a["losses"]["reg_loss"].item() == pytest.approx(2.0 / 3) == b["losses"]["reg_loss"].item()
 
 
 # ---------------------------------------------------------------------------------------------- evaluation
@@ -899,6 +917,10 @@ def test_patience_stops_after_validations_without_a_better_map(data_root, tmp_pa
     last = str(tmp_path / "last.pth")
     again = train_voc.main(tiny_config(data_root, tmp_path, epochs=6, val_every=1, patience=2, resume=last))
     assert again["state"].step == 16 and "To go on, pass a larger --patience" in capsys.readouterr().out
+    scored_now = train_voc.main(  # with the final evaluation it had not had: scored, and still stopped early
+        tiny_config(data_root, tmp_path, epochs=6, val_every=1, patience=2, resume=last, final_eval=True)
+    )
+    assert scored_now["stopped"] == summary["stopped"] == json.loads((tmp_path / "results.json").read_text())["stopped"]
 
 
 def test_tensorboard_events_read_back(data_root, tmp_path):
