@@ -294,13 +294,19 @@ def with_interval(value: float, samples: np.ndarray, signed: bool = False) -> st
     return f"{value:{form}} [{low:{form}}, {high:{form}}]"
 
 
-def cv_table(out: Path, names: list[str], folds: Folds) -> str:
+def cv_table(out: Path, names: list[str], folds: Folds, baseline_out: Path | None = None) -> str:
     """Markdown: per variant its pooled mAP and each class's pooled AP (all folds' detections scored together on
     every labelled picture), the mean over its seeds, each with its 90% interval over the same resamples of the
-    clusters; its difference to ``baseline`` on the seeds both ran, with the interval of that paired difference;
-    each fold's own mAP; the steps of a fold's run and the minutes of all folds."""
-    runs = {name: load_fold_runs(out, name, folds) for name in dict.fromkeys(["baseline", *names])}
-    finished = [fold_runs for found in runs.values() for fold_runs in found.values()]
+    clusters; its difference to ``baseline`` (of ``baseline_out``, made with the same folds, when given) on the
+    seeds both ran, with the interval of that paired difference; each fold's own mAP; the steps of a fold's run
+    and the minutes of all folds."""
+    runs = {name: load_fold_runs(out, name, folds) for name in names}
+    if baseline_out is not None:
+        theirs = read_folds(baseline_out / f"cv{folds.count}")
+        if (theirs.ids, theirs.cluster, theirs.fold) != (folds.ids, folds.cluster, folds.fold):
+            raise ValueError(f"--baseline-out {baseline_out}: its folds are not those of --out {out}")
+    base_runs = load_fold_runs(baseline_out or out, "baseline", folds)
+    finished = [fold_runs for found in [base_runs, *runs.values()] for fold_runs in found.values()]
     if not finished:
         return f"no cross-validation over {folds.count} folds has finished in {out}"
     classes = resolve_classes(finished[0][0]["train_config"]["classes"])
@@ -310,12 +316,12 @@ def cv_table(out: Path, names: list[str], folds: Folds) -> str:
         name: {seed: pooled(fold_runs, ground_truth, classes, draws) for seed, fold_runs in found.items()}
         for name, found in runs.items()
     }
-    base = scores["baseline"]
+    base = {seed: pooled(fold_runs, ground_truth, classes, draws) for seed, fold_runs in base_runs.items()}
     rows = [
         f"{LEVEL:.0%} intervals: {len(draws)} resamples of the {len(set(folds.cluster))} clusters of "
         f"{len(folds.ids)} pictures, {folds.count} folds",
         "",
-        "| variant | seeds | pooled mAP | vs baseline, same seeds | "
+        f"| variant | seeds | pooled mAP | vs baseline{f' of {baseline_out}' if baseline_out else ''}, same seeds | "
         + " | ".join(classes)
         + " | mAP of each fold | steps | minutes, all folds |",
         "|---|---:|---:|---:|" + "---:|" * len(classes) + "---|---:|---:|",
@@ -364,6 +370,12 @@ def get_args_parser() -> argparse.ArgumentParser:
         "--table", action="store_true", help="only print the table of the runs done (and pool their folds' detections)"
     )
     parser.add_argument(
+        "--baseline-out",
+        metavar="OUT",
+        help="with --folds: pair the variants with the baseline of this --out instead (the same folds, e.g. "
+        "other --steps)",
+    )
+    parser.add_argument(
         "--folds",
         type=int,
         nargs="?",
@@ -392,6 +404,8 @@ def main(args: argparse.Namespace) -> None:
     if unknown:
         raise ValueError(f"unknown variants {unknown}; choose from {', '.join(VARIANTS)}")
     out = Path(args.out)
+    if args.baseline_out and args.folds is None:
+        raise ValueError("--baseline-out pairs cross-validations: it needs --folds")
     if args.folds is None:
         if not args.table:
             for name in names:  # each variant's seeds together, so that an interrupted sweep leaves whole rows
@@ -419,7 +433,7 @@ def main(args: argparse.Namespace) -> None:
                     log = fold_dir(out, name, folds, seed) / f"fold{fold}.log"
                     state = f"mAP {found['map']:.3f}" if found else f"failed, see {log}"
                     print(f"{name} seed {seed} fold {fold}: {state}", flush=True)
-    print(cv_table(out, names, folds))
+    print(cv_table(out, names, folds, Path(args.baseline_out) if args.baseline_out else None))
     pooled_files = write_pooled(out, names, folds)
     if pooled_files:
         classes = json.loads((pooled_files[0].parent / "fold0" / "results.json").read_text())["train_config"]["classes"]

@@ -3,6 +3,7 @@ over folds with pooled figures and their intervals, end to end with training and
 
 import argparse
 import json
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 
@@ -165,5 +166,19 @@ def test_cross_validation_trains_each_fold_and_pools_their_detections(tmp_path, 
     assert len(trained) == 6 and len(scored) == 9  # what has run is not run again
     ablate.main(ablate.get_args_parser().parse_args([*argv, "--table"]))
     assert row(capsys.readouterr().out, "ema")[:4] == ema[:4]
+    # paired with the baseline of another --out made with the same folds: the same difference
+    other = tmp_path / "other"
+    shutil.copytree(out / "cv3", other / "cv3", symlinks=True)
+    shutil.copytree(out / "baseline", other / "baseline")
+    shutil.rmtree(out / "baseline")
+    ablate.main(ablate.get_args_parser().parse_args([*argv, "--table", "--only", "ema", "--baseline-out", str(other)]))
+    text = capsys.readouterr().out
+    assert row(text, "ema")[:4] == ema[:4] and f"vs baseline of {other}, same seeds" in text
+    folds = json.loads((other / "cv3" / "folds.json").read_text())
+    (other / "cv3" / "folds.json").write_text(json.dumps({**folds, "fold": [(f + 1) % 3 for f in folds["fold"]]}))
+    with pytest.raises(ValueError, match=f"--baseline-out {other}: its folds are not those of --out {out}"):
+        ablate.main(ablate.get_args_parser().parse_args([*argv, "--table", "--baseline-out", str(other)]))
+    with pytest.raises(ValueError, match="it needs --folds"):
+        ablate.main(ablate.get_args_parser().parse_args(["--out", str(out), "--table", "--baseline-out", str(other)]))
     with pytest.raises(ValueError, match="folds made with another seed"):
         ablate.main(ablate.get_args_parser().parse_args([*argv, "--fold-seed", "1"]))
