@@ -167,7 +167,7 @@ def main(config: TrainConfig, clock: Callable[[], float] = time.monotonic) -> di
     if state.finished:
         say(
             f"nothing left to train: {config.resume} ended at step {state.step}; scoring it on "
-            f"{config.val_split}, since {output_dir} holds no results.json of its final evaluation"
+            f"{config.val_split}, since {output_dir} holds no final evaluation of that step (results.json)"
         )
     else:
         parallel = f" x{num_gpus} DataParallel" if num_gpus > 1 else f" x{world_size} DDP" if world_size > 1 else ""
