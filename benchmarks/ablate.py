@@ -312,11 +312,13 @@ def cv_table(out: Path, names: list[str], folds: Folds, baseline_out: Path | Non
     classes = resolve_classes(finished[0][0]["train_config"]["classes"])
     ground_truth = ground_truth_of(folds.ids, read_annotations(out / f"cv{folds.count}", folds.ids, classes))
     draws = cluster_draws(np.array(folds.cluster))
+    base = {seed: pooled(fold_runs, ground_truth, classes, draws) for seed, fold_runs in base_runs.items()}
     scores = {
-        name: {seed: pooled(fold_runs, ground_truth, classes, draws) for seed, fold_runs in found.items()}
+        name: base
+        if name == "baseline" and baseline_out is None
+        else {seed: pooled(fold_runs, ground_truth, classes, draws) for seed, fold_runs in found.items()}
         for name, found in runs.items()
     }
-    base = {seed: pooled(fold_runs, ground_truth, classes, draws) for seed, fold_runs in base_runs.items()}
     rows = [
         f"{LEVEL:.0%} intervals: {len(draws)} resamples of the {len(set(folds.cluster))} clusters of "
         f"{len(folds.ids)} pictures, {folds.count} folds",

@@ -201,6 +201,7 @@ def box_fit(
         best_iou = iou.max(axis=1, initial=0.0)
         best = det_boxes[iou.argmax(axis=1)] if det_boxes.size else np.zeros_like(boxes)
         ratios = (best[:, 2:] - best[:, :2] + 1.0) / (boxes[:, 2:] - boxes[:, :2] + 1.0)
+        sizes = box_size(boxes)
         for j, index in enumerate(kept.tolist()):
             placed = best_iou[j] >= PLACED_IOU
             rows.append(
@@ -208,7 +209,7 @@ def box_fit(
                     "image_id": image_id,
                     "category": classes[labels[j] - 1],
                     "object_index": index,
-                    "size": float(box_size(boxes[j])[0]),
+                    "size": float(sizes[j]),
                     "best_iou": float(best_iou[j]),
                     "width_ratio": float(ratios[j, 0]) if placed else "",
                     "height_ratio": float(ratios[j, 1]) if placed else "",

@@ -58,9 +58,8 @@ def reduce_losses(sums: dict[str, Tensor]) -> dict[str, Tensor]:
     gradient averaging gives the sum over all processes divided by all positives (as the official
     FCOS does).
     """
-    num_positive, reg_weight = (
-        all_reduce(sums[name].detach().sum().clone()) / world_size() for name in ("num_positive", "reg_weight")
-    )
+    counts = torch.stack([sums["num_positive"].detach().sum(), sums["reg_weight"].detach().sum()])
+    num_positive, reg_weight = all_reduce(counts) / world_size()  # one collective for both
     return normalise_losses({k: sums[k].sum() for k in LOSS_NAMES}, num_positive, reg_weight)
 
 
