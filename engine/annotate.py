@@ -21,6 +21,7 @@ from dataset.drawing import draw_detections
 from dataset.pictures import PictureDataset, collate_pictures
 from model import FCOSConfig
 
+from .atomic import write_text_atomically
 from .inference import Detector, detect_batch, to_detections
 
 
@@ -73,17 +74,6 @@ def check_writable(folder: Path) -> None:
 def write_json_atomically(data: Any, path: Path) -> None:
     """One detection a line, written as :func:`write_text_atomically` writes."""
     write_text_atomically("[\n" + ",\n".join(json.dumps(d) for d in data) + "\n]\n", path)
-
-
-def write_text_atomically(text: str, path: Path) -> None:
-    """Written to a temporary file first, so a full disk or a kill never leaves a broken file."""
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        tmp.write_text(text)
-        os.replace(tmp, path)
-    except OSError:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def picture_loader(

@@ -26,11 +26,10 @@ from torch import Tensor
 
 from model import FCOSConfig, FCOSDetector
 
+from .atomic import TMP_SUFFIX, atomic_write
 from .config import TrainConfig
 from .state import TrainState
 from .train import Trainer
-
-TMP_SUFFIX = ".tmp"
 
 
 class CheckpointError(ValueError):
@@ -46,16 +45,13 @@ def save_checkpoint(state: dict[str, Any], path: str | Path) -> None:
     if bad:
         shown = ", ".join(bad[:3]) + (f" and {len(bad) - 3} more" if len(bad) > 3 else "")
         raise CheckpointError(f"{path}: not written: {len(bad)} tensors hold NaN or infinite values ({shown}){kept}")
-    tmp = path.with_name(path.name + TMP_SUFFIX)
     try:
-        with open(tmp, "wb") as f:
+        with atomic_write(path) as tmp, open(tmp, "wb") as f:
             torch.save(state, f)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
     except (OSError, RuntimeError) as err:
         full = disk_full(err, path.parent)
-        tmp.unlink(missing_ok=True)
         reason = "no space left on the disk" if full else str(err).splitlines()[0] if str(err) else type(err).__name__
         raise CheckpointError(f"{path}: cannot write the checkpoint ({reason}){kept}") from None
 

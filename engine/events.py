@@ -10,7 +10,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 from collections import deque
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -19,6 +18,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from .atomic import write_text_atomically
 from .frame_detector import Detections
 from .tracking import NO_TRACK
 
@@ -135,14 +135,11 @@ class EventLog:
         event.best_pixels = None
 
     def write(self) -> None:
-        """``events.json`` and ``events.csv`` in the output folder, each written whole to a temporary file first."""
+        """``events.json`` and ``events.csv`` in the output folder, each written atomically."""
         rows = [event.row() for event in self.events.values()]
         text = io.StringIO()
         table = csv.DictWriter(text, fieldnames=COLUMNS, lineterminator="\n")
         table.writeheader()
         table.writerows(rows)
-        for name, content in (("events.json", json.dumps(rows, indent=1) + "\n"), ("events.csv", text.getvalue())):
-            path = self.output_dir / name
-            tmp = path.with_name(name + ".tmp")
-            tmp.write_text(content)
-            os.replace(tmp, path)
+        write_text_atomically(json.dumps(rows, indent=1) + "\n", self.output_dir / "events.json")
+        write_text_atomically(text.getvalue(), self.output_dir / "events.csv")

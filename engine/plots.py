@@ -3,13 +3,14 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+
+from .atomic import atomic_write
 
 
 def new_figure(width: float, height: float) -> Figure:
@@ -20,11 +21,11 @@ def new_figure(width: float, height: float) -> Figure:
 
 
 def save_figure(fig: Figure, path: str | Path) -> Path:
-    """Write ``fig`` atomically (a reader never sees half a PNG)."""
+    """Write ``fig`` atomically (a reader never sees half a PNG), in the format its suffix names (PNG without
+    one)."""
     path = Path(path)
-    tmp = path.with_name(path.stem + ".tmp" + path.suffix)
-    fig.savefig(tmp)
-    os.replace(tmp, path)
+    with atomic_write(path) as tmp:
+        fig.savefig(tmp, format=path.suffix.lstrip(".") or "png")
     return path
 
 

@@ -25,7 +25,8 @@ from dataset import VOCDataset
 from dataset.synthetic import ensure_data_set
 from model import FCOSConfig, FCOSDetector
 
-from .annotate import write_json_atomically, write_text_atomically
+from .annotate import write_json_atomically
+from .atomic import write_text_atomically
 from .board import Board, drawn_pictures
 from .checkpoint import remove_partial_checkpoints, save_checkpoint, training_checkpoint
 from .config import TrainConfig

@@ -3,7 +3,6 @@ skip with a word; never a traceback, never code run from a file, never a silent 
 
 import json
 import math
-import os
 import shutil
 import subprocess
 import sys
@@ -349,21 +348,47 @@ def test_sub_pixel_boxes_are_not_written():
     assert [d["bbox"] for d in found] == [[11.0, 11.0, 30.0, 30.0]]  # the others cover no whole pixel across
 
 
-def test_the_detections_file_is_written_atomically(tmp_path, monkeypatch):
-    from engine import annotate
+def full_disk(src, dst):
+    raise OSError(28, "No space left on device")
 
-    path = tmp_path / "detections.json"
-    annotate.write_json_atomically([{"a": 1}], path)
-    real_replace = os.replace
 
-    def full_disk(src, dst):
-        raise OSError(28, "No space left on device")
+@pytest.mark.parametrize("failure", ["replace", "write", "interrupt"])
+def test_a_failed_atomic_write_keeps_the_old_file_and_leaves_no_other(tmp_path, monkeypatch, failure):
+    from engine import atomic
 
-    monkeypatch.setattr(annotate.os, "replace", full_disk)
+    path = tmp_path / "results.json"
+    atomic.write_text_atomically("old", path)
+    if failure == "replace":
+        monkeypatch.setattr(atomic.os, "replace", full_disk)
+    with pytest.raises(OSError if failure != "interrupt" else KeyboardInterrupt), atomic.atomic_write(path) as tmp:
+        tmp.write_text("half")
+        if failure == "write":
+            raise OSError(28, "No space left on device")
+        if failure == "interrupt":
+            raise KeyboardInterrupt
+    assert path.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == [path.name]
+
+
+def test_detections_events_and_figures_are_written_atomically(tmp_path, monkeypatch):
+    from engine import annotate, atomic
+    from engine.events import EventLog
+    from engine.plots import new_figure, save_figure
+
+    detections, figure = tmp_path / "detections.json", tmp_path / "curve.png"
+    annotate.write_json_atomically([{"a": 1}], detections)
+    save_figure(new_figure(2, 2), figure)
+    log = EventLog(tmp_path, k=2, n=3)
+    log.write()
+    written = {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()}
+    assert set(written) == {"detections.json", "curve.png", "events.json", "events.csv"}
+    monkeypatch.setattr(atomic.os, "replace", full_disk)
     with pytest.raises(OSError):
-        annotate.write_json_atomically([{"b": 2}], path)
-    monkeypatch.setattr(annotate.os, "replace", real_replace)
-    assert json.loads(path.read_text()) == [{"a": 1}] and sorted(p.name for p in tmp_path.iterdir()) == [path.name]
+        annotate.write_json_atomically([{"b": 2}], detections)
+    with pytest.raises(OSError):
+        save_figure(new_figure(3, 3), figure)
+    with pytest.raises(OSError):
+        log.write()
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()} == written
 
 
 def test_a_thresholds_file_with_a_byte_order_mark_reads_as_without(tmp_path):
