@@ -299,7 +299,7 @@ def cv_table(out: Path, names: list[str], folds: Folds, baseline_out: Path | Non
     every labelled picture), the mean over its seeds, each with its 90% interval over the same resamples of the
     clusters; its difference to ``baseline`` (of ``baseline_out``, made with the same folds, when given) on the
     seeds both ran, with the interval of that paired difference; each fold's own mAP; the steps of a fold's run
-    and the minutes of all folds."""
+    and the minutes of all folds. A second table gives the paired differences class by class."""
     runs = {name: load_fold_runs(out, name, folds) for name in names}
     if baseline_out is not None:
         theirs = read_folds(baseline_out / f"cv{folds.count}")
@@ -328,6 +328,7 @@ def cv_table(out: Path, names: list[str], folds: Folds, baseline_out: Path | Non
         + " | mAP of each fold | steps | minutes, all folds |",
         "|---|---:|---:|---:|" + "---:|" * len(classes) + "---|---:|---:|",
     ]
+    by_class = []
     for name in names:
         found = scores[name]
         if not found:
@@ -336,10 +337,16 @@ def cv_table(out: Path, names: list[str], folds: Folds, baseline_out: Path | Non
         paired = [(found[seed], base[seed]) for seed in found if seed in base]
         difference = "-"
         if paired:
-            difference = with_interval(
-                float(np.mean([v["map"] - b["map"] for v, b in paired])),
-                np.mean([v["map_samples"] - b["map_samples"] for v, b in paired], axis=0),
-                signed=True,
+            change = {key: np.mean([v[key] - b[key] for v, b in paired], axis=0) for key in seeds[0]}
+            difference = with_interval(float(change["map"]), change["map_samples"], signed=True)
+        if paired and found is not base:
+            by_class.append(
+                f"| {name} | {difference} | "
+                + " | ".join(
+                    with_interval(float(change["ap"][c]), change["ap_samples"][:, c], signed=True)
+                    for c in range(len(classes))
+                )
+                + " |"
             )
         ap = np.mean([s["ap"] for s in seeds], axis=0)
         ap_samples = np.mean([s["ap_samples"] for s in seeds], axis=0)
@@ -356,6 +363,9 @@ def cv_table(out: Path, names: list[str], folds: Folds, baseline_out: Path | Non
             + f" | {np.mean([run['steps'] for seed_runs in fold_runs for run in seed_runs]):.0f}"
             + f" | {np.mean([sum(run['train_minutes'] for run in seed_runs) for seed_runs in fold_runs]):.1f} |"
         )
+    if by_class:
+        rows += ["", "Paired differences to the baseline, class by class:", ""]
+        rows += ["| variant | mAP | " + " | ".join(classes) + " |", "|---|---:|" + "---:|" * len(classes), *by_class]
     return "\n".join(rows)
 
 

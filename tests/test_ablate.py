@@ -154,6 +154,11 @@ def test_cross_validation_trains_each_fold_and_pools_their_detections(tmp_path, 
     assert low < pooled < 1.0 and pooled <= high <= 1.0 and difference == pytest.approx(pooled - 1.0)
     assert float(ema[3].split()[-1].rstrip("]")) <= 0.0  # never better than the baseline in any resample
     assert "1000 resamples of the 9 clusters of 9 pictures, 3 folds" in text
+    # the paired differences class by class: the baseline scored 1 on every class, so each is the AP less 1
+    by_class = text[text.index("Paired differences to the baseline, class by class:") :]
+    assert row(by_class, "ema")[1] == ema[3] and "| baseline |" not in by_class
+    for ap, change in zip(ema[4:8], row(by_class, "ema")[2:6], strict=True):
+        assert float(change.split()[0]) == pytest.approx(float(ap.split()[0]) - 1.0, abs=1.5e-3)
     # All folds' detections in one file, which scored on every picture gives the pooled figure.
     assert sorted(read_split(out / "cv3", "cv3_all")) == sorted(ids["train"] + ids["val"])
     pooled_detections = json.loads((out / "ema" / "cv3" / "seed0" / "detections.json").read_text())
