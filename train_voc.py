@@ -28,6 +28,7 @@ from engine.checkpoint import load_checkpoint, load_detector, load_resume_checkp
 from engine.compiling import compile_detector
 from engine.config import BASE, TrainConfig, flag, flag_fields
 from engine.data import seed_everything
+from engine.distill import load_teacher
 from engine.distributed import barrier, init_distributed, is_main_process, parallelise, process_device
 from engine.memory_format import describe, resolve_channels_last
 from engine.recipes import PRESETS
@@ -105,6 +106,7 @@ def parse_config(argv: list[str] | None = None) -> TrainConfig:
         config = preset.override(**typed)
         if config.tensorboard:
             check_tensorboard()
+        stored = None
         if "resume" in typed:
             stored = FCOSConfig.from_dict(load_checkpoint(config.resume)["config"])
             changed = config.model_changes(stored, typed)
@@ -113,6 +115,8 @@ def parse_config(argv: list[str] | None = None) -> TrainConfig:
                     f"{'; '.join(changed)}: a resumed run trains the model of {config.resume}; drop these flags, or "
                     "train anew without --resume"
                 )
+        if config.distill_from:  # the teacher checked before the work, against the model it would teach
+            load_teacher(config.distill_from, stored or config.detector_config(resolve_classes(config.classes)))
     except (ImportError, OSError, ValueError) as err:
         parser.error(str(err))
     return config
@@ -176,6 +180,7 @@ def main(config: TrainConfig, clock: Callable[[], float] = time.monotonic) -> di
             f"{config.train_split} ({', '.join(classes)}): {len(loader)} steps/epoch of {batch_size * world_size} "
             f"pictures, {config.describe_lr(batch_size * world_size)}, {device}{parallel}, amp {amp} ({why}), "
             f"{describe(channels_last)} ({layout}); output {output_dir}"
+            + (f"; learning {config.distill_from}'s outputs too" if config.distill_from else "")
         )
         training.fit()
     summary = {

@@ -17,7 +17,6 @@ import numpy as np
 from dataset import VOCDataset
 from dataset.decoding import read_picture
 from dataset.drawing import draw_detections
-from model.loss import LOSS_NAMES
 
 from .thresholds import FALLBACK_THRESHOLD
 
@@ -43,7 +42,7 @@ class Board:
     def write(self, row: dict[str, Any]) -> None:
         """One step's row of ``log.csv`` (with ``images_per_second``)."""
         step = row["step"]
-        for name in (*LOSS_NAMES, "total_loss"):
+        for name in (key for key in row if key.endswith("_loss")):
             self.writer.add_scalar(f"loss/{name}", row[name], step)
         self.writer.add_scalar("lr", row["lr"], step)
         self.writer.add_scalar("pictures_per_second", row["images_per_second"], step)

@@ -133,6 +133,12 @@ class TrainConfig:
     warmup_steps: int = setting(500, OPTIMISATION, "linear warmup length in steps", parse=int)
     ema: bool = setting(False, OPTIMISATION, "keep an average of the weights")
     ema_decay: float = setting(0.999, OPTIMISATION, "largest decay of the average (with --ema)", parse=float)
+    distill_from: str | None = setting(
+        None, OPTIMISATION, "also learn this trained checkpoint's outputs (knowledge distillation)", metavar="CKPT"
+    )
+    distill_weight: float = setting(
+        1.0, OPTIMISATION, "weight of the distillation loss (with --distill-from)", parse=float
+    )
     clip_grad_norm: float | None = setting(None, OPTIMISATION, "clip the gradient norm", parse=float)
     max_bad_steps: int = setting(5, OPTIMISATION, "stop after this many non-finite losses in a row", parse=int)
     seed: int = setting(0, OPTIMISATION, "seed of initialisation, order and augmentation", parse=int)
@@ -186,6 +192,7 @@ class TrainConfig:
         within = {
             "momentum": (self.momentum, 0.0, 1.0),
             "weight_decay": (self.weight_decay, 0.0, math.inf),
+            "distill_weight": (self.distill_weight, 0.0, math.inf),
             "ema_decay": (self.ema_decay, 0.0, 1.0),
             "background_crops": (self.background_crops, 0.0, 1.0),
             "scale_jitter": (self.scale_jitter, 1.0, math.inf),

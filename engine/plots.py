@@ -36,7 +36,9 @@ def plot_losses(history: list[dict[str, Any]], path: str | Path) -> None:
     fig = new_figure(8, 4.5)
     ax = fig.subplots()
     steps = [row["step"] for row in history]
-    for key in ("total_loss", "cls_loss", "cnt_loss", "reg_loss"):
+    for key in ("total_loss", "cls_loss", "cnt_loss", "reg_loss", "distill_loss")[
+        : 5 if "distill_loss" in history[0] else 4
+    ]:
         ax.plot(steps, [row[key] for row in history], label=key, linewidth=1)
     ax.set(xlabel="step", ylabel="loss", yscale="log")
     ax.grid(alpha=0.3)

@@ -31,6 +31,7 @@ from .board import Board, drawn_pictures
 from .checkpoint import remove_partial_checkpoints, save_checkpoint, training_checkpoint
 from .config import TrainConfig
 from .data import cache_pictures, make_train_loader, start_epoch
+from .distill import Teacher, load_teacher
 from .distributed import all_reduce, is_main_process, world_size
 from .inference import evaluate
 from .interrupts import StopRequests
@@ -144,8 +145,8 @@ def build_trainer(
     config: TrainConfig, model: FCOSDetector, step_model: nn.Module, *, amp: str, total_batch: int
 ) -> Trainer:
     """SGD on the trainable parameters at the LR the linear rule gives for ``total_batch``, a gradient scaler
-    for float16, the weight average (``ema``) and the guards. ``step_model``: the model's
-    :class:`TrainStep`, maybe inside DataParallel or DDP."""
+    for float16, the weight average (``ema``), the teacher (``distill_from``) and the guards. ``step_model``:
+    the model's :class:`TrainStep`, maybe inside DataParallel or DDP."""
     lr = config.learning_rate(total_batch)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.SGD(params, lr=lr, momentum=config.momentum, weight_decay=config.weight_decay)
@@ -160,7 +161,16 @@ def build_trainer(
         clip_grad_norm=config.clip_grad_norm,
         max_bad_steps=config.max_bad_steps,
         ema=make_ema(model, config.ema_decay) if config.ema else None,
+        teacher=teacher_of(config.distill_from, model, amp) if config.distill_from else None,
+        distill_weight=config.distill_weight,
     )
+
+
+def teacher_of(path: str, model: FCOSDetector, amp: str) -> Teacher:
+    """The checkpoint ``path``'s detector, frozen, on ``model``'s device and in its memory format."""
+    teacher = load_teacher(path, model.config).to(next(model.parameters()).device)
+    teacher.set_channels_last(model.channels_last)
+    return Teacher(teacher, amp)
 
 
 @dataclass(kw_only=True)
@@ -256,7 +266,7 @@ class Run:
         resume_step = state.step if self.resumed else None
         if is_main_process():
             self.board = Board(self.output_dir, resume_step) if config.tensorboard else None
-            log = StepLog(self.output_dir / "log.csv", resume_step, board=self.board)
+            log = StepLog(self.output_dir / "log.csv", resume_step, board=self.board, losses=self.trainer.loss_names)
         else:
             log = None
         state.history = list(log.rows) if log else []

@@ -6,7 +6,7 @@ import csv
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor, nn
@@ -14,6 +14,7 @@ from torch.optim.swa_utils import AveragedModel
 from tqdm import tqdm
 
 from model import FCOSDetector
+from model.distill import normalise_distillation
 from model.loss import LOSS_NAMES, normalise_losses
 
 from .amp import autocast
@@ -21,6 +22,9 @@ from .board import Board
 from .distributed import all_reduce, is_main_process, world_size
 from .schedule import TimeBudget, learning_rate, resize_schedule
 from .state import TrainState
+
+if TYPE_CHECKING:  # engine/distill.py reads checkpoints, which import this module
+    from .distill import Teacher
 
 
 class NonFiniteLossError(ValueError):
@@ -33,7 +37,8 @@ class TrainStep(nn.Module):
     ``forward(images [B,3,H,W], boxes [B,M,4], labels [B,M])`` (labels 0 = padding) -> ``cls_loss``,
     ``cnt_loss``, ``reg_loss`` (sums), ``num_positive`` and ``reg_weight``, each ``[1]`` float32; DataParallel
     gathers them to ``[replicas]`` and :func:`reduce_losses` normalises by the positives (and the GIoU
-    losses' weights) of the whole batch.
+    losses' weights) of the whole batch. With a teacher's outputs on the batch (``[B,N,C]``, ``[B,N,4]``,
+    ``[B,N]``, scattered with it) the distillation sums too (:func:`model.distill.distillation_loss_sums`).
     It enters autocast itself: DataParallel runs each replica in a thread of its own, and autocast
     state does not cross threads (``parallel_apply`` re-enters it without the dtype, which falls back
     to float16 on CUDA).
@@ -43,24 +48,30 @@ class TrainStep(nn.Module):
         super().__init__()
         self.module, self.amp = model, amp
 
-    def forward(self, images: Tensor, boxes: Tensor, labels: Tensor) -> dict[str, Tensor]:
+    def forward(self, images: Tensor, boxes: Tensor, labels: Tensor, *teacher_outputs: Tensor) -> dict[str, Tensor]:
         targets = [{"boxes": box[label > 0], "labels": label[label > 0]} for box, label in zip(boxes, labels)]
         with autocast(images.device, self.amp):
-            sums = self.module.loss_sums(images, targets)
+            sums = self.module.loss_sums(images, targets, tuple(teacher_outputs) or None)
         return {k: v.float().reshape(1) for k, v in sums.items()}
 
 
-def reduce_losses(sums: dict[str, Tensor]) -> dict[str, Tensor]:
+def reduce_losses(sums: dict[str, Tensor], distill_weight: float = 1.0) -> dict[str, Tensor]:
     """The losses of :class:`TrainStep` (``[replicas]`` each) normalised by the positives (the GIoU loss by
-    its weights) of the whole batch.
+    its weights) of the whole batch; with distillation sums, ``distill_loss`` too, added to ``total_loss``
+    times ``distill_weight``.
 
     Under DDP each process divides its own sums by the mean count over processes, so that DDP's
     gradient averaging gives the sum over all processes divided by all positives (as the official
     FCOS does).
     """
-    counts = torch.stack([sums["num_positive"].detach().sum(), sums["reg_weight"].detach().sum()])
-    num_positive, reg_weight = all_reduce(counts) / world_size()  # one collective for both
-    return normalise_losses({k: sums[k].sum() for k in LOSS_NAMES}, num_positive, reg_weight)
+    names = ("num_positive", "reg_weight", "distill_weight")
+    counts = torch.stack([sums[name].detach().sum() for name in names if name in sums])
+    counts = all_reduce(counts) / world_size()  # one collective for all
+    losses = normalise_losses({k: sums[k].sum() for k in LOSS_NAMES}, counts[0], counts[1])
+    if "distill_weight" in sums:
+        losses["distill_loss"] = normalise_distillation({k: v.sum() for k, v in sums.items()}, counts[0], counts[2])
+        losses["total_loss"] = losses["total_loss"] + distill_weight * losses["distill_loss"]
+    return losses
 
 
 def pad_targets(targets: list[dict[str, Tensor]]) -> tuple[Tensor, Tensor]:
@@ -104,6 +115,13 @@ class Trainer:
     clip_grad_norm: float | None = None
     max_bad_steps: int = 5
     ema: AveragedModel | None = None
+    teacher: Teacher | None = None  # --distill-from
+    distill_weight: float = 1.0
+
+    @property
+    def loss_names(self) -> tuple[str, ...]:
+        """The losses a step reports, ``total_loss`` last."""
+        return (*LOSS_NAMES, *(("distill_loss",) if self.teacher is not None else ()), "total_loss")
 
     def step(self, images: Tensor, boxes: Tensor, labels: Tensor) -> tuple[dict[str, float], bool]:
         """One optimizer step. Returns the losses (floats, averaged over processes) and whether the step
@@ -111,11 +129,12 @@ class Trainer:
         statistics and optimizer untouched."""
         buffers = list(self.step_model.buffers())
         saved = [b.clone() for b in buffers]  # the forward pass updates BatchNorm running statistics
-        losses = reduce_losses(self.step_model(images, boxes, labels))
-        values = torch.stack([losses[k].detach() for k in (*LOSS_NAMES, "total_loss")])
+        teacher_outputs = self.teacher(images) if self.teacher is not None else ()
+        losses = reduce_losses(self.step_model(images, boxes, labels, *teacher_outputs), self.distill_weight)
+        values = torch.stack([losses[k].detach() for k in self.loss_names])
         report = all_reduce(torch.cat([values, torch.isfinite(values[-1:]).float()]).cpu()) / world_size()
         self.optimizer.zero_grad(set_to_none=True)
-        floats = dict(zip((*LOSS_NAMES, "total_loss"), report[:-1].tolist()))
+        floats = dict(zip(self.loss_names, report[:-1].tolist()))
         if report[-1] < 1:
             with torch.no_grad():
                 torch._foreach_copy_(buffers, saved)
@@ -237,12 +256,18 @@ class Trainer:
 
 class StepLog:
     """``log.csv``: one row a step (and, with a :class:`Board`, the same to TensorBoard). Resuming keeps the rows
-    up to the resumed step and drops any a crash left after it; a new run starts the file anew."""
+    up to the resumed step and drops any a crash left after it; a new run starts the file anew. ``losses``: the
+    loss columns (:attr:`Trainer.loss_names`)."""
 
-    FIELDS = ("step", "epoch", *LOSS_NAMES, "total_loss", "lr", "time")
-
-    def __init__(self, path: str | Path, resume_step: int | None = None, board: Board | None = None):
+    def __init__(
+        self,
+        path: str | Path,
+        resume_step: int | None = None,
+        board: Board | None = None,
+        losses: tuple[str, ...] = (*LOSS_NAMES, "total_loss"),
+    ):
         self.path, self.board = Path(path), board
+        self.fields = ("step", "epoch", *losses, "lr", "time")
         self.rows: list[dict[str, Any]] = []
         if resume_step is not None and self.path.is_file():
             with open(self.path, newline="") as f:
@@ -252,11 +277,11 @@ class StepLog:
                             {
                                 k: float(v) if k not in ("step", "epoch") else int(v)
                                 for k, v in row.items()
-                                if k in self.FIELDS
+                                if k in self.fields
                             }
                         )
         self.file = open(self.path, "w", newline="")
-        self.writer = csv.DictWriter(self.file, self.FIELDS, extrasaction="ignore")
+        self.writer = csv.DictWriter(self.file, self.fields, extrasaction="ignore")
         self.writer.writeheader()
         self.writer.writerows(self.rows)
 

@@ -9,6 +9,7 @@ from torch import Tensor, nn
 
 from .backbone import build_backbone
 from .config import FCOSConfig
+from .distill import distillation_loss_sums
 from .fpn import FPN
 from .head import FCOSHead
 from .loss import fcos_loss_sums, normalise_losses
@@ -89,9 +90,16 @@ class FCOSDetector(nn.Module):
         """Threshold (the config's unless given), per-level top-k and NMS: :func:`select_for_config`."""
         return select_for_config(self.config, scores, boxes, image_size, score_threshold, pass_sizes)
 
-    def loss_sums(self, images: Tensor, targets: list[dict[str, Tensor]]) -> dict[str, Tensor]:
-        """The losses summed over the batch and its positive count (:func:`model.loss.fcos_loss_sums`)."""
-        cls_logits, box_regression, centerness_logits = self.network(images)
+    def loss_sums(
+        self,
+        images: Tensor,
+        targets: list[dict[str, Tensor]],
+        teacher_outputs: tuple[Tensor, Tensor, Tensor] | None = None,
+    ) -> dict[str, Tensor]:
+        """The losses summed over the batch and its positive count (:func:`model.loss.fcos_loss_sums`), and
+        with ``teacher_outputs`` (another detector's :meth:`network` on ``images``) the distillation losses
+        (:func:`model.distill.distillation_loss_sums`)."""
+        outputs = cls_logits, box_regression, centerness_logits = self.network(images)
         image_size = tuple(images.shape[-2:])
         points, strides, ranges = self.points(image_size, images.device)
         level_sizes = [h * w for h, w in feature_sizes(image_size, self.config.strides)]
@@ -100,7 +108,7 @@ class FCOSDetector(nn.Module):
             for t in targets
         ]
         labels, reg_targets, centerness = (torch.cat(parts) for parts in zip(*assigned))
-        return fcos_loss_sums(
+        sums = fcos_loss_sums(
             cls_logits.flatten(0, 1),
             box_regression.flatten(0, 1),
             centerness_logits.flatten(),
@@ -111,6 +119,12 @@ class FCOSDetector(nn.Module):
             gamma=self.config.focal_gamma,
             reg_weighting=self.config.reg_weighting,
         )
+        if teacher_outputs is not None:
+            if [t.shape for t in teacher_outputs] != [o.shape for o in outputs]:
+                raise ValueError("the teacher's outputs are not at the student's locations (other strides or input)")
+            flat = [(o.flatten(0, 1), b.flatten(0, 1), c.flatten()) for o, b, c in (outputs, teacher_outputs)]
+            sums |= distillation_loss_sums(*flat, score_threshold=self.config.score_threshold)
+        return sums
 
     def assign(
         self, points: Tensor, strides: Tensor, ranges: Tensor, level_sizes: list[int], *, boxes: Tensor, labels: Tensor

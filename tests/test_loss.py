@@ -1,11 +1,14 @@
 """Loss values against independent formulas and torchvision.ops; no inf or NaN, ever."""
 
+import math
+
 import pytest
 import torch
 import torch.nn.functional as F
 from torchvision.ops import generalized_box_iou_loss, sigmoid_focal_loss
 
 from model import FCOSConfig, FCOSDetector
+from model.distill import distillation_loss_sums, normalise_distillation
 from model.loss import fcos_loss_sums, ltrb_to_boxes, normalise_losses
 
 
@@ -133,3 +136,54 @@ def test_image_without_boxes_trains():
     assert torch.isfinite(losses["cls_loss"]) and losses["cls_loss"].item() > 0
     losses["total_loss"].backward()
     assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+
+
+# ---------------------------------------------------------------------------------------------- distillation
+
+
+def test_distillation_losses_worked_by_hand():
+    """Location 0: the teacher says class 0 at 0.5 and centerness 0.5 (score 0.5), box l,t,r,b = 1,1,3,1; the
+    student says 0.75 for both and box 1,1,1,1 (IoU 2/4 with the teacher's, the enclosing box the teacher's, GIoU
+    loss 0.5). Location 1: the teacher sees nothing there (score ~2e-7), so the student's other centerness and box
+    there count for nothing; its class probabilities equal the teacher's, so they add exactly 0."""
+    low = -30.0
+    teacher = (
+        torch.tensor([[0.0, low], [low, low]]),
+        torch.tensor([[1.0, 1, 3, 1], [1.0, 1, 1, 1]]),
+        torch.tensor([0.0, 0.0]),
+    )
+    student = (
+        torch.tensor([[math.log(3), low], [low, low]]),
+        torch.tensor([[1.0, 1, 1, 1], [2.0, 2, 2, 2]]),
+        torch.tensor([math.log(3), 5.0]),
+    )
+    sums = distillation_loss_sums(student, teacher, score_threshold=0.05)
+    bce = -(0.5 * math.log(0.75) + 0.5 * math.log(0.25))  # BCE of 0.75 against 0.5
+    soft = bce * 0.25**2  # modulated by |0.75 - 0.5| ** 2
+    assert sums["distill_cls"].item() == pytest.approx(soft, rel=1e-6)
+    assert sums["distill_cnt"].item() == pytest.approx(0.5 * soft, rel=1e-6)
+    assert sums["distill_reg"].item() == pytest.approx(0.5 * 0.5, rel=1e-6)
+    assert sums["distill_weight"].item() == pytest.approx(0.5, rel=1e-6)
+    total = normalise_distillation(sums, num_positive=torch.tensor(4.0), distill_weight=sums["distill_weight"])
+    assert total.item() == pytest.approx(soft / 4 + (0.5 * soft + 0.25) / 1.0, rel=1e-6)  # the weights' floor of 1
+
+
+def test_a_student_that_says_what_its_teacher_says_learns_nothing_and_the_teacher_gets_no_gradient():
+    torch.manual_seed(0)
+    teacher = (torch.randn(50, 4, requires_grad=True), torch.rand(50, 4) * 20 + 1, torch.randn(50))
+    student = tuple(t.detach().clone().requires_grad_() for t in teacher)
+    sums = distillation_loss_sums(student, teacher, score_threshold=0.05)
+    assert sums["distill_weight"] > 1  # some locations above the threshold
+    assert sums["distill_cls"] == 0 and sums["distill_cnt"] == 0 and sums["distill_reg"].item() < 1e-5
+    different = (student[0] + 1, *student[1:])
+    distillation_loss_sums(different, teacher, score_threshold=0.05)["distill_cls"].backward()
+    assert student[0].grad.abs().sum() > 0 and teacher[0].grad is None
+
+
+def test_a_teacher_at_other_locations_is_refused():
+    model = FCOSDetector(FCOSConfig(backbone="resnet18", fpn_channels=32, head_convs=1)).train()
+    images = torch.randn(1, 3, 192, 192)  # P7 2x2: GroupNorm trains on a single picture
+    other = tuple(t[:, :-1] for t in model.network(images))
+    target = [{"boxes": torch.tensor([[10.0, 10.0, 60.0, 60.0]]), "labels": torch.tensor([1])}]
+    with pytest.raises(ValueError, match="the teacher's outputs are not at the student's locations"):
+        model.loss_sums(images, target, other)

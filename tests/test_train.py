@@ -1,8 +1,10 @@
 """train_voc.py and engine/: steps, exact resume, the non-finite guard, schedules and budgets, DataParallel and DDP."""
 
+import csv
 import json
 import math
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -31,6 +33,7 @@ from engine.schedule import TimeBudget, learning_rate, plan_run, plan_schedule, 
 from engine.state import TrainState
 from engine.train import NonFiniteLossError, Trainer, TrainStep, make_ema, pad_targets, reduce_losses
 from model import FCOSConfig
+from model.distill import normalise_distillation
 from model.loss import normalise_losses
 
 FOD = ("nail", "clip_B", "clip_Y", "L_stick")
@@ -779,6 +782,59 @@ def test_positives_are_counted_over_the_whole_batch_not_per_replica(data_root, r
         torch.testing.assert_close(combined[key], whole[key])
     per_replica = sum(p["cls_loss"][0] / p["num_positive"][0].clamp(min=1) for p in parts)
     assert not torch.isclose(per_replica, combined["cls_loss"])
+
+
+def test_distillation_is_normalised_over_the_whole_batch_as_one_device_would(data_root):
+    """As above, with a teacher's outputs scattered with the batch: the replicas' distillation sums and the
+    teacher's score weights reduce to what one device computes on the whole batch."""
+    model, teacher = tiny_model(data_root).eval(), tiny_model(data_root).eval()
+    images, targets = batch()
+    outputs = teacher.network(images)
+    step = TrainStep(model)
+    halves = [(images[i : i + 1], *pad_targets(targets[i : i + 1]), *(o[i : i + 1] for o in outputs)) for i in (0, 1)]
+    parts = [step(*half) for half in halves]
+    gathered = {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
+    combined = reduce_losses(gathered, distill_weight=0.5)
+    sums = model.loss_sums(images, targets, outputs)
+    whole = normalise_distillation(sums, sums["num_positive"], sums["distill_weight"])
+    assert sums["distill_weight"] > 0 and not torch.isclose(gathered["distill_weight"][0], sums["distill_weight"])
+    torch.testing.assert_close(combined["distill_loss"], whole)
+    plain = normalise_losses(sums, sums["num_positive"], sums["reg_weight"])
+    torch.testing.assert_close(combined["total_loss"], plain["total_loss"] + 0.5 * whole)
+
+
+def test_distillation_at_weight_0_trains_exactly_as_without_a_teacher(data_root, tmp_path):
+    teacher = tmp_path / "teacher"
+    train_voc.main(tiny_config(data_root, teacher, seed=5))
+    train_voc.main(tiny_config(data_root, tmp_path / "alone"))
+    train_voc.main(tiny_config(data_root, tmp_path / "w0", distill_from=str(teacher / "last.pth"), distill_weight=0.0))
+    train_voc.main(tiny_config(data_root, tmp_path / "w1", distill_from=str(teacher / "last.pth")))
+    alone, w0, w1 = (weights(tmp_path / run / "last.pth") for run in ("alone", "w0", "w1"))
+    assert all(torch.equal(alone[k], w0[k]) for k in alone)
+    assert not all(torch.equal(alone[k], w1[k]) for k in alone)
+    header = (tmp_path / "alone" / "log.csv").read_text().splitlines()[0]
+    assert header == "step,epoch,cls_loss,cnt_loss,reg_loss,total_loss,lr,time"
+    with open(tmp_path / "w1" / "log.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 4 and all(0 < float(r["distill_loss"]) < math.inf for r in rows)
+    assert load(tmp_path / "w1" / "last.pth")["train_config"]["distill_from"] == str(teacher / "last.pth")
+
+
+def test_a_teacher_that_does_not_fit_is_a_usage_error(data_root, tmp_path, capsys):
+    train_voc.main(tiny_config(data_root, tmp_path))
+    other = load(tmp_path / "last.pth")
+    other["config"]["classes"] = other["classes"] = ["nail", "clip_B", "clip_Y", "wrench"]
+    torch.save(other, tmp_path / "other.pth")
+    for teacher, message in (
+        (tmp_path / "missing.pth", "missing.pth: checkpoint not found"),
+        (
+            tmp_path / "other.pth",
+            "--distill-from .*other.pth: its classes: .*'wrench'.*, the model's: .*'L_stick'",
+        ),
+    ):
+        with pytest.raises(SystemExit):
+            train_voc.parse_config(["--data-root", str(data_root), "--distill-from", str(teacher)])
+        assert re.search(message, capsys.readouterr().err)
 
 
 def test_each_replica_thread_computes_in_the_chosen_dtype(data_root):
