@@ -883,28 +883,36 @@ def _free_port():
         return s.getsockname()[1]
 
 
-def _ddp_worker(rank, world_size, port, data_root, output_dir):
+def _ddp_worker(rank, world_size, port, data_root, output_dir, teacher):
     os.environ.update(
         RANK=str(rank), WORLD_SIZE=str(world_size), LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port)
     )
     torch.set_num_threads(1)
-    summary = train_voc.main(tiny_config(data_root, output_dir, batch_size=2))
+    summary = train_voc.main(tiny_config(data_root, output_dir, batch_size=2, distill_from=teacher))
     sums = {
         "cls_loss": torch.tensor([3.0 * (rank + 1)]),
         "cnt_loss": torch.tensor([1.0]),
         "reg_loss": torch.tensor([2.0]),
         "num_positive": torch.tensor([4.0 if rank == 0 else 0.0]),
         "reg_weight": torch.tensor([1.0 if rank == 0 else 5.0]),
+        "distill_cls": torch.tensor([2.0 * (rank + 1)]),
+        "distill_cnt": torch.tensor([1.0]),
+        "distill_reg": torch.tensor([3.0]),
+        "distill_weight": torch.tensor([0.5 if rank == 0 else 1.5]),
     }
     torch.save(
-        {"params": dict(summary["model"].named_parameters()), "losses": reduce_losses(sums)},
+        {"params": dict(summary["model"].named_parameters()), "losses": reduce_losses(sums, distill_weight=2.0)},
         os.path.join(output_dir, f"rank{rank}.pt"),
     )
     torch.distributed.destroy_process_group()
 
 
 def test_ddp_two_processes_end_with_equal_weights(data_root, tmp_path):
-    mp.spawn(_ddp_worker, args=(2, _free_port(), str(data_root), str(tmp_path)), nprocs=2, join=True)
+    """Two processes learning from a teacher too (each runs its own on its share of the batch)."""
+    teacher = tmp_path / "teacher"
+    train_voc.main(tiny_config(data_root, teacher, seed=5))
+    args = (2, _free_port(), str(data_root), str(tmp_path), str(teacher / "last.pth"))
+    mp.spawn(_ddp_worker, args=args, nprocs=2, join=True)
     a, b = (torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1))
     initial = dict(tiny_model(data_root).named_parameters())
     assert not torch.equal(a["params"]["head.cls_logits.weight"], initial["head.cls_logits.weight"])
@@ -918,6 +926,13 @@ def test_ddp_two_processes_end_with_equal_weights(data_root, tmp_path):
     )
     # the box loss by the GIoU losses' weights over both processes, 6 in all: 3 a process
     assert a["losses"]["reg_loss"].item() == pytest.approx(2.0 / 3) == b["losses"]["reg_loss"].item()
+    # distillation: classification by the positives (2 a process), centerness and boxes by the teacher's score
+    # weights over both processes (2 in all: 1 a process), the sum into the total at weight 2
+    assert a["losses"]["distill_loss"].item() == pytest.approx(2.0 / 2 + 4.0 / 1)
+    assert b["losses"]["distill_loss"].item() == pytest.approx(4.0 / 2 + 4.0 / 1)
+    total = a["losses"]["cls_loss"] + a["losses"]["cnt_loss"] + a["losses"]["reg_loss"] + 2.0 * 5.0
+    assert a["losses"]["total_loss"].item() == pytest.approx(total.item())
+    assert "distill_loss" in (tmp_path / "log.csv").read_text().splitlines()[0]
 
 
 # ---------------------------------------------------------------------------------------------- evaluation
