@@ -45,13 +45,19 @@ def save_checkpoint(state: dict[str, Any], path: str | Path) -> None:
     if bad:
         shown = ", ".join(bad[:3]) + (f" and {len(bad) - 3} more" if len(bad) > 3 else "")
         raise CheckpointError(f"{path}: not written: {len(bad)} tensors hold NaN or infinite values ({shown}){kept}")
+    full = False
     try:
-        with atomic_write(path) as tmp, open(tmp, "wb") as f:
-            torch.save(state, f)
-            f.flush()
-            os.fsync(f.fileno())
+        with atomic_write(path) as tmp:
+            try:
+                with open(tmp, "wb") as f:
+                    torch.save(state, f)
+                    f.flush()
+                    os.fsync(f.fileno())
+            except (OSError, RuntimeError) as err:
+                full = disk_full(err, path.parent)  # while the partial file still fills the disk
+                raise
     except (OSError, RuntimeError) as err:
-        full = disk_full(err, path.parent)
+        full = full or disk_full(err, path.parent)
         reason = "no space left on the disk" if full else str(err).splitlines()[0] if str(err) else type(err).__name__
         raise CheckpointError(f"{path}: cannot write the checkpoint ({reason}){kept}") from None
 

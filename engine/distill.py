@@ -12,7 +12,7 @@ from torch import Tensor
 from model import FCOSConfig, FCOSDetector
 
 from .amp import autocast
-from .checkpoint import detector_from_checkpoint, load_checkpoint
+from .checkpoint import CheckpointError, detector_from_checkpoint, load_checkpoint
 
 # What the teacher must share with the model: the same classes in the same order, the same locations, and the
 # same pixels (both read the batch as the model normalised it).
@@ -21,8 +21,14 @@ SHARED = ("classes", "strides", "normalization")
 
 def load_teacher(path: str | Path, student: FCOSConfig) -> FCOSDetector:
     """The detector of checkpoint ``path`` (its weight average when it has one), eval mode and frozen, on the CPU.
-    ``ValueError`` naming the flag and the file when it does not share :data:`SHARED` with ``student``."""
-    teacher = detector_from_checkpoint(load_checkpoint(path)).requires_grad_(False)
+    ``ValueError`` naming the flag and the file for a file that is not a detector's checkpoint, or one that does
+    not share :data:`SHARED` with ``student``; ``FileNotFoundError`` naming the file."""
+    try:
+        teacher = detector_from_checkpoint(load_checkpoint(path)).requires_grad_(False)
+    except CheckpointError as err:  # its message names the file
+        raise ValueError(f"--distill-from: {err}") from None
+    except (ValueError, TypeError, KeyError) as err:
+        raise ValueError(f"--distill-from {path}: {err}") from None
     differ = [
         f"its {name}: {getattr(teacher.config, name)!r}, the model's: {getattr(student, name)!r}"
         for name in SHARED

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -36,10 +37,9 @@ def plot_losses(history: list[dict[str, Any]], path: str | Path) -> None:
     fig = new_figure(8, 4.5)
     ax = fig.subplots()
     steps = [row["step"] for row in history]
-    for key in ("total_loss", "cls_loss", "cnt_loss", "reg_loss", "distill_loss")[
-        : 5 if "distill_loss" in history[0] else 4
-    ]:
-        ax.plot(steps, [row[key] for row in history], label=key, linewidth=1)
+    for key in ("total_loss", "cls_loss", "cnt_loss", "reg_loss", "distill_loss"):
+        if any(key in row for row in history):  # distill_loss: from the step a teacher joined (resumed) on
+            ax.plot(steps, [row.get(key, math.nan) for row in history], label=key, linewidth=1)
     ax.set(xlabel="step", ylabel="loss", yscale="log")
     ax.grid(alpha=0.3)
     ax.legend()

@@ -354,7 +354,9 @@ class Run:
         print(
             f"epoch {state.epoch}: step {state.step}/{state.total_steps}, loss {last.get('total_loss', math.nan):.4f} "
             f"(cls {last.get('cls_loss', math.nan):.4f}, cnt {last.get('cnt_loss', math.nan):.4f}, "
-            f"reg {last.get('reg_loss', math.nan):.4f}), {state.train_seconds / 60:.1f} min, "
+            f"reg {last.get('reg_loss', math.nan):.4f}"
+            + (f", distill {last['distill_loss']:.4f}" if "distill_loss" in last else "")
+            + f"), {state.train_seconds / 60:.1f} min, "
             f"about {state.minutes_left:.1f} min left",
             flush=True,
         )

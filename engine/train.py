@@ -64,12 +64,13 @@ def reduce_losses(sums: dict[str, Tensor], distill_weight: float = 1.0) -> dict[
     gradient averaging gives the sum over all processes divided by all positives (as the official
     FCOS does).
     """
-    names = ("num_positive", "reg_weight", "distill_weight")
-    counts = torch.stack([sums[name].detach().sum() for name in names if name in sums])
-    counts = all_reduce(counts) / world_size()  # one collective for all
-    losses = normalise_losses({k: sums[k].sum() for k in LOSS_NAMES}, counts[0], counts[1])
-    if "distill_weight" in sums:
-        losses["distill_loss"] = normalise_distillation({k: v.sum() for k, v in sums.items()}, counts[0], counts[2])
+    names = [name for name in ("num_positive", "reg_weight", "teacher_score") if name in sums]
+    reduced = all_reduce(torch.stack([sums[name].detach().sum() for name in names])) / world_size()  # one collective
+    counts = dict(zip(names, reduced))
+    losses = normalise_losses({k: sums[k].sum() for k in LOSS_NAMES}, counts["num_positive"], counts["reg_weight"])
+    if "teacher_score" in sums:
+        summed = {k: v.sum() for k, v in sums.items()}
+        losses["distill_loss"] = normalise_distillation(summed, counts["num_positive"], counts["teacher_score"])
         losses["total_loss"] = losses["total_loss"] + distill_weight * losses["distill_loss"]
     return losses
 
@@ -277,7 +278,7 @@ class StepLog:
                             {
                                 k: float(v) if k not in ("step", "epoch") else int(v)
                                 for k, v in row.items()
-                                if k in self.fields
+                                if k in self.fields and v  # a column the run before did not have is empty
                             }
                         )
         self.file = open(self.path, "w", newline="")

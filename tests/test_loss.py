@@ -163,8 +163,8 @@ def test_distillation_losses_worked_by_hand():
     assert sums["distill_cls"].item() == pytest.approx(soft, rel=1e-6)
     assert sums["distill_cnt"].item() == pytest.approx(0.5 * soft, rel=1e-6)
     assert sums["distill_reg"].item() == pytest.approx(0.5 * 0.5, rel=1e-6)
-    assert sums["distill_weight"].item() == pytest.approx(0.5, rel=1e-6)
-    total = normalise_distillation(sums, num_positive=torch.tensor(4.0), distill_weight=sums["distill_weight"])
+    assert sums["teacher_score"].item() == pytest.approx(0.5, rel=1e-6)
+    total = normalise_distillation(sums, num_positive=torch.tensor(4.0), teacher_score=sums["teacher_score"])
     assert total.item() == pytest.approx(soft / 4 + (0.5 * soft + 0.25) / 1.0, rel=1e-6)  # the weights' floor of 1
 
 
@@ -173,7 +173,7 @@ def test_a_student_that_says_what_its_teacher_says_learns_nothing_and_the_teache
     teacher = (torch.randn(50, 4, requires_grad=True), torch.rand(50, 4) * 20 + 1, torch.randn(50))
     student = tuple(t.detach().clone().requires_grad_() for t in teacher)
     sums = distillation_loss_sums(student, teacher, score_threshold=0.05)
-    assert sums["distill_weight"] > 1  # some locations above the threshold
+    assert sums["teacher_score"] > 1  # some locations above the threshold
     assert sums["distill_cls"] == 0 and sums["distill_cnt"] == 0 and sums["distill_reg"].item() < 1e-5
     different = (student[0] + 1, *student[1:])
     distillation_loss_sums(different, teacher, score_threshold=0.05)["distill_cls"].backward()

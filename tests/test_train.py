@@ -796,8 +796,8 @@ def test_distillation_is_normalised_over_the_whole_batch_as_one_device_would(dat
     gathered = {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
     combined = reduce_losses(gathered, distill_weight=0.5)
     sums = model.loss_sums(images, targets, outputs)
-    whole = normalise_distillation(sums, sums["num_positive"], sums["distill_weight"])
-    assert sums["distill_weight"] > 0 and not torch.isclose(gathered["distill_weight"][0], sums["distill_weight"])
+    whole = normalise_distillation(sums, sums["num_positive"], sums["teacher_score"])
+    assert sums["teacher_score"] > 0 and not torch.isclose(gathered["teacher_score"][0], sums["teacher_score"])
     torch.testing.assert_close(combined["distill_loss"], whole)
     plain = normalise_losses(sums, sums["num_positive"], sums["reg_weight"])
     torch.testing.assert_close(combined["total_loss"], plain["total_loss"] + 0.5 * whole)
@@ -820,13 +820,30 @@ def test_distillation_at_weight_0_trains_exactly_as_without_a_teacher(data_root,
     assert load(tmp_path / "w1" / "last.pth")["train_config"]["distill_from"] == str(teacher / "last.pth")
 
 
+def test_a_run_resumed_with_a_teacher_and_resumed_again_keeps_its_log(data_root, tmp_path):
+    """The rows written before the teacher joined have no distill_loss; resuming reads them back all the same."""
+    train_voc.main(tiny_config(data_root, tmp_path))
+    teacher = tmp_path / "teacher.pth"
+    teacher.write_bytes((tmp_path / "last.pth").read_bytes())
+    for epochs in (2, 3):
+        resumed = tiny_config(data_root, tmp_path, epochs=epochs, resume=str(tmp_path / "last.pth"))
+        train_voc.main(replace(resumed, distill_from=str(teacher)))
+    with open(tmp_path / "log.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [int(r["step"]) for r in rows] == list(range(1, 13))
+    assert [r["distill_loss"] == "" for r in rows] == [True] * 4 + [False] * 8
+    assert (tmp_path / "loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
 def test_a_teacher_that_does_not_fit_is_a_usage_error(data_root, tmp_path, capsys):
     train_voc.main(tiny_config(data_root, tmp_path))
     other = load(tmp_path / "last.pth")
     other["config"]["classes"] = other["classes"] = ["nail", "clip_B", "clip_Y", "wrench"]
     torch.save(other, tmp_path / "other.pth")
+    (tmp_path / "notes.pth").write_text("not a checkpoint")
     for teacher, message in (
         (tmp_path / "missing.pth", "missing.pth: checkpoint not found"),
+        (tmp_path / "notes.pth", "--distill-from: .*notes.pth: "),
         (
             tmp_path / "other.pth",
             "--distill-from .*other.pth: its classes: .*'wrench'.*, the model's: .*'L_stick'",
@@ -898,7 +915,7 @@ def _ddp_worker(rank, world_size, port, data_root, output_dir, teacher):
         "distill_cls": torch.tensor([2.0 * (rank + 1)]),
         "distill_cnt": torch.tensor([1.0]),
         "distill_reg": torch.tensor([3.0]),
-        "distill_weight": torch.tensor([0.5 if rank == 0 else 1.5]),
+        "teacher_score": torch.tensor([0.5 if rank == 0 else 1.5]),
     }
     torch.save(
         {"params": dict(summary["model"].named_parameters()), "losses": reduce_losses(sums, distill_weight=2.0)},
