@@ -25,6 +25,7 @@ from dataset import VOCDataset
 from dataset.synthetic import ensure_data_set
 from model import FCOSConfig, FCOSDetector
 
+from .amp import resolve_amp
 from .annotate import write_json_atomically
 from .atomic import write_text_atomically
 from .board import Board, drawn_pictures
@@ -35,6 +36,7 @@ from .distill import Teacher, load_teacher
 from .distributed import all_reduce, is_main_process, world_size
 from .inference import evaluate
 from .interrupts import StopRequests
+from .memory_format import resolve_channels_last
 from .metrics import format_results
 from .plots import plot_losses, plot_validation
 from .schedule import TimeBudget, plan_run
@@ -161,16 +163,20 @@ def build_trainer(
         clip_grad_norm=config.clip_grad_norm,
         max_bad_steps=config.max_bad_steps,
         ema=make_ema(model, config.ema_decay) if config.ema else None,
-        teacher=teacher_of(config.distill_from, model, amp) if config.distill_from else None,
+        teacher=teacher_of(config, model) if config.distill_from else None,
         distill_weight=config.distill_weight,
     )
 
 
-def teacher_of(path: str, model: FCOSDetector, amp: str) -> Teacher:
-    """The checkpoint ``path``'s detector, frozen, on ``model``'s device and in its memory format."""
-    teacher = load_teacher(path, model.config).to(next(model.parameters()).device)
-    teacher.set_channels_last(model.channels_last)
-    return Teacher(teacher, amp)
+def teacher_of(config: TrainConfig, model: FCOSDetector) -> Teacher:
+    """The detector of checkpoint ``config.distill_from``, frozen, on ``model``'s device, in the precision and
+    memory format that ``--amp`` and ``--channels-last`` choose for its own trunk (a Lite teacher of a ResNet
+    runs as Lite trains)."""
+    device = next(model.parameters()).device
+    teacher = load_teacher(config.distill_from, model.config).to(device)
+    backbone = teacher.config.backbone
+    teacher.set_channels_last(resolve_channels_last(config.channels_last, device, backbone)[0])
+    return Teacher(teacher, resolve_amp(config.amp, device, backbone)[0])
 
 
 @dataclass(kw_only=True)

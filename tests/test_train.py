@@ -28,7 +28,7 @@ from engine.config import BASE, TrainConfig
 from engine.data import make_train_loader, start_epoch
 from engine.metrics import evaluate_detections
 from engine.recipes import PRESETS
-from engine.run import Run, build_model, load_data
+from engine.run import Run, build_model, load_data, teacher_of
 from engine.schedule import TimeBudget, learning_rate, plan_run, plan_schedule, resize_schedule
 from engine.state import TrainState
 from engine.train import NonFiniteLossError, Trainer, TrainStep, make_ema, pad_targets, reduce_losses
@@ -1107,3 +1107,16 @@ def test_the_bf16_probe_times_both_precisions():
     amp.cpu_bf16_speedup.cache_clear()
     speedup = amp.cpu_bf16_speedup()
     assert 0.05 < speedup < 20 and amp.cpu_bf16_speedup() == speedup  # measured once a process
+
+
+def test_the_teacher_runs_in_the_precision_and_memory_format_of_its_own_trunk(data_root, tmp_path):
+    """A Lite0 teacher of a ResNet18: under --amp auto and --channels-last auto it runs in float32 and
+    channels-last on any CPU, as Lite0 trains, whatever the ResNet's choice; a choice asked for holds for both."""
+    student = tiny_model(data_root)
+    train_voc.main(tiny_config(data_root, tmp_path, backbone="efficientnet_lite0", pretrained="none"))
+    config = tiny_config(data_root, "unused", distill_from=str(tmp_path / "last.pth"))
+    teacher = teacher_of(replace(config, amp="auto", channels_last="auto"), student)
+    assert teacher.model.config.backbone == "efficientnet_lite0"
+    assert (teacher.amp, teacher.model.channels_last) == ("off", True)
+    teacher = teacher_of(replace(config, amp="bf16", channels_last="off"), student)
+    assert (teacher.amp, teacher.model.channels_last) == ("bf16", False)
