@@ -7,11 +7,12 @@
 Every run is ``train_voc.py --preset <preset> --steps N --seed S`` with the variant's change (run in this
 process, its output in ``<out>/<variant>/seed<S>.log``), into ``<out>/<variant>/seed<S>/`` (its
 ``results.json`` holds mAP, per-class AP, steps and minutes). A run whose results exist is not run again, so an
-interrupted sweep continues where it stopped. A signal (Ctrl-C, ``kill``) stops the run in progress with its
-``last.pth`` kept and ends the sweep; the same command resumes that run from it. Variants that only change the
-evaluation (no test-time flip, more scales) score the ``baseline`` checkpoints again instead of training.
-Steps, not minutes, fix each run's length: every variant gets the same number of updates whatever the
-machine's speed, and the minutes column says what they cost.
+interrupted sweep continues where it stopped; a run made with other settings than the variant gives now (a
+preset changed since) is refused, naming them, not taken for it. A signal (Ctrl-C, ``kill``) stops the run in
+progress with its ``last.pth`` kept and ends the sweep; the same command resumes that run from it. Variants
+that only change the evaluation (no test-time flip, more scales) score the ``baseline`` checkpoints again
+instead of training. Steps, not minutes, fix each run's length: every variant gets the same number of updates
+whatever the machine's speed, and the minutes column says what they cost.
 
 Cross-validation (``--folds K``, ``--folds`` alone is 5) measures on every labelled picture instead of one small
 ``val``: the pictures of train and val are divided into K folds that keep each cluster of near-duplicates whole
@@ -46,8 +47,18 @@ from dataset.annotations import ground_truth_of, read_annotations, write_split
 from dataset.folds import Folds, make_folds, read_folds
 from engine.annotate import write_json_atomically
 from engine.bootstrap import LEVEL, cluster_draws, interval, match_once, mean_ap, resampled_ap
+from engine.checkpoint import load_checkpoint
+from engine.config import BASE, TrainConfig, flag
 from engine.metrics import evaluate_detections
 from engine.recipes import PRESETS
+
+# Settings that change neither what a run learns nor how it is scored: a finished run is reused whatever they were.
+NOT_COMPARED = frozenset(
+    {
+        *("data_root", "workers", "cache", "output_dir", "resume", "save_every", "final_eval", "tensorboard"),
+        *("device", "channels_last", "compile", "sync_bn", "data_parallel"),
+    }
+)
 
 # name -> (the change to the training config, eval_voc.py flags that only change the scoring); one change each
 VARIANTS: dict[str, tuple[dict[str, Any], list[str]]] = {
@@ -98,8 +109,9 @@ def run_variant(name: str, seed: int, args: argparse.Namespace) -> dict | None:
     changes, eval_flags = VARIANTS[name]
     out = Path(args.out) / name / f"seed{seed}"
     results = out / "results.json"
+    config = run_config(args, changes, data_root=args.data_root, val_split=args.split, seed=seed, output_dir=str(out))
     if results.is_file():
-        return json.loads(results.read_text())
+        return reused(results, config)
     out.mkdir(parents=True, exist_ok=True)
     if eval_flags and not changes:  # score the baseline's model another way
         base = Path(args.out) / "baseline" / f"seed{seed}"
@@ -116,32 +128,59 @@ def run_variant(name: str, seed: int, args: argparse.Namespace) -> dict | None:
             json.dumps({**base_results, "map": scored["map"], "ap": scored["ap"], "eval_flags": eval_flags}, indent=2)
         )
         return json.loads(results.read_text())
-    train(
-        args,
-        changes,
-        label=f"{name} seed {seed}",
-        log=out.parent / f"seed{seed}.log",
-        data_root=args.data_root,
-        val_split=args.split,
-        seed=seed,
-        output_dir=str(out),
-    )
+    train(args, config, label=f"{name} seed {seed}", log=out.parent / f"seed{seed}.log")
     return json.loads(results.read_text()) if results.is_file() else None
 
 
-def train(args: argparse.Namespace, changes: dict[str, Any], *, label: str, log: Path, **run: Any) -> None:
-    """``train_voc.py --preset`` with the changes after ``--``, ``--steps``, ``run``'s settings and the variant's
-    ``changes`` (which win), its output in ``log``; a failure is reported and the sweep goes on. A run stopped
-    by a signal ends the sweep (:class:`cli.Stopped`, naming the run), and the same command resumes it from the
-    ``last.pth`` it kept."""
-    stopped = Path(run["output_dir"]) / "last.pth"
-    resume = str(stopped) if stopped.is_file() else None
-    config = train_voc.parse_config(["--preset", args.preset, *args.extra]).override(
-        steps=args.steps, save_every=0, resume=resume, **run, **changes
+def run_config(args: argparse.Namespace, changes: dict[str, Any], **run: Any) -> TrainConfig:
+    """A variant's run: ``--preset`` with the changes after ``--``, ``--steps``, ``run``'s settings and the
+    variant's ``changes`` (which win)."""
+    return train_voc.parse_config(["--preset", args.preset, *args.extra]).override(
+        steps=args.steps, save_every=0, **run, **changes
     )
+
+
+def check_settings(config: TrainConfig, stored: dict[str, Any], where: Path) -> None:
+    """``ValueError`` naming the settings when the run in ``where``, made with ``stored`` (its ``train_config``),
+    was not made as ``config`` says: after a preset changes, its old runs would otherwise be taken for its new
+    ones. Settings a run predates count as their defaults; :data:`NOT_COMPARED` are not compared."""
+    wanted, defaults = config.to_dict(), BASE.to_dict()
+
+    def shown(value: Any) -> str:
+        return ",".join(map(str, value)) if isinstance(value, list) else str(value)
+
+    differ = [
+        f"{flag(name)} {shown(stored.get(name, defaults[name]))} (now {shown(value)})"
+        for name, value in wanted.items()
+        if name not in NOT_COMPARED and stored.get(name, defaults[name]) != value
+    ]
+    if differ:
+        raise ValueError(
+            f"{where} was made with other settings: {'; '.join(differ)}. Pass another --out, or after -- the "
+            "flags that make those runs again"
+        )
+
+
+def reused(results: Path, config: TrainConfig) -> dict[str, Any]:
+    """The finished run's ``results`` (results.json), once its settings are checked against ``config``."""
+    found = json.loads(results.read_text())
+    if not isinstance(found.get("train_config"), dict):
+        raise ValueError(f"{results}: no train_config, so what made it cannot be told; pass another --out")
+    check_settings(config, found["train_config"], results.parent)
+    return found
+
+
+def train(args: argparse.Namespace, config: TrainConfig, *, label: str, log: Path) -> None:
+    """``train_voc.py`` with ``config``, its output in ``log``; a failure is reported and the sweep goes on. A
+    run stopped by a signal ends the sweep (:class:`cli.Stopped`, naming the run), and the same command resumes
+    it from the ``last.pth`` it kept, once that checkpoint's settings are checked against ``config``."""
+    stopped = config.output_path / "last.pth"
+    if stopped.is_file():
+        check_settings(config, load_checkpoint(stopped)["train_config"], stopped)
+        config = config.override(resume=str(stopped))
     print(f"{label}: {config.changes(PRESETS[args.preset])}", flush=True)
     try:
-        with logged(log, mode="a" if resume else "w"):
+        with logged(log, mode="a" if config.resume else "w"):
             train_voc.main(config)
     except Stopped as stop:  # train_voc.py's advice (--resume) is not this command's: it resumes by itself
         what = str(stop).split(";")[0]
@@ -162,8 +201,17 @@ def run_fold(name: str, seed: int, fold: int, folds: Folds, args: argparse.Names
     changes, eval_flags = VARIANTS[name]
     out = fold_dir(args.out, name, folds, seed) / f"fold{fold}"
     results, detections = out / "results.json", out / "detections.json"
-    if results.is_file() and detections.is_file():
-        return json.loads(results.read_text())
+    config = run_config(
+        args,
+        changes,
+        data_root=str(Path(args.out) / f"cv{folds.count}"),
+        train_split=folds.train_split(fold),
+        val_split=folds.test_split(fold),
+        seed=seed,
+        output_dir=str(out),
+    )
+    if results.is_file() and (found := reused(results, config)) and detections.is_file():
+        return found
     out.mkdir(parents=True, exist_ok=True)
     model = out
     if eval_flags and not changes:
@@ -171,17 +219,7 @@ def run_fold(name: str, seed: int, fold: int, folds: Folds, args: argparse.Names
         if run_fold("baseline", seed, fold, folds, args) is None:
             return None
     elif not results.is_file():
-        train(
-            args,
-            changes,
-            label=f"{name} seed {seed} fold {fold}",
-            log=out.parent / f"fold{fold}.log",
-            data_root=str(Path(args.out) / f"cv{folds.count}"),
-            train_split=folds.train_split(fold),
-            val_split=folds.test_split(fold),
-            seed=seed,
-            output_dir=str(out),
-        )
+        train(args, config, label=f"{name} seed {seed} fold {fold}", log=out.parent / f"fold{fold}.log")
         if not results.is_file():
             return None
         if detections.is_file():  # the training's final evaluation scored the fold's test pictures: done

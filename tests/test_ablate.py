@@ -8,6 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import torch
 
 from benchmarks import ablate
 from benchmarks.ablate import table
@@ -64,13 +65,18 @@ def test_a_variants_flag_wins_over_the_changes_made_to_every_run(tmp_path, monke
     assert (run.augment, run.crop, run.lr) == (("flip", "paste"), (320, 320), 0.01)  # the preset's, as they are
 
 
+def write_checkpoint(config) -> None:
+    """The last.pth of a run of ``config``, without weights."""
+    torch.save({"model": {}, "config": {}, "train_config": config.to_dict()}, Path(config.output_dir) / "last.pth")
+
+
 def stub_training(trained: list) -> Callable:
     """train_voc.main that trains nothing: it writes the results.json and last.pth a run leaves."""
 
     def train(config):
         trained.append(config)
         out = Path(config.output_dir)
-        (out / "last.pth").write_bytes(b"")
+        write_checkpoint(config)
         results = {"map": 0.0, "ap": {}, "steps": config.steps, "train_minutes": 1.5, "seconds_per_step": 0.5}
         results["tta"] = config.tta
         (out / "results.json").write_text(json.dumps({**results, "train_config": config.to_dict()}))
@@ -88,7 +94,7 @@ def test_a_signal_ends_the_sweep_and_the_same_command_resumes_the_stopped_run(tm
             return finish(config)
         trained.append(config)
         print("step 1 of 2")
-        (Path(config.output_dir) / "last.pth").write_bytes(b"")
+        write_checkpoint(config)
         raise Stopped("stopped by SIGTERM at step 1; to go on, run the same command with --resume it", status=143)
 
     monkeypatch.setattr(ablate.train_voc, "main", stopped_once)
@@ -103,6 +109,24 @@ def test_a_signal_ends_the_sweep_and_the_same_command_resumes_the_stopped_run(tm
     first, resumed, ema = trained
     assert (first.resume, resumed.resume, ema.resume) == (None, str(tmp_path / "baseline" / "seed0" / "last.pth"), None)
     assert "step 1 of 2" in (tmp_path / "baseline" / "seed0.log").read_text()  # the resumed run's log appends
+
+
+def test_runs_made_by_other_settings_are_refused_not_taken_for_the_variants(tmp_path, monkeypatch):
+    """Once a preset changed, its old runs in an --out would have been read back as runs of the new recipe:
+    finished or stopped, a run is reused only when it was made as the variant is now."""
+    trained = []
+    monkeypatch.setattr(ablate.train_voc, "main", stub_training(trained))
+    argv = ["--data-root", "data", "--out", str(tmp_path), "--steps", "2", "--seeds", "0", "--only", "baseline"]
+    ablate.main(ablate.get_args_parser().parse_args(argv))
+    ablate.main(ablate.get_args_parser().parse_args([*argv, "--", "--workers", "3", "--no-tensorboard"]))
+    assert len(trained) == 1  # how the data are read or the run logged changes nothing it learnt
+    refused = f"{tmp_path / 'baseline' / 'seed0'} was made with other settings: --augment flip,paste \\(now flip\\)"
+    with pytest.raises(ValueError, match=refused):
+        ablate.main(ablate.get_args_parser().parse_args([*argv, "--", "--augment", "flip"]))
+    (tmp_path / "baseline" / "seed0" / "results.json").unlink()  # as if stopped: only last.pth is left
+    with pytest.raises(ValueError, match="seed0/last.pth was made with other settings: --steps 2 \\(now 3\\)"):
+        ablate.main(ablate.get_args_parser().parse_args([*argv, "--steps", "3"]))
+    assert len(trained) == 1
 
 
 def stub_scoring(scored: list) -> Callable:
