@@ -48,16 +48,15 @@ from dataset.folds import Folds, make_folds, read_folds
 from engine.annotate import write_json_atomically
 from engine.bootstrap import LEVEL, cluster_draws, interval, match_once, mean_ap, resampled_ap
 from engine.checkpoint import load_checkpoint
-from engine.config import BASE, TrainConfig, flag
+from engine.config import BASE, TrainConfig
 from engine.metrics import evaluate_detections
 from engine.recipes import PRESETS
 
-# Settings that change neither what a run learns nor how it is scored: a finished run is reused whatever they were.
+# Settings that change neither what a run learns nor how it is scored (where the data lie, what is written
+# beside the weights, how the same arithmetic is laid out): a run is reused whatever they were.
 NOT_COMPARED = frozenset(
-    {
-        *("data_root", "workers", "cache", "output_dir", "resume", "save_every", "final_eval", "tensorboard"),
-        *("device", "channels_last", "compile", "sync_bn", "data_parallel"),
-    }
+    ("data_root", "cache", "output_dir", "resume", "save_every", "final_eval", "tensorboard")
+    + ("channels_last", "compile")
 )
 
 # name -> (the change to the training config, eval_voc.py flags that only change the scoring); one change each
@@ -111,7 +110,7 @@ def run_variant(name: str, seed: int, args: argparse.Namespace) -> dict | None:
     results = out / "results.json"
     config = run_config(args, changes, data_root=args.data_root, val_split=args.split, seed=seed, output_dir=str(out))
     if results.is_file():
-        return reused(results, config)
+        return reused(results, config, eval_flags)
     out.mkdir(parents=True, exist_ok=True)
     if eval_flags and not changes:  # score the baseline's model another way
         base = Path(args.out) / "baseline" / f"seed{seed}"
@@ -140,17 +139,21 @@ def run_config(args: argparse.Namespace, changes: dict[str, Any], **run: Any) ->
     )
 
 
-def check_settings(config: TrainConfig, stored: dict[str, Any], where: Path) -> None:
-    """``ValueError`` naming the settings when the run in ``where``, made with ``stored`` (its ``train_config``),
-    was not made as ``config`` says: after a preset changes, its old runs would otherwise be taken for its new
-    ones. Settings a run predates count as their defaults; :data:`NOT_COMPARED` are not compared."""
+def check_settings(config: TrainConfig, made: dict[str, Any], where: Path) -> None:
+    """``ValueError`` naming the settings when the run in ``where``, whose results or checkpoint ``made`` holds
+    its ``train_config``, was not made as ``config`` says: after a preset changes, its old runs would otherwise
+    be taken for its new ones. Settings a run predates count as their defaults; :data:`NOT_COMPARED` are not
+    compared."""
+    stored = made.get("train_config")
+    if not isinstance(stored, dict):
+        raise ValueError(f"{where}: no train_config, so what made it cannot be told; pass another --out")
     wanted, defaults = config.to_dict(), BASE.to_dict()
 
     def shown(value: Any) -> str:
         return ",".join(map(str, value)) if isinstance(value, list) else str(value)
 
     differ = [
-        f"{flag(name)} {shown(stored.get(name, defaults[name]))} (now {shown(value)})"
+        f"{name} {shown(stored.get(name, defaults[name]))} (now {shown(value)})"
         for name, value in wanted.items()
         if name not in NOT_COMPARED and stored.get(name, defaults[name]) != value
     ]
@@ -161,12 +164,16 @@ def check_settings(config: TrainConfig, stored: dict[str, Any], where: Path) -> 
         )
 
 
-def reused(results: Path, config: TrainConfig) -> dict[str, Any]:
-    """The finished run's ``results`` (results.json), once its settings are checked against ``config``."""
+def reused(results: Path, config: TrainConfig, eval_flags: list[str]) -> dict[str, Any]:
+    """The finished run's ``results`` (results.json), once its settings and its scoring's flags are checked
+    against ``config`` and ``eval_flags``."""
     found = json.loads(results.read_text())
-    if not isinstance(found.get("train_config"), dict):
-        raise ValueError(f"{results}: no train_config, so what made it cannot be told; pass another --out")
-    check_settings(config, found["train_config"], results.parent)
+    check_settings(config, found, results.parent)
+    if found.get("eval_flags", []) != eval_flags:
+        raise ValueError(
+            f"{results.parent} was scored with {' '.join(found.get('eval_flags', [])) or 'no flags'} (now "
+            f"{' '.join(eval_flags) or 'none'}). Pass another --out"
+        )
     return found
 
 
@@ -176,7 +183,7 @@ def train(args: argparse.Namespace, config: TrainConfig, *, label: str, log: Pat
     it from the ``last.pth`` it kept, once that checkpoint's settings are checked against ``config``."""
     stopped = config.output_path / "last.pth"
     if stopped.is_file():
-        check_settings(config, load_checkpoint(stopped)["train_config"], stopped)
+        check_settings(config, load_checkpoint(stopped), stopped)
         config = config.override(resume=str(stopped))
     print(f"{label}: {config.changes(PRESETS[args.preset])}", flush=True)
     try:
@@ -210,7 +217,7 @@ def run_fold(name: str, seed: int, fold: int, folds: Folds, args: argparse.Names
         seed=seed,
         output_dir=str(out),
     )
-    if results.is_file() and (found := reused(results, config)) and detections.is_file():
+    if results.is_file() and (found := reused(results, config, eval_flags)) and detections.is_file():
         return found
     out.mkdir(parents=True, exist_ok=True)
     model = out

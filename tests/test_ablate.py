@@ -118,15 +118,23 @@ def test_runs_made_by_other_settings_are_refused_not_taken_for_the_variants(tmp_
     monkeypatch.setattr(ablate.train_voc, "main", stub_training(trained))
     argv = ["--data-root", "data", "--out", str(tmp_path), "--steps", "2", "--seeds", "0", "--only", "baseline"]
     ablate.main(ablate.get_args_parser().parse_args(argv))
-    ablate.main(ablate.get_args_parser().parse_args([*argv, "--", "--workers", "3", "--no-tensorboard"]))
-    assert len(trained) == 1  # how the data are read or the run logged changes nothing it learnt
-    refused = f"{tmp_path / 'baseline' / 'seed0'} was made with other settings: --augment flip,paste \\(now flip\\)"
+    ablate.main(ablate.get_args_parser().parse_args([*argv, "--", "--tensorboard", "--channels-last", "off"]))
+    assert len(trained) == 1  # what is logged and how the arithmetic is laid out change nothing it learnt
+    refused = f"{tmp_path / 'baseline' / 'seed0'} was made with other settings: augment flip,paste \\(now flip\\)"
     with pytest.raises(ValueError, match=refused):
         ablate.main(ablate.get_args_parser().parse_args([*argv, "--", "--augment", "flip"]))
     (tmp_path / "baseline" / "seed0" / "results.json").unlink()  # as if stopped: only last.pth is left
-    with pytest.raises(ValueError, match="seed0/last.pth was made with other settings: --steps 2 \\(now 3\\)"):
+    with pytest.raises(ValueError, match="seed0/last.pth was made with other settings: steps 2 \\(now 3\\)"):
         ablate.main(ablate.get_args_parser().parse_args([*argv, "--steps", "3"]))
     assert len(trained) == 1
+    # a variant that scores the baseline's models another way: its scoring flags are part of what made it
+    scored = tmp_path / "no-tta" / "seed0" / "results.json"
+    made = {"train_config": trained[0].to_dict(), "eval_flags": ["--no-tta"]}
+    scored.parent.mkdir(parents=True)
+    scored.write_text(json.dumps(made))
+    assert ablate.reused(scored, trained[0], ["--no-tta"]) == made
+    with pytest.raises(ValueError, match="was scored with --no-tta \\(now --no-tta --nms-iou 0.5\\)"):
+        ablate.reused(scored, trained[0], ["--no-tta", "--nms-iou", "0.5"])
 
 
 def stub_scoring(scored: list) -> Callable:

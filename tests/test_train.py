@@ -22,10 +22,13 @@ import train_voc
 from cli import Stopped
 from dataset import VOCDataset, load_ground_truth
 from dataset.synthetic import generate
+from engine import amp as amp_policy
 from engine import train as engine_train
+from engine.amp import resolve_amp
 from engine.checkpoint import CheckpointError
 from engine.config import BASE, TrainConfig
 from engine.data import make_train_loader, start_epoch
+from engine.memory_format import resolve_channels_last
 from engine.metrics import evaluate_detections
 from engine.recipes import PRESETS
 from engine.run import Run, build_model, load_data, teacher_of
@@ -1109,14 +1112,20 @@ def test_the_bf16_probe_times_both_precisions():
     assert 0.05 < speedup < 20 and amp.cpu_bf16_speedup() == speedup  # measured once a process
 
 
-def test_the_teacher_runs_in_the_precision_and_memory_format_of_its_own_trunk(data_root, tmp_path):
-    """A Lite0 teacher of a ResNet18: under --amp auto and --channels-last auto it runs in float32 and
-    channels-last on any CPU, as Lite0 trains, whatever the ResNet's choice; a choice asked for holds for both."""
-    student = tiny_model(data_root)
-    train_voc.main(tiny_config(data_root, tmp_path, backbone="efficientnet_lite0", pretrained="none"))
-    config = tiny_config(data_root, "unused", distill_from=str(tmp_path / "last.pth"))
+def test_the_teacher_runs_in_the_precision_and_memory_format_of_its_own_trunk(data_root, tmp_path, monkeypatch):
+    """A ResNet18 teacher of a Lite0 model, on a CPU made to look as if it had AMX and AVX2 only: under --amp auto
+    and --channels-last auto the teacher runs in bfloat16 and channels-first, as a ResNet trains there, where the
+    Lite0 model stays in float32 and channels-last; a choice asked for holds for both."""
+    train_voc.main(tiny_config(data_root, tmp_path))
+    monkeypatch.setattr(amp_policy, "cpu_has_amx", lambda: True)
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "AVX2")
+    student_config = tiny_config(data_root, "unused", backbone="efficientnet_lite0", pretrained="none")
+    student = build_model(student_config, FOD)
+    config = replace(student_config, distill_from=str(tmp_path / "last.pth"))
+    assert resolve_amp("auto", "cpu", "efficientnet_lite0")[0] == "off"
+    assert resolve_channels_last("auto", "cpu", "efficientnet_lite0")[0]
     teacher = teacher_of(replace(config, amp="auto", channels_last="auto"), student)
-    assert teacher.model.config.backbone == "efficientnet_lite0"
-    assert (teacher.amp, teacher.model.channels_last) == ("off", True)
-    teacher = teacher_of(replace(config, amp="bf16", channels_last="off"), student)
+    assert teacher.model.config.backbone == "resnet18"
     assert (teacher.amp, teacher.model.channels_last) == ("bf16", False)
+    teacher = teacher_of(replace(config, amp="off", channels_last="on"), student)
+    assert (teacher.amp, teacher.model.channels_last) == ("off", True)
