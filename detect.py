@@ -105,6 +105,13 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
         help="keep only detections whose box's bottom centre (where an object touches the road) lies in this "
         'polygon of frame pixels: "x1,y1 x2,y2 x3,y3 ..." or a JSON file [[x, y], ...]; drawn on the video',
     )
+    video.add_argument(
+        "--save-video",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="write the annotated video; --no-save-video keeps the events, their crops and detections.jsonl only "
+        "(a camera watched around the clock fills no disk with video, and each frame is neither drawn nor encoded)",
+    )
     parser.add_argument("--batch-size", type=int, default=2, help="pictures a batch")
     parser.add_argument("--workers", type=int, default=2, help="picture loading processes")
     add_device_argument(parser)
@@ -148,7 +155,13 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
     try:
         detector, model = load_frame_detector(args)
         report = detect_video(
-            detector, reader, Path(args.output_dir), confirm=args.confirm, region=region, progress=True
+            detector,
+            reader,
+            Path(args.output_dir),
+            confirm=args.confirm,
+            region=region,
+            save_video=args.save_video,
+            progress=True,
         )
     finally:
         reader.close()

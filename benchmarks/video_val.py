@@ -60,6 +60,12 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--confirm", default="3/5")
     parser.add_argument("--score-threshold", help="detect.py's (default: its own)")
     parser.add_argument("--runtime", help="detect.py's, with --onnx (default: its own)")
+    parser.add_argument(
+        "--save-video",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="detect.py's: write the annotated video (its drawing and encoding count in the frames/s)",
+    )
     parser.add_argument("--link-iou", type=float, default=0.3, help="IoU linking a box to the next frame's")
     parser.add_argument("--output-dir", default=None, help="default: a temporary folder")
     return parser
@@ -161,6 +167,7 @@ def main(args: argparse.Namespace) -> dict:
     argv = [*model, "--input", str(video), "--output-dir", str(out / "run"), "--confirm", args.confirm]
     argv += ["--score-threshold", args.score_threshold] if args.score_threshold else []
     argv += ["--runtime", args.runtime] if args.runtime else []
+    argv += [] if args.save_video else ["--no-save-video"]
     report = detect.main(detect.get_args_parser().parse_args(argv))
 
     records = [json.loads(line) for line in (out / "run" / "detections.jsonl").read_text().splitlines()]

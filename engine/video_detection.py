@@ -1,7 +1,8 @@
 """Detection on a video, a stream or a camera: frame by frame, tracked, confirmed into events, written as it goes.
 
 In ``output_dir``: ``<name>.mp4`` (the processed frames annotated, at the source's frame rate / ``stride`` so it
-lasts as long as the source, same size), ``detections.jsonl`` (a line a processed frame, flushed as written:
+lasts as long as the source, same size; not written without ``save_video``, as a camera watched for days would
+fill the disk with it), ``detections.jsonl`` (a line a processed frame, flushed as written:
 ``{"frame", "time", "detections": [{"image_id", "category", "score", "bbox", "track_id"}]}``, boxes in the frame's
 pixels in the VOC XML's 1-based frame as in ``detections.json``, ``image_id`` ``<name>_<frame:06d>``,
 ``track_id`` null before a track is named), ``events.json`` / ``events.csv`` (:mod:`engine.events`, rewritten at
@@ -11,6 +12,7 @@ processed is written and the video file finalised.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from dataclasses import dataclass, field
@@ -68,22 +70,28 @@ def detect_video(
     *,
     confirm: tuple[int, int] = (3, 5),
     region: RegionOfInterest | None = None,
+    save_video: bool = True,
     progress: bool = True,
 ) -> VideoReport:
     """Run ``detector`` on every frame ``reader`` yields (keeping those inside ``region``), track them, confirm
-    events in ``confirm`` (K, N) and write the outputs described above; closes ``reader``."""
+    events in ``confirm`` (K, N) and write the outputs described above, the annotated video if ``save_video``;
+    closes ``reader``."""
     report, model_seconds, start = VideoReport(), 0.0, time.perf_counter()
     name = source_name(reader.source)
     video_path = output_dir / f"{name}.mp4"
-    if isinstance(reader.source, str) and Path(reader.source).resolve() == video_path.resolve():
+    overwrites_input = isinstance(reader.source, str) and Path(reader.source).resolve() == video_path.resolve()
+    if save_video and overwrites_input:
         raise ValueError(f"--output-dir {output_dir} would overwrite the input {reader.source}")
     check_writable(output_dir)
     rate = reader.fps / reader.stride
     tracker, log = ObjectTracker(rate), EventLog(output_dir, *confirm)
     bar = tqdm(total=reader.processed_count, desc="detect", unit="frame", disable=not progress)
     try:
-        with VideoWriter(video_path, rate, reader.size) as writer, open(output_dir / "detections.jsonl", "w") as lines:
-            report.outputs += [video_path, output_dir / "detections.jsonl"]
+        with (
+            VideoWriter(video_path, rate, reader.size) if save_video else contextlib.nullcontext() as writer,
+            open(output_dir / "detections.jsonl", "w") as lines,
+        ):
+            report.outputs += ([video_path] if save_video else []) + [output_dir / "detections.jsonl"]
             for ordinal, frame in enumerate(reader):
                 tic = time.perf_counter()
                 found = detector(frame.pixels)
@@ -104,7 +112,8 @@ def detect_video(
                     entry["track_id"] = None if track_id == NO_TRACK else track_id
                 lines.write(json.dumps({"frame": frame.index, "time": frame.time, "detections": entries}) + "\n")
                 lines.flush()
-                writer.write(draw_tracked(frame.pixels, found, track_ids, region))
+                if writer is not None:
+                    writer.write(draw_tracked(frame.pixels, found, track_ids, region))
                 report.frames += 1
                 report.detections += len(found)
                 bar.update()

@@ -155,6 +155,36 @@ def test_tracks_events_and_region(tmp_path, video):
     assert yellow[238:243].max() > 80 and yellow[200] < 20 and yellow[230] < 20  # its right edge is at x 240
 
 
+def test_without_the_video_the_events_and_detections_are_those_of_a_run_with_it(tmp_path, video):
+    region = RegionOfInterest(parse_polygon(ROI))
+    runs = {
+        saved: detect_video(
+            ColourDetector(),
+            VideoReader(str(video)),
+            tmp_path / str(saved),
+            region=region,
+            save_video=saved,
+            progress=False,
+        )
+        for saved in (True, False)
+    }
+    assert sorted(p.name for p in (tmp_path / "False").iterdir()) == [
+        "crops",
+        "detections.jsonl",
+        "events.csv",
+        "events.json",
+    ]
+    assert (tmp_path / "True" / "road.mp4").is_file() and tmp_path / "True" / "road.mp4" in runs[True].outputs
+    assert [p.name for p in runs[False].outputs] == ["detections.jsonl", "events.json", "events.csv"]
+    for name in ("detections.jsonl", "events.csv"):
+        assert (tmp_path / "False" / name).read_text() == (tmp_path / "True" / name).read_text()
+    assert runs[False].events == runs[True].events and len(runs[False].events) == 2
+    for event in runs[False].events:  # the crops are of the frames as read, with nothing drawn on them
+        assert np.array_equal(
+            cv2.imread(str(tmp_path / "False" / event["crop"])), cv2.imread(str(tmp_path / "True" / event["crop"]))
+        )
+
+
 def test_vid_stride(tmp_path, video):
     report = detect_video(ColourDetector(), VideoReader(str(video), stride=3), tmp_path, progress=False)
     assert [r["frame"] for r in read_lines(tmp_path / "detections.jsonl")] == list(range(0, FRAMES, 3))
@@ -169,9 +199,9 @@ def test_vid_stride(tmp_path, video):
 def test_a_video_gives_the_detections_of_its_frames_as_pictures(tmp_path, checkpoint):
     video = write_video(tmp_path / "small.avi", frames=4, size=(128, 72))
     common = ["--checkpoint", str(checkpoint), "--score-threshold", "0.05", "--device", "cpu"]
-    argv = [*common, "--input", str(video), "--output-dir", str(tmp_path / "v")]
+    argv = [*common, "--input", str(video), "--output-dir", str(tmp_path / "v"), "--no-save-video"]
     result = detect.main(detect.get_args_parser().parse_args(argv))
-    assert result["frames"] == 4 and result["failures"] == []
+    assert result["frames"] == 4 and result["failures"] == [] and not (tmp_path / "v" / "small.mp4").exists()
 
     capture, pictures = cv2.VideoCapture(str(video)), tmp_path / "frames"
     pictures.mkdir()
