@@ -25,6 +25,13 @@ difference over the same resamples. A difference whose interval excludes 0 is on
 
     python -m benchmarks.ablate --data-root DIR --folds 5 --steps 500 --seeds 0 --only baseline,ema
     python -m benchmarks.ablate --out runs/ablate --folds 5 --table
+
+The ``distill`` variant learns from a teacher as well (``train_voc.py --distill-from``): the ``baseline`` model of
+``--teacher-out`` with the same seed and, with folds, of the same fold, trained without the pictures its student
+is scored on. So a small model is cross-validated with the distillation a user would give it:
+
+    python -m benchmarks.ablate --data-root DIR --folds 5 --steps 1000 --seeds 0 --preset fod-edge \
+        --out runs/cv-edge --only baseline,distill --teacher-out runs/cv-1000
 """
 
 from __future__ import annotations
@@ -33,7 +40,7 @@ import argparse
 import contextlib
 import json
 import statistics
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +65,10 @@ NOT_COMPARED = frozenset(
     ("data_root", "cache", "output_dir", "resume", "save_every", "final_eval", "tensorboard")
     + ("channels_last", "compile")
 )
+
+# A variant's teacher (``--distill-from``): the ``baseline`` model of ``--teacher-out`` trained with the same seed,
+# and with folds on the same fold's training pictures, so that it never saw the pictures its student is scored on.
+TEACHER = "<the baseline model of --teacher-out>"
 
 # name -> (the change to the training config, eval_voc.py flags that only change the scoring); one change each
 VARIANTS: dict[str, tuple[dict[str, Any], list[str]]] = {
@@ -100,6 +111,7 @@ VARIANTS: dict[str, tuple[dict[str, Any], list[str]]] = {
     "norm-imagenet": ({"normalization": "imagenet"}, []),
     "norm-tf": ({"normalization": "tf"}, []),
     "flip-color-rotate": ({"augment": ("flip", "color", "rotate")}, []),
+    "distill": ({"distill_from": TEACHER}, []),
 }
 
 
@@ -108,6 +120,7 @@ def run_variant(name: str, seed: int, args: argparse.Namespace) -> dict | None:
     changes, eval_flags = VARIANTS[name]
     out = Path(args.out) / name / f"seed{seed}"
     results = out / "results.json"
+    changes = with_teacher(changes, args, lambda teacher_out: Path(teacher_out) / "baseline" / f"seed{seed}")
     config = run_config(args, changes, data_root=args.data_root, val_split=args.split, seed=seed, output_dir=str(out))
     if results.is_file():
         return reused(results, config, eval_flags)
@@ -129,6 +142,19 @@ def run_variant(name: str, seed: int, args: argparse.Namespace) -> dict | None:
         return json.loads(results.read_text())
     train(args, config, label=f"{name} seed {seed}", log=out.parent / f"seed{seed}.log")
     return json.loads(results.read_text()) if results.is_file() else None
+
+
+def with_teacher(changes: dict[str, Any], args: argparse.Namespace, run_of: Callable[[str], Path]) -> dict[str, Any]:
+    """``changes`` with :data:`TEACHER` replaced by the ``last.pth`` in ``run_of(args.teacher_out)``, the teacher's
+    run folder; ``ValueError`` without ``--teacher-out``, ``FileNotFoundError`` naming a teacher not trained yet."""
+    if changes.get("distill_from") != TEACHER:
+        return changes
+    if not args.teacher_out:
+        raise ValueError("a variant that distils needs --teacher-out: the --out whose baseline models teach")
+    teacher = run_of(args.teacher_out) / "last.pth"
+    if not teacher.is_file():
+        raise FileNotFoundError(f"{teacher}: no teacher; run the baseline of --teacher-out {args.teacher_out} first")
+    return {**changes, "distill_from": str(teacher)}
 
 
 def run_config(args: argparse.Namespace, changes: dict[str, Any], **run: Any) -> TrainConfig:
@@ -208,6 +234,9 @@ def run_fold(name: str, seed: int, fold: int, folds: Folds, args: argparse.Names
     changes, eval_flags = VARIANTS[name]
     out = fold_dir(args.out, name, folds, seed) / f"fold{fold}"
     results, detections = out / "results.json", out / "detections.json"
+    changes = with_teacher(
+        changes, args, lambda teacher_out: fold_dir(teacher_out, "baseline", folds, seed) / f"fold{fold}"
+    )
     config = run_config(
         args,
         changes,
@@ -339,6 +368,13 @@ def with_interval(value: float, samples: np.ndarray, signed: bool = False) -> st
     return f"{value:{form}} [{low:{form}}, {high:{form}}]"
 
 
+def check_same_folds(folds: Folds, other_out: Path, flag: str, out: Path) -> None:
+    """``ValueError`` unless the cross-validation of ``other_out`` (given by ``flag``) was made with ``folds``."""
+    theirs = read_folds(other_out / f"cv{folds.count}")
+    if (theirs.ids, theirs.cluster, theirs.fold) != (folds.ids, folds.cluster, folds.fold):
+        raise ValueError(f"{flag} {other_out}: its folds are not those of --out {out}")
+
+
 def cv_table(out: Path, names: list[str], folds: Folds, baseline_out: Path | None = None) -> str:
     """Markdown: per variant its pooled mAP and each class's pooled AP (all folds' detections scored together on
     every labelled picture), the mean over its seeds, each with its 90% interval over the same resamples of the
@@ -347,9 +383,7 @@ def cv_table(out: Path, names: list[str], folds: Folds, baseline_out: Path | Non
     and the minutes of all folds. A second table gives the paired differences class by class."""
     runs = {name: load_fold_runs(out, name, folds) for name in names}
     if baseline_out is not None:
-        theirs = read_folds(baseline_out / f"cv{folds.count}")
-        if (theirs.ids, theirs.cluster, theirs.fold) != (folds.ids, folds.cluster, folds.fold):
-            raise ValueError(f"--baseline-out {baseline_out}: its folds are not those of --out {out}")
+        check_same_folds(folds, baseline_out, "--baseline-out", out)
     base_runs = load_fold_runs(baseline_out or out, "baseline", folds)
     finished = [fold_runs for found in [base_runs, *runs.values()] for fold_runs in found.values()]
     if not finished:
@@ -433,6 +467,12 @@ def get_args_parser() -> argparse.ArgumentParser:
         "other --steps)",
     )
     parser.add_argument(
+        "--teacher-out",
+        metavar="OUT",
+        help="the distill variant learns from the baseline model of this --out with the same seed (and with --folds, "
+        "the same fold's, trained without the pictures its student is scored on), e.g. fod-cpu's for --preset fod-edge",
+    )
+    parser.add_argument(
         "--folds",
         type=int,
         nargs="?",
@@ -482,6 +522,8 @@ def main(args: argparse.Namespace) -> None:
             seed=args.fold_seed,
             group_by=args.group_by,
         )
+        if args.teacher_out:
+            check_same_folds(folds, Path(args.teacher_out), "--teacher-out", out)
         print(folds.summary(), flush=True)
         for name in names:
             for seed in args.seeds:

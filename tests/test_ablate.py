@@ -219,3 +219,35 @@ def test_cross_validation_trains_each_fold_and_pools_their_detections(tmp_path, 
         ablate.main(ablate.get_args_parser().parse_args(["--out", str(out), "--table", "--baseline-out", str(other)]))
     with pytest.raises(ValueError, match="folds made with another seed"):
         ablate.main(ablate.get_args_parser().parse_args([*argv, "--fold-seed", "1"]))
+
+
+def test_each_fold_learns_from_the_teacher_trained_without_its_test_pictures(tmp_path, monkeypatch):
+    trained, scored = [], []
+    monkeypatch.setattr(ablate.train_voc, "main", stub_training(trained))
+    monkeypatch.setattr(ablate.eval_voc, "main", stub_scoring(scored))
+    data = tmp_path / "data"
+    generate(data, {"train": 7, "val": 2})
+    common = ["--data-root", str(data), "--folds", "3", "--seeds", "0", "--steps", "2"]
+    teachers, students = tmp_path / "teachers", tmp_path / "students"
+    student = [*common, "--out", str(students), "--only", "distill", "--preset", "fod-edge"]
+    with pytest.raises(ValueError, match="a variant that distils needs --teacher-out"):
+        ablate.main(ablate.get_args_parser().parse_args(student))
+    student += ["--teacher-out", str(teachers)]
+    with pytest.raises(FileNotFoundError, match="teachers/cv3/folds.json: no folds there"):
+        ablate.main(ablate.get_args_parser().parse_args(student))
+    ablate.main(ablate.get_args_parser().parse_args([*common, "--out", str(teachers), "--only", "baseline"]))
+    teacher = teachers / "baseline" / "cv3" / "seed0" / "fold0" / "last.pth"
+    teacher.rename(teacher.with_suffix(".kept"))
+    with pytest.raises(FileNotFoundError, match="fold0/last.pth: no teacher; run the baseline of --teacher-out"):
+        ablate.main(ablate.get_args_parser().parse_args(student))
+    teacher.with_suffix(".kept").rename(teacher)
+    ablate.main(ablate.get_args_parser().parse_args(student))
+    taught = trained[3:]
+    assert [c.distill_from for c in taught] == [
+        str(teachers / "baseline" / "cv3" / "seed0" / f"fold{i}" / "last.pth") for i in range(3)
+    ]
+    assert [(c.train_split, c.backbone) for c in taught] == [(f"cv3_{i}_train", "efficientnet_lite1") for i in range(3)]
+    folds = json.loads((teachers / "cv3" / "folds.json").read_text())
+    (teachers / "cv3" / "folds.json").write_text(json.dumps({**folds, "fold": [(f + 1) % 3 for f in folds["fold"]]}))
+    with pytest.raises(ValueError, match=f"--teacher-out {teachers}: its folds are not those of --out {students}"):
+        ablate.main(ablate.get_args_parser().parse_args(student))
