@@ -1,4 +1,4 @@
-"""Ablations: one change at a time against a recipe, several seeds each, summarised as mean and spread.
+r"""Ablations: one change at a time against a recipe, several seeds each, summarised as mean and spread.
 
     python -m benchmarks.ablate --data-root ../shared/foreign_object_dataset --steps 600 --seeds 0 1
     python -m benchmarks.ablate --data-root DIR --only baseline,photo,ema --seeds 0 1 2
@@ -30,8 +30,8 @@ The ``distill`` variant learns from a teacher as well (``train_voc.py --distill-
 ``--teacher-out`` with the same seed and, with folds, of the same fold, trained without the pictures its student
 is scored on. So a small model is cross-validated with the distillation a user would give it:
 
-    python -m benchmarks.ablate --data-root DIR --folds 5 --steps 1000 --seeds 0 --preset fod-edge \
-        --out runs/cv-edge --only baseline,distill --teacher-out runs/cv-1000
+    python -m benchmarks.ablate --data-root DIR --folds 5 --steps 1000 --preset fod-edge --out runs/cv-edge \
+        --only baseline,distill --teacher-out runs/cv-1000
 """
 
 from __future__ import annotations
