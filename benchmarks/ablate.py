@@ -146,15 +146,30 @@ def run_variant(name: str, seed: int, args: argparse.Namespace) -> dict | None:
 
 def with_teacher(changes: dict[str, Any], args: argparse.Namespace, run_of: Callable[[str], Path]) -> dict[str, Any]:
     """``changes`` with :data:`TEACHER` replaced by the ``last.pth`` in ``run_of(args.teacher_out)``, the teacher's
-    run folder; ``ValueError`` without ``--teacher-out``, ``FileNotFoundError`` naming a teacher not trained yet."""
+    run folder (checked before training: :func:`check_teacher`); ``ValueError`` without ``--teacher-out``."""
     if changes.get("distill_from") != TEACHER:
         return changes
     if not args.teacher_out:
         raise ValueError("a variant that distils needs --teacher-out: the --out whose baseline models teach")
-    teacher = run_of(args.teacher_out) / "last.pth"
+    return {**changes, "distill_from": str(run_of(args.teacher_out) / "last.pth")}
+
+
+def check_teacher(config: TrainConfig, args: argparse.Namespace) -> None:
+    """Before a run of ``config`` learns from ``config.distill_from``: the teacher is there, and it was trained
+    on the same training split (of the same data set, without folds; with folds, ``--teacher-out``'s are checked
+    equal), so it never saw the pictures its student is scored on. ``FileNotFoundError`` or ``ValueError``."""
+    teacher = Path(config.distill_from)
     if not teacher.is_file():
-        raise FileNotFoundError(f"{teacher}: no teacher; run the baseline of --teacher-out {args.teacher_out} first")
-    return {**changes, "distill_from": str(teacher)}
+        raise FileNotFoundError(f"{teacher}: no teacher there; with --teacher-out, run its baseline first")
+    taught = load_checkpoint(teacher).get("train_config") or {}
+    if taught.get("train_split") != config.train_split or (
+        args.folds is None and Path(taught.get("data_root", "")).resolve() != Path(config.data_root).resolve()
+    ):
+        raise ValueError(
+            f"{teacher} learnt from {taught.get('data_root')} {taught.get('train_split')}, the model would learn from "
+            f"{config.data_root} {config.train_split}: a teacher must not have seen the pictures its student is "
+            "scored on"
+        )
 
 
 def run_config(args: argparse.Namespace, changes: dict[str, Any], **run: Any) -> TrainConfig:
@@ -178,10 +193,16 @@ def check_settings(config: TrainConfig, made: dict[str, Any], where: Path) -> No
     def shown(value: Any) -> str:
         return ",".join(map(str, value)) if isinstance(value, list) else str(value)
 
+    def same(name: str, value: Any) -> bool:
+        made_with = stored.get(name, defaults[name])
+        if name == "distill_from" and value and made_with:  # one teacher, however its path is spelled
+            return Path(made_with).resolve() == Path(value).resolve()
+        return made_with == value
+
     differ = [
         f"{name} {shown(stored.get(name, defaults[name]))} (now {shown(value)})"
         for name, value in wanted.items()
-        if name not in NOT_COMPARED and stored.get(name, defaults[name]) != value
+        if name not in NOT_COMPARED and not same(name, value)
     ]
     if differ:
         raise ValueError(
@@ -207,6 +228,8 @@ def train(args: argparse.Namespace, config: TrainConfig, *, label: str, log: Pat
     """``train_voc.py`` with ``config``, its output in ``log``; a failure is reported and the sweep goes on. A
     run stopped by a signal ends the sweep (:class:`cli.Stopped`, naming the run), and the same command resumes
     it from the ``last.pth`` it kept, once that checkpoint's settings are checked against ``config``."""
+    if config.distill_from:
+        check_teacher(config, args)
     stopped = config.output_path / "last.pth"
     if stopped.is_file():
         check_settings(config, load_checkpoint(stopped), stopped)
@@ -496,7 +519,8 @@ def get_args_parser() -> argparse.ArgumentParser:
 
 
 def main(args: argparse.Namespace) -> None:
-    names = args.only.split(",") if args.only else list(VARIANTS)
+    # all variants by default, those that distil only with a teacher to learn from
+    names = args.only.split(",") if args.only else [n for n in VARIANTS if args.teacher_out or n != "distill"]
     unknown = [n for n in names if n not in VARIANTS]
     if unknown:
         raise ValueError(f"unknown variants {unknown}; choose from {', '.join(VARIANTS)}")

@@ -180,6 +180,8 @@ def main(args: argparse.Namespace) -> dict:
         **score_video(records, report["events"], frames=frames, objects=objects, classes=classes, confirm=k),
         "frames_per_second_end_to_end": report["fps"],
         "model": str(report["checkpoint"]),
+        "runtime": args.runtime or ("onnxruntime" if args.onnx else "pytorch"),
+        "save_video": args.save_video,
         "threshold": report["threshold"],
         "cpu": f"{cpu_name()}, {torch.get_num_threads()} threads, {torch.backends.cpu.get_cpu_capability()}",
     }

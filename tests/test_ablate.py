@@ -225,29 +225,63 @@ def test_each_fold_learns_from_the_teacher_trained_without_its_test_pictures(tmp
     trained, scored = [], []
     monkeypatch.setattr(ablate.train_voc, "main", stub_training(trained))
     monkeypatch.setattr(ablate.eval_voc, "main", stub_scoring(scored))
+    monkeypatch.chdir(tmp_path)
     data = tmp_path / "data"
     generate(data, {"train": 7, "val": 2})
-    common = ["--data-root", str(data), "--folds", "3", "--seeds", "0", "--steps", "2"]
+    common = ["--data-root", str(data), "--folds", "3", "--seeds", "0", "1", "--steps", "2"]
     teachers, students = tmp_path / "teachers", tmp_path / "students"
     student = [*common, "--out", str(students), "--only", "distill", "--preset", "fod-edge"]
     with pytest.raises(ValueError, match="a variant that distils needs --teacher-out"):
         ablate.main(ablate.get_args_parser().parse_args(student))
-    student += ["--teacher-out", str(teachers)]
     with pytest.raises(FileNotFoundError, match="teachers/cv3/folds.json: no folds there"):
-        ablate.main(ablate.get_args_parser().parse_args(student))
+        ablate.main(ablate.get_args_parser().parse_args([*student, "--teacher-out", str(teachers)]))
     ablate.main(ablate.get_args_parser().parse_args([*common, "--out", str(teachers), "--only", "baseline"]))
     teacher = teachers / "baseline" / "cv3" / "seed0" / "fold0" / "last.pth"
     teacher.rename(teacher.with_suffix(".kept"))
-    with pytest.raises(FileNotFoundError, match="fold0/last.pth: no teacher; run the baseline of --teacher-out"):
-        ablate.main(ablate.get_args_parser().parse_args(student))
+    with pytest.raises(FileNotFoundError, match="fold0/last.pth: no teacher there; with --teacher-out, run its"):
+        ablate.main(ablate.get_args_parser().parse_args([*student, "--teacher-out", str(teachers)]))
     teacher.with_suffix(".kept").rename(teacher)
-    ablate.main(ablate.get_args_parser().parse_args(student))
-    taught = trained[3:]
-    assert [c.distill_from for c in taught] == [
-        str(teachers / "baseline" / "cv3" / "seed0" / f"fold{i}" / "last.pth") for i in range(3)
+    ablate.main(ablate.get_args_parser().parse_args([*student, "--teacher-out", str(teachers)]))
+    taught = trained[6:]
+    assert [(c.seed, c.train_split, c.backbone, c.distill_from) for c in taught] == [
+        (
+            seed,
+            f"cv3_{i}_train",
+            "efficientnet_lite1",
+            str(teachers / "baseline" / "cv3" / f"seed{seed}" / f"fold{i}" / "last.pth"),
+        )
+        for seed in (0, 1)
+        for i in range(3)
     ]
-    assert [(c.train_split, c.backbone) for c in taught] == [(f"cv3_{i}_train", "efficientnet_lite1") for i in range(3)]
+    ablate.main(ablate.get_args_parser().parse_args([*student, "--teacher-out", "teachers"]))  # spelled otherwise
+    assert len(trained) == 12  # the same teachers: what has run is not run again
     folds = json.loads((teachers / "cv3" / "folds.json").read_text())
     (teachers / "cv3" / "folds.json").write_text(json.dumps({**folds, "fold": [(f + 1) % 3 for f in folds["fold"]]}))
     with pytest.raises(ValueError, match=f"--teacher-out {teachers}: its folds are not those of --out {students}"):
+        ablate.main(ablate.get_args_parser().parse_args([*student, "--teacher-out", str(teachers)]))
+
+
+def test_without_folds_a_teacher_that_learnt_from_other_pictures_is_refused(tmp_path, monkeypatch):
+    trained = []
+    monkeypatch.setattr(ablate.train_voc, "main", stub_training(trained))
+    common = ["--data-root", str(tmp_path / "data"), "--seeds", "0", "--steps", "2"]
+    teachers = tmp_path / "teachers"
+    ablate.main(ablate.get_args_parser().parse_args([*common, "--out", str(teachers), "--only", "baseline"]))
+    student = [*common, "--out", str(tmp_path / "students"), "--only", "distill", "--teacher-out", str(teachers)]
+    ablate.main(ablate.get_args_parser().parse_args(student))
+    assert trained[-1].distill_from == str(teachers / "baseline" / "seed0" / "last.pth")
+    ablate.main(
+        ablate.get_args_parser().parse_args(
+            [*common, "--out", str(tmp_path / "t2"), "--only", "baseline", "--", "--train-split", "val"]
+        )
+    )
+    student[student.index("--teacher-out") + 1] = str(tmp_path / "t2")
+    with pytest.raises(ValueError, match="students/distill/seed0 was made with other settings: distill_from"):
+        ablate.main(ablate.get_args_parser().parse_args(student))  # another teacher: not the run that is there
+    student[student.index("--out") + 1] = str(tmp_path / "students2")
+    with pytest.raises(
+        ValueError,
+        match="t2/baseline/seed0/last.pth learnt from .*data val, the model would learn from .*data train: a teacher",
+    ):
         ablate.main(ablate.get_args_parser().parse_args(student))
+    assert len(trained) == 3
