@@ -1,6 +1,7 @@
 """Stopping a training run on a signal without losing it: SIGINT (Ctrl-C) or SIGTERM (``kill``, a scheduler, a
 container stop) asks the run to stop after the step in progress, so that it writes ``last.pth`` with its exact
-state; a second signal stops at once."""
+state; a second signal stops at once. A signal ignored when the run starts stays ignored, as Python leaves it: a
+shell script's background job ignores SIGINT, so that Ctrl-C on the script does not reach it."""
 
 from __future__ import annotations
 
@@ -14,8 +15,8 @@ SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 class StopRequests:
-    """While entered (in the main thread), the first SIGINT or SIGTERM is remembered in :attr:`signal` and the
-    second raises ``KeyboardInterrupt``; the handlers before are restored on exit."""
+    """While entered (in the main thread), the first SIGINT or SIGTERM (of those not ignored) is remembered in
+    :attr:`signal` and the second raises ``KeyboardInterrupt``; the handlers before are restored on exit."""
 
     def __init__(self) -> None:
         self.signal: signal.Signals | None = None
@@ -23,7 +24,8 @@ class StopRequests:
 
     def __enter__(self) -> StopRequests:
         if threading.current_thread() is threading.main_thread():
-            self.previous = {s: signal.signal(s, self.handle) for s in SIGNALS}
+            ignored = [s for s in SIGNALS if signal.getsignal(s) == signal.SIG_IGN]
+            self.previous = {s: signal.signal(s, self.handle) for s in SIGNALS if s not in ignored}
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -557,6 +557,19 @@ def signal_on_call(numbers, call):
     return forward
 
 
+@pytest.fixture
+def python_signal_handlers():
+    """SIGINT and SIGTERM handled as a Python started in a terminal's foreground handles them, whatever started
+    the tests (a shell script's background job ignores SIGINT), and the handlers before restored after."""
+    before = {number: signal.getsignal(number) for number in (signal.SIGINT, signal.SIGTERM)}
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    yield
+    for number, handler in before.items():
+        signal.signal(number, handler)
+
+
+@pytest.mark.usefixtures("python_signal_handlers")
 @pytest.mark.parametrize("number", [signal.SIGTERM, signal.SIGINT])
 def test_a_signal_stops_after_the_step_and_resuming_continues_exactly(data_root, tmp_path, monkeypatch, capsys, number):
     """SIGTERM once ended training with no word and Ctrl-C with a traceback, the epoch's steps lost; the resumed
@@ -588,10 +601,21 @@ def test_a_signal_stops_after_the_step_and_resuming_continues_exactly(data_root,
     ).read_text().count("\n")
 
 
+@pytest.mark.usefixtures("python_signal_handlers")
 def test_a_second_signal_stops_at_once(data_root, tmp_path, monkeypatch):
     monkeypatch.setattr(TrainStep, "forward", signal_on_call([signal.SIGINT, signal.SIGINT], call=2))
     with pytest.raises(KeyboardInterrupt):
         train_voc.main(tiny_config(data_root, tmp_path, epochs=2))
+
+
+@pytest.mark.usefixtures("python_signal_handlers")
+def test_a_signal_ignored_before_the_run_stays_ignored(data_root, tmp_path, monkeypatch):
+    """Started as a shell script's background job, whose SIGINT is ignored, the run once took a Ctrl-C meant for
+    the script as its own and stopped."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    monkeypatch.setattr(TrainStep, "forward", signal_on_call([signal.SIGINT], call=2))
+    summary = train_voc.main(tiny_config(data_root, tmp_path))
+    assert summary["state"].step == 4 and signal.getsignal(signal.SIGINT) == signal.SIG_IGN
 
 
 def test_sigterm_on_the_command_line_writes_last_pth_and_says_how_to_resume(data_root, tmp_path):
