@@ -4,15 +4,16 @@ r"""Ablations: one change at a time against a recipe, several seeds each, summar
     python -m benchmarks.ablate --data-root DIR --only baseline,photo,ema --seeds 0 1 2
     python -m benchmarks.ablate --out runs/ablate --table          # the table of what has run so far
 
-Every run is ``train_voc.py --preset <preset> --steps N --seed S`` with the variant's change (run in this
-process, its output in ``<out>/<variant>/seed<S>.log``), into ``<out>/<variant>/seed<S>/`` (its
-``results.json`` holds mAP, per-class AP, steps and minutes). A run whose results exist is not run again, so an
-interrupted sweep continues where it stopped; a run made with other settings than the variant gives now (a
-preset changed since) is refused, naming them, not taken for it. A signal (Ctrl-C, ``kill``) stops the run in
-progress with its ``last.pth`` kept and ends the sweep; the same command resumes that run from it. Variants
-that only change the evaluation (no test-time flip, more scales) score the ``baseline`` checkpoints again
-instead of training. Steps, not minutes, fix each run's length: every variant gets the same number of updates
-whatever the machine's speed, and the minutes column says what they cost.
+Every run is ``train_voc.py --preset <preset> --steps N --seed S`` (N the preset's unless given) with the
+variant's change (run in this process, its output in ``<out>/<variant>/seed<S>.log``), into
+``<out>/<variant>/seed<S>/`` (its ``results.json`` holds mAP, per-class AP, steps and minutes). A run whose
+results exist is not run again, so an interrupted sweep continues where it stopped; a run made with other
+settings than the variant gives now (a preset changed since) is refused, naming them, not taken for it, and so
+is it in ``--table``. A signal (Ctrl-C, ``kill``) stops the run in progress with its ``last.pth`` kept and ends
+the sweep; the same command resumes that run from it. Variants that only change the evaluation (no test-time
+flip, more scales) score the ``baseline`` checkpoints again instead of training. Steps, not minutes, fix each
+run's length: every variant gets the same number of updates whatever the machine's speed, and the minutes
+column says what they cost.
 
 Cross-validation (``--folds K``, ``--folds`` alone is 5) measures on every labelled picture instead of one small
 ``val``: the pictures of train and val are divided into K folds that keep each cluster of near-duplicates whole
@@ -115,13 +116,21 @@ VARIANTS: dict[str, tuple[dict[str, Any], list[str]]] = {
 }
 
 
-def run_variant(name: str, seed: int, args: argparse.Namespace) -> dict | None:
-    """The variant's results.json, training (or scoring the baseline's model) first when it has none."""
+def variant_config(name: str, seed: int, args: argparse.Namespace) -> tuple[TrainConfig, dict[str, Any], list[str]]:
+    """The variant's run with ``seed`` (into ``<out>/<variant>/seed<S>/``), its changes to the preset (the teacher's
+    path filled in) and its scoring flags."""
     changes, eval_flags = VARIANTS[name]
     out = Path(args.out) / name / f"seed{seed}"
-    results = out / "results.json"
     changes = with_teacher(changes, args, lambda teacher_out: Path(teacher_out) / "baseline" / f"seed{seed}")
     config = run_config(args, changes, data_root=args.data_root, val_split=args.split, seed=seed, output_dir=str(out))
+    return config, changes, eval_flags
+
+
+def run_variant(name: str, seed: int, args: argparse.Namespace) -> dict | None:
+    """The variant's results.json, training (or scoring the baseline's model) first when it has none."""
+    config, changes, eval_flags = variant_config(name, seed, args)
+    out = config.output_path
+    results = out / "results.json"
     if results.is_file():
         return reused(results, config, eval_flags)
     out.mkdir(parents=True, exist_ok=True)
@@ -173,11 +182,16 @@ def check_teacher(config: TrainConfig, args: argparse.Namespace) -> None:
 
 
 def run_config(args: argparse.Namespace, changes: dict[str, Any], **run: Any) -> TrainConfig:
-    """A variant's run: ``--preset`` with the changes after ``--``, ``--steps``, ``run``'s settings and the
-    variant's ``changes`` (which win)."""
-    return train_voc.parse_config(["--preset", args.preset, *args.extra]).override(
-        steps=args.steps, save_every=0, **run, **changes
-    )
+    """A variant's run: ``--preset`` with the changes after ``--``, ``--steps`` (else the preset's), ``run``'s
+    settings and the variant's ``changes`` (which win). ``ValueError`` when the run would have no fixed length."""
+    recipe = train_voc.parse_config(["--preset", args.preset, *args.extra])
+    steps = args.steps or recipe.steps
+    if not steps:
+        raise ValueError(
+            f"--steps: preset {args.preset} trains for epochs or minutes, and every run of an ablation must make the "
+            "same number of updates on any machine: give --steps"
+        )
+    return recipe.override(steps=steps, save_every=0, **run, **changes)
 
 
 def check_settings(config: TrainConfig, made: dict[str, Any], where: Path) -> None:
@@ -224,6 +238,23 @@ def reused(results: Path, config: TrainConfig, eval_flags: list[str]) -> dict[st
     return found
 
 
+def check_shown(names: list[str], args: argparse.Namespace, folds: Folds | None = None) -> None:
+    """Every finished run of ``names`` (and of ``baseline``, unless ``--baseline-out`` gives it) is checked as a
+    sweep checks the runs it reuses (:func:`reused`): a table of an ``--out`` made by another preset would
+    otherwise show its runs as today's variants."""
+    out = Path(args.out)
+    for name in dict.fromkeys(names if args.baseline_out else ["baseline", *names]):
+        if folds is None:
+            for seed in load_runs(out, name):
+                config, _, eval_flags = variant_config(name, int(seed.removeprefix("seed")), args)
+                reused(config.output_path / "results.json", config, eval_flags)
+            continue
+        for seed in load_fold_runs(out, name, folds):
+            for fold in range(folds.count):
+                config, _, eval_flags = fold_config(name, int(seed.removeprefix("seed")), fold, folds, args)
+                reused(config.output_path / "results.json", config, eval_flags)
+
+
 def train(args: argparse.Namespace, config: TrainConfig, *, label: str, log: Path) -> None:
     """``train_voc.py`` with ``config``, its output in ``log``; a failure is reported and the sweep goes on. A
     run stopped by a signal ends the sweep (:class:`cli.Stopped`, naming the run), and the same command resumes
@@ -250,13 +281,12 @@ def fold_dir(out: str | Path, name: str, folds: Folds, seed: int) -> Path:
     return Path(out) / name / f"cv{folds.count}" / f"seed{seed}"
 
 
-def run_fold(name: str, seed: int, fold: int, folds: Folds, args: argparse.Namespace) -> dict | None:
-    """The variant's results.json on the fold's test pictures, with their detections in ``detections.json``
-    beside it: trained on the fold's training pictures first (or, for a change of the scoring only, the
-    ``baseline``'s model of the fold scored again) when it has none."""
+def fold_config(
+    name: str, seed: int, fold: int, folds: Folds, args: argparse.Namespace
+) -> tuple[TrainConfig, dict[str, Any], list[str]]:
+    """The variant's run with ``seed`` on the fold's training pictures (into its :func:`fold_dir`), its changes to
+    the preset (the teacher's path filled in) and its scoring flags."""
     changes, eval_flags = VARIANTS[name]
-    out = fold_dir(args.out, name, folds, seed) / f"fold{fold}"
-    results, detections = out / "results.json", out / "detections.json"
     changes = with_teacher(
         changes, args, lambda teacher_out: fold_dir(teacher_out, "baseline", folds, seed) / f"fold{fold}"
     )
@@ -267,8 +297,18 @@ def run_fold(name: str, seed: int, fold: int, folds: Folds, args: argparse.Names
         train_split=folds.train_split(fold),
         val_split=folds.test_split(fold),
         seed=seed,
-        output_dir=str(out),
+        output_dir=str(fold_dir(args.out, name, folds, seed) / f"fold{fold}"),
     )
+    return config, changes, eval_flags
+
+
+def run_fold(name: str, seed: int, fold: int, folds: Folds, args: argparse.Namespace) -> dict | None:
+    """The variant's results.json on the fold's test pictures, with their detections in ``detections.json``
+    beside it: trained on the fold's training pictures first (or, for a change of the scoring only, the
+    ``baseline``'s model of the fold scored again) when it has none."""
+    config, changes, eval_flags = fold_config(name, seed, fold, folds, args)
+    out = config.output_path
+    results, detections = out / "results.json", out / "detections.json"
     if results.is_file() and (found := reused(results, config, eval_flags)) and detections.is_file():
         return found
     out.mkdir(parents=True, exist_ok=True)
@@ -476,12 +516,17 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--data-root", default="foreign_object_dataset", help="VOC-layout data set")
     parser.add_argument("--split", default="val", help="the split every run is scored on (without --folds)")
     parser.add_argument("--preset", default="fod-cpu", help="the recipe the variants change")
-    parser.add_argument("--steps", type=int, default=600, help="optimizer steps of every run")
+    parser.add_argument(
+        "--steps", type=int, help="optimizer steps of every run (default: the preset's; with --table, of those shown)"
+    )
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1], help="one run per seed and variant")
     parser.add_argument("--only", help="comma list of variants (default: all, in the order of the table)")
     parser.add_argument("--out", default="runs/ablate", help="one folder per variant and seed")
     parser.add_argument(
-        "--table", action="store_true", help="only print the table of the runs done (and pool their folds' detections)"
+        "--table",
+        action="store_true",
+        help="only print the table of the runs done (and pool their folds' detections), each checked as a sweep "
+        "checks the runs it reuses: made with the settings its variant gives now",
     )
     parser.add_argument(
         "--baseline-out",
@@ -533,6 +578,7 @@ def main(args: argparse.Namespace) -> None:
                 for seed in args.seeds:
                     if run_variant(name, seed, args) is None:
                         print(f"{name} seed {seed}: failed, see {out / name / f'seed{seed}.log'}", flush=True)
+        check_shown(names, args)
         print(table(out, names))
         return
     if args.table:
@@ -556,6 +602,7 @@ def main(args: argparse.Namespace) -> None:
                     log = fold_dir(out, name, folds, seed) / f"fold{fold}.log"
                     state = f"mAP {found['map']:.3f}" if found else f"failed, see {log}"
                     print(f"{name} seed {seed} fold {fold}: {state}", flush=True)
+    check_shown(names, args, folds)
     print(cv_table(out, names, folds, Path(args.baseline_out) if args.baseline_out else None))
     pooled_files = write_pooled(out, names, folds)
     if pooled_files:

@@ -65,6 +65,18 @@ def test_a_variants_flag_wins_over_the_changes_made_to_every_run(tmp_path, monke
     assert (run.augment, run.crop, run.lr) == (("flip", "paste"), (320, 320), 0.01)  # the preset's, as they are
 
 
+def test_every_run_takes_the_presets_steps_unless_told(tmp_path, monkeypatch):
+    trained = []
+    monkeypatch.setattr(ablate.train_voc, "main", lambda config: trained.append(config))
+    args = argparse.Namespace(out=str(tmp_path), preset="fod-cpu", data_root="data", split="val", steps=None, extra=[])
+    ablate.run_variant("baseline", 0, args)
+    ablate.run_variant("baseline", 1, argparse.Namespace(**{**vars(args), "extra": ["--steps", "500"]}))
+    ablate.run_variant("baseline", 2, argparse.Namespace(**{**vars(args), "steps": 300, "extra": ["--steps", "500"]}))
+    assert [config.steps for config in trained] == [1000, 500, 300]
+    with pytest.raises(ValueError, match="--steps: preset fod-cpu-scratch trains for epochs or minutes"):
+        ablate.run_variant("baseline", 0, argparse.Namespace(**{**vars(args), "preset": "fod-cpu-scratch"}))
+
+
 def write_checkpoint(config) -> None:
     """The last.pth of a run of ``config``, without weights."""
     torch.save({"model": {}, "config": {}, "train_config": config.to_dict()}, Path(config.output_dir) / "last.pth")
@@ -123,6 +135,8 @@ def test_runs_made_by_other_settings_are_refused_not_taken_for_the_variants(tmp_
     refused = f"{tmp_path / 'baseline' / 'seed0'} was made with other settings: augment flip,paste \\(now flip\\)"
     with pytest.raises(ValueError, match=refused):
         ablate.main(ablate.get_args_parser().parse_args([*argv, "--", "--augment", "flip"]))
+    with pytest.raises(ValueError, match=refused):  # nor shown as the variant's in the table
+        ablate.main(ablate.get_args_parser().parse_args([*argv, "--table", "--", "--augment", "flip"]))
     (tmp_path / "baseline" / "seed0" / "results.json").unlink()  # as if stopped: only last.pth is left
     with pytest.raises(ValueError, match="seed0/last.pth was made with other settings: steps 2 \\(now 3\\)"):
         ablate.main(ablate.get_args_parser().parse_args([*argv, "--steps", "3"]))
@@ -203,6 +217,9 @@ def test_cross_validation_trains_each_fold_and_pools_their_detections(tmp_path, 
     assert len(trained) == 6 and len(scored) == 9  # what has run is not run again
     ablate.main(ablate.get_args_parser().parse_args([*argv, "--table"]))
     assert row(capsys.readouterr().out, "ema")[:4] == ema[:4]
+    refused = "baseline/cv3/seed0/fold0 was made with other settings: steps 2 \\(now 3\\)"
+    with pytest.raises(ValueError, match=refused):  # a table shows only what the command would run
+        ablate.main(ablate.get_args_parser().parse_args([*argv, "--table", "--only", "ema", "--steps", "3"]))
     # paired with the baseline of another --out made with the same folds: the same difference
     other = tmp_path / "other"
     shutil.copytree(out / "cv3", other / "cv3", symlinks=True)
