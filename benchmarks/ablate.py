@@ -1,8 +1,8 @@
 r"""Ablations: one change at a time against a recipe, several seeds each, summarised as mean and spread.
 
     python -m benchmarks.ablate --data-root ../shared/foreign_object_dataset --steps 600 --seeds 0 1
-    python -m benchmarks.ablate --data-root DIR --only baseline,photo,ema --seeds 0 1 2
-    python -m benchmarks.ablate --out runs/ablate --table          # the table of what has run so far
+    python -m benchmarks.ablate --data-root DIR --only baseline,photo,ema --seeds 0 1 2    # at the preset's steps
+    python -m benchmarks.ablate --out runs/ablate --steps 600 --table      # the table of what has run so far
 
 Every run is ``train_voc.py --preset <preset> --steps N --seed S`` (N the preset's unless given) with the
 variant's change (run in this process, its output in ``<out>/<variant>/seed<S>.log``), into
@@ -25,14 +25,14 @@ clusters (:mod:`engine.bootstrap`); beside a variant's difference to ``baseline`
 difference over the same resamples. A difference whose interval excludes 0 is one the data can tell.
 
     python -m benchmarks.ablate --data-root DIR --folds 5 --steps 500 --seeds 0 --only baseline,ema
-    python -m benchmarks.ablate --out runs/ablate --folds 5 --table
+    python -m benchmarks.ablate --out runs/ablate --folds 5 --steps 500 --table
 
 The ``distill`` variant learns from a teacher as well (``train_voc.py --distill-from``): the ``baseline`` model of
 ``--teacher-out`` with the same seed and, with folds, of the same fold, trained without the pictures its student
 is scored on. So a small model is cross-validated with the distillation a user would give it:
 
     python -m benchmarks.ablate --data-root DIR --folds 5 --steps 1000 --preset fod-edge --out runs/cv-edge \
-        --only baseline,distill --teacher-out runs/cv-1000
+        --only baseline,distill --teacher-out runs/cv-1000      # and the same with --table for the table
 """
 
 from __future__ import annotations
@@ -185,11 +185,11 @@ def run_config(args: argparse.Namespace, changes: dict[str, Any], **run: Any) ->
     """A variant's run: ``--preset`` with the changes after ``--``, ``--steps`` (else the preset's), ``run``'s
     settings and the variant's ``changes`` (which win). ``ValueError`` when the run would have no fixed length."""
     recipe = train_voc.parse_config(["--preset", args.preset, *args.extra])
-    steps = args.steps or recipe.steps
-    if not steps:
+    steps = args.steps if args.steps is not None else recipe.steps
+    if steps is None:
         raise ValueError(
-            f"--steps: preset {args.preset} trains for epochs or minutes, and every run of an ablation must make the "
-            "same number of updates on any machine: give --steps"
+            f"--steps: {' '.join(['--preset', args.preset, *args.extra])} trains for epochs or minutes, and every run "
+            "of an ablation must make the same number of updates on any machine: give --steps"
         )
     return recipe.override(steps=steps, save_every=0, **run, **changes)
 
@@ -239,20 +239,34 @@ def reused(results: Path, config: TrainConfig, eval_flags: list[str]) -> dict[st
 
 
 def check_shown(names: list[str], args: argparse.Namespace, folds: Folds | None = None) -> None:
-    """Every finished run of ``names`` (and of ``baseline``, unless ``--baseline-out`` gives it) is checked as a
-    sweep checks the runs it reuses (:func:`reused`): a table of an ``--out`` made by another preset would
-    otherwise show its runs as today's variants."""
-    out = Path(args.out)
+    """Every finished run the table of ``names`` shows, ``baseline``'s included, is checked as a sweep checks
+    the runs it reuses (:func:`reused`): a table of an ``--out`` made by another preset would otherwise show its
+    runs as today's variants. The baseline of ``--baseline-out`` may have been made with other steps."""
     for name in dict.fromkeys(names if args.baseline_out else ["baseline", *names]):
-        if folds is None:
-            for seed in load_runs(out, name):
-                config, _, eval_flags = variant_config(name, int(seed.removeprefix("seed")), args)
-                reused(config.output_path / "results.json", config, eval_flags)
-            continue
-        for seed in load_fold_runs(out, name, folds):
-            for fold in range(folds.count):
-                config, _, eval_flags = fold_config(name, int(seed.removeprefix("seed")), fold, folds, args)
-                reused(config.output_path / "results.json", config, eval_flags)
+        check_finished(name, args, folds)
+    if args.baseline_out:
+        other = argparse.Namespace(**{**vars(args), "out": args.baseline_out})
+        check_finished("baseline", other, folds, any_steps=True)
+
+
+def check_finished(name: str, args: argparse.Namespace, folds: Folds | None, any_steps: bool = False) -> None:
+    """The variant's finished runs in ``args.out`` (each fold's, with ``folds``), each checked as :func:`reused`
+    checks it; with ``any_steps``, against the steps it was made with."""
+    out = Path(args.out)
+    if folds is None:
+        runs = [(int(seed.removeprefix("seed")), None) for seed in load_runs(out, name)]
+    else:
+        finished = load_fold_runs(out, name, folds)
+        runs = [(int(seed.removeprefix("seed")), fold) for seed in finished for fold in range(folds.count)]
+    for seed, fold in runs:
+        config, _, eval_flags = (
+            variant_config(name, seed, args) if fold is None else fold_config(name, seed, fold, folds, args)
+        )
+        results = config.output_path / "results.json"
+        if any_steps:
+            made = json.loads(results.read_text()).get("train_config") or {}
+            config = config.override(steps=made.get("steps", config.steps))
+        reused(results, config, eval_flags)
 
 
 def train(args: argparse.Namespace, config: TrainConfig, *, label: str, log: Path) -> None:
@@ -347,7 +361,11 @@ def logged(path: Path, mode: str = "w") -> Iterator[None]:
 
 def load_runs(out: Path, name: str) -> dict[str, dict]:
     """seed folder name -> results.json of the variant's finished runs."""
-    return {p.parent.name: json.loads(p.read_text()) for p in sorted((out / name).glob("seed*/results.json"))}
+    return {
+        p.parent.name: json.loads(p.read_text())
+        for p in sorted((out / name).glob("seed*/results.json"))
+        if p.parent.name.removeprefix("seed").isdigit()
+    }
 
 
 def table(out: Path, names: list[str]) -> str:
@@ -383,6 +401,8 @@ def load_fold_runs(out: Path, name: str, folds: Folds) -> dict[str, list[dict]]:
     every fold has finished."""
     found = {}
     for seed in sorted((out / name / f"cv{folds.count}").glob("seed*")):
+        if not seed.name.removeprefix("seed").isdigit():
+            continue
         runs = [seed / f"fold{i}" for i in range(folds.count)]
         if all((run / "results.json").is_file() and (run / "detections.json").is_file() for run in runs):
             found[seed.name] = [
@@ -573,12 +593,12 @@ def main(args: argparse.Namespace) -> None:
     if args.baseline_out and args.folds is None:
         raise ValueError("--baseline-out pairs cross-validations: it needs --folds")
     if args.folds is None:
+        check_shown(names, args)  # before any training: a sweep that ends in a refused table is hours lost
         if not args.table:
             for name in names:  # each variant's seeds together, so that an interrupted sweep leaves whole rows
                 for seed in args.seeds:
                     if run_variant(name, seed, args) is None:
                         print(f"{name} seed {seed}: failed, see {out / name / f'seed{seed}.log'}", flush=True)
-        check_shown(names, args)
         print(table(out, names))
         return
     if args.table:
@@ -594,6 +614,10 @@ def main(args: argparse.Namespace) -> None:
         )
         if args.teacher_out:
             check_same_folds(folds, Path(args.teacher_out), "--teacher-out", out)
+    if args.baseline_out:
+        check_same_folds(folds, Path(args.baseline_out), "--baseline-out", out)
+    check_shown(names, args, folds)
+    if not args.table:
         print(folds.summary(), flush=True)
         for name in names:
             for seed in args.seeds:
@@ -602,7 +626,6 @@ def main(args: argparse.Namespace) -> None:
                     log = fold_dir(out, name, folds, seed) / f"fold{fold}.log"
                     state = f"mAP {found['map']:.3f}" if found else f"failed, see {log}"
                     print(f"{name} seed {seed} fold {fold}: {state}", flush=True)
-    check_shown(names, args, folds)
     print(cv_table(out, names, folds, Path(args.baseline_out) if args.baseline_out else None))
     pooled_files = write_pooled(out, names, folds)
     if pooled_files:

@@ -73,7 +73,9 @@ def test_every_run_takes_the_presets_steps_unless_told(tmp_path, monkeypatch):
     ablate.run_variant("baseline", 1, argparse.Namespace(**{**vars(args), "extra": ["--steps", "500"]}))
     ablate.run_variant("baseline", 2, argparse.Namespace(**{**vars(args), "steps": 300, "extra": ["--steps", "500"]}))
     assert [config.steps for config in trained] == [1000, 500, 300]
-    with pytest.raises(ValueError, match="--steps: preset fod-cpu-scratch trains for epochs or minutes"):
+    with pytest.raises(ValueError, match="--steps must be"):  # 0 once meant the preset's
+        ablate.run_variant("baseline", 3, argparse.Namespace(**{**vars(args), "steps": 0}))
+    with pytest.raises(ValueError, match="--steps: --preset fod-cpu-scratch trains for epochs or minutes"):
         ablate.run_variant("baseline", 0, argparse.Namespace(**{**vars(args), "preset": "fod-cpu-scratch"}))
 
 
@@ -137,6 +139,10 @@ def test_runs_made_by_other_settings_are_refused_not_taken_for_the_variants(tmp_
         ablate.main(ablate.get_args_parser().parse_args([*argv, "--", "--augment", "flip"]))
     with pytest.raises(ValueError, match=refused):  # nor shown as the variant's in the table
         ablate.main(ablate.get_args_parser().parse_args([*argv, "--table", "--", "--augment", "flip"]))
+    other_seed = ["--data-root", "data", "--out", str(tmp_path), "--steps", "2", "--seeds", "1", "--only", "baseline"]
+    with pytest.raises(ValueError, match=refused):  # refused before another seed trains, not after
+        ablate.main(ablate.get_args_parser().parse_args([*other_seed, "--", "--augment", "flip"]))
+    assert len(trained) == 1
     (tmp_path / "baseline" / "seed0" / "results.json").unlink()  # as if stopped: only last.pth is left
     with pytest.raises(ValueError, match="seed0/last.pth was made with other settings: steps 2 \\(now 3\\)"):
         ablate.main(ablate.get_args_parser().parse_args([*argv, "--steps", "3"]))
@@ -228,6 +234,15 @@ def test_cross_validation_trains_each_fold_and_pools_their_detections(tmp_path, 
     ablate.main(ablate.get_args_parser().parse_args([*argv, "--table", "--only", "ema", "--baseline-out", str(other)]))
     text = capsys.readouterr().out
     assert row(text, "ema")[:4] == ema[:4] and f"vs baseline of {other}, same seeds" in text
+    for fold in range(3):  # the other --out's baseline may have been made with other steps, not other settings
+        made = other / "baseline" / "cv3" / "seed0" / f"fold{fold}" / "results.json"
+        results = json.loads(made.read_text())
+        made.write_text(json.dumps({**results, "train_config": {**results["train_config"], "steps": 5, "lr": 0.02}}))
+    with pytest.raises(ValueError, match=f"{other}/baseline/cv3/seed0/fold0 was made with other settings: lr 0.02 "):
+        ablate.main(ablate.get_args_parser().parse_args([*argv, "--table", "--baseline-out", str(other)]))
+    shutil.copytree(out / "ema" / "cv3" / "seed0", out / "ema" / "cv3" / "seed0-old")  # a folder put aside
+    ablate.main(ablate.get_args_parser().parse_args([*argv, "--table", "--only", "ema"]))
+    assert row(capsys.readouterr().out, "ema")[:2] == ["ema", "1"]
     folds = json.loads((other / "cv3" / "folds.json").read_text())
     (other / "cv3" / "folds.json").write_text(json.dumps({**folds, "fold": [(f + 1) % 3 for f in folds["fold"]]}))
     with pytest.raises(ValueError, match=f"--baseline-out {other}: its folds are not those of --out {out}"):
