@@ -52,8 +52,9 @@ PRESETS: dict[str, TrainConfig] = {
     "fod-288": replace(FOD, preset="fod-288", resize=(288, 512)),
     "voc": VOC,
     # An ImageNet EfficientNet-Lite2 from its pip wheel (offline), fine-tuned as the original fine-tuned its
-    # ResNet50 (BatchNorm, the stem and the first stage frozen), in float32 for a fixed number of steps, with
-    # objects pasted against objects (copy-paste gained on both seeds: docs/cpu_recipe.md).
+    # ResNet50 (BatchNorm, the stem and the first stage frozen), in float32 for a fixed number of steps. Flipped
+    # crops only: copy-paste, which gained on val, lost when cross-validated over every labelled picture
+    # (docs/cpu_recipe.md).
     "fod-cpu": replace(
         CPU,
         preset="fod-cpu",
@@ -61,11 +62,11 @@ PRESETS: dict[str, TrainConfig] = {
         pretrained="imagenet",
         lr=0.01,
         steps=1000,
-        augment=("flip", "paste"),
         tta=True,
     ),
-    # For a camera on a 2-core CPU: fod-cpu with a lighter trunk and a quarter of the head's arithmetic (FPN 64),
-    # deployed as an int8 export (docs/speed.md: the deploy path, frames/s and val mAP).
+    # For a camera on a 2-core CPU: a lighter trunk than fod-cpu's and a quarter of the head's arithmetic (FPN 64),
+    # deployed as an int8 export, trained with copy-paste as it was measured (docs/speed.md: the deploy path,
+    # frames/s and val mAP; without copy-paste it has not been cross-validated).
     "fod-edge": replace(
         CPU,
         preset="fod-edge",

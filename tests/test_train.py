@@ -288,7 +288,6 @@ def test_presets_fill_unset_flags_and_flags_win(capsys):
         "backbone": ("resnet18", "efficientnet_lite2"),
         "pretrained": ("none", "imagenet"),
         "lr": (0.02, 0.01),
-        "augment": (("flip",), ("flip", "paste")),
         "steps": (None, 1000),
         "time_budget": (30.0, None),
         "amp": ("auto", "off"),
@@ -297,7 +296,7 @@ def test_presets_fill_unset_flags_and_flags_win(capsys):
         train_voc.parse_config(["--preset", "fod-cpu", "--help"])
     shown = " ".join(capsys.readouterr().out.split())
     assert "(default: 720x1280)" in shown and "(default: efficientnet_lite2)" in shown
-    assert "(default: 320x320)" in shown and "(default: flip,paste)" in shown and "(default: on)" in shown
+    assert "(default: 320x320)" in shown and "(default: flip)" in shown and "(default: on)" in shown
     assert "fod-cpu: lr 0.01 (0.01 x 8/8, the linear rule) at --batch-size 8 on one device" in shown
     with pytest.raises(SystemExit):
         train_voc.parse_config(["--crop", "320,320"])  # one size syntax: AxB
