@@ -66,7 +66,7 @@ PRESETS: dict[str, TrainConfig] = {
     ),
     # For a camera on a 2-core CPU: a lighter trunk than fod-cpu's and a quarter of the head's arithmetic (FPN 64),
     # deployed as an int8 export, trained with copy-paste as it was measured (docs/speed.md: the deploy path,
-    # frames/s and val mAP; without copy-paste it has not been cross-validated).
+    # frames/s and val mAP; without copy-paste it has not been measured).
     "fod-edge": replace(
         CPU,
         preset="fod-edge",
