@@ -53,7 +53,7 @@ PRESETS: dict[str, TrainConfig] = {
     "voc": VOC,
     # An ImageNet EfficientNet-Lite2 from its pip wheel (offline), fine-tuned as the original fine-tuned its
     # ResNet50 (BatchNorm, the stem and the first stage frozen), in float32 for a fixed number of steps. Flipped
-    # crops only: copy-paste, which gained on val, lost when cross-validated over every labelled picture
+    # crops only: copy-paste, which gained on val, scored lower when cross-validated over every labelled picture
     # (docs/cpu_recipe.md).
     "fod-cpu": replace(
         CPU,
