@@ -461,12 +461,11 @@ def check_same_folds(folds: Folds, other_out: Path, flag: str, out: Path) -> Non
 def cv_table(out: Path, names: list[str], folds: Folds, baseline_out: Path | None = None) -> str:
     """Markdown: per variant its pooled mAP and each class's pooled AP (all folds' detections scored together on
     every labelled picture), the mean over its seeds, each with its 90% interval over the same resamples of the
-    clusters; its difference to ``baseline`` (of ``baseline_out``, made with the same folds, when given) on the
-    seeds both ran, with the interval of that paired difference; each fold's own mAP; the steps of a fold's run
-    and the minutes of all folds. A second table gives the paired differences class by class."""
+    clusters; its difference to ``baseline`` (of ``baseline_out`` when given, made with the same folds, as
+    :func:`main` checks) on the seeds both ran, with the interval of that paired difference; each fold's own mAP;
+    the steps of a fold's run and the minutes of all folds. A second table gives the paired differences class by
+    class."""
     runs = {name: load_fold_runs(out, name, folds) for name in names}
-    if baseline_out is not None:
-        check_same_folds(folds, baseline_out, "--baseline-out", out)
     base_runs = load_fold_runs(baseline_out or out, "baseline", folds)
     finished = [fold_runs for found in [base_runs, *runs.values()] for fold_runs in found.values()]
     if not finished:
