@@ -120,6 +120,13 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
         help="with --checkpoint or --onnx: one pass per scale, the picture resized by it (to a multiple of 32), "
         "all passes selected together; 1 is the picture as it is, so 1 1.25 adds a larger pass",
     )
+    parser.add_argument(
+        "--ema",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="with --checkpoint: score the weight average of a run trained with --ema (--no-ema: the weights it "
+        "trained, which the average leaves as they would be without it)",
+    )
     add_nms_argument(parser)
     parser.add_argument("--batch-size", type=int, default=2, help="pictures a batch")
     parser.add_argument("--workers", type=int, default=2, help="data loading processes")
@@ -163,7 +170,11 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
         if args.classes is not None:
             raise ValueError("--classes is only for --detections; a model carries its classes")
         source = args.checkpoint or args.onnx
-        detector = load_detector(source)[0] if args.checkpoint else load_onnx_detector(source, runtime=args.runtime)
+        detector = (
+            load_detector(source, averaged=args.ema)[0]
+            if args.checkpoint
+            else load_onnx_detector(source, runtime=args.runtime)
+        )
         if args.nms_iou is not None:
             detector.config.nms_iou = args.nms_iou
         device = torch.device(args.device)

@@ -199,11 +199,12 @@ def detector_from_checkpoint(checkpoint: dict[str, Any], averaged: bool = True) 
     return model.eval()
 
 
-def load_detector(path: str | Path) -> tuple[FCOSDetector, dict[str, Any]]:
-    """The detector (eval mode, CPU) and the checkpoint dict from a checkpoint file."""
+def load_detector(path: str | Path, averaged: bool = True) -> tuple[FCOSDetector, dict[str, Any]]:
+    """The detector (eval mode, CPU) and the checkpoint dict from a checkpoint file; its weight average when
+    ``averaged`` and it holds one (:func:`detector_from_checkpoint`)."""
     checkpoint = load_checkpoint(path)
     try:
-        return detector_from_checkpoint(checkpoint), checkpoint
+        return detector_from_checkpoint(checkpoint, averaged), checkpoint
     except (ValueError, TypeError, KeyError) as err:
         raise CheckpointError(f"{path}: {err}") from None
 

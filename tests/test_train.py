@@ -25,7 +25,7 @@ from dataset.synthetic import generate
 from engine import amp as amp_policy
 from engine import train as engine_train
 from engine.amp import resolve_amp
-from engine.checkpoint import CheckpointError
+from engine.checkpoint import CheckpointError, load_detector
 from engine.config import BASE, TrainConfig
 from engine.data import make_train_loader, start_epoch
 from engine.memory_format import resolve_channels_last
@@ -1084,6 +1084,21 @@ def test_ema_averages_with_a_ramped_decay(data_root):
     name = "head.cls_logits.weight"
     expected = first[name] + (1 - 2 / 11)
     torch.testing.assert_close(ema.module.state_dict()[name], expected)
+
+
+def test_the_average_leaves_the_trained_weights_as_they_are_without_it(data_root, tmp_path):
+    """So a run with --ema scored with eval_voc.py --no-ema is the run without --ema, and the two are paired."""
+    common = {"augment": ("flip", "color"), "scale_jitter": 1.3}
+    train_voc.main(tiny_config(data_root, tmp_path / "plain", **common))
+    train_voc.main(tiny_config(data_root, tmp_path / "averaged", ema=True, **common))
+    plain, averaged = load(tmp_path / "plain" / "last.pth"), load(tmp_path / "averaged" / "last.pth")
+    assert all(torch.equal(plain["model"][k], averaged["model"][k]) for k in plain["model"])
+    assert not torch.equal(averaged["ema"]["head.cls_logits.weight"], averaged["model"]["head.cls_logits.weight"])
+    scored = {
+        flag: load_detector(tmp_path / "averaged" / "last.pth", averaged=flag)[0].state_dict() for flag in (True, False)
+    }
+    assert all(torch.equal(scored[False][k], plain["model"][k]) for k in plain["model"])
+    assert all(torch.equal(scored[True][k], averaged["ema"][k]) for k in averaged["ema"])
 
 
 def test_amp_auto_on_a_cpu_follows_amx_or_a_timed_probe(monkeypatch):
