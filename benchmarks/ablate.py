@@ -11,9 +11,12 @@ results exist is not run again, so an interrupted sweep continues where it stopp
 settings than the variant gives now (a preset changed since) is refused, naming them, not taken for it, and so
 is it in ``--table``. A signal (Ctrl-C, ``kill``) stops the run in progress with its ``last.pth`` kept and ends
 the sweep; the same command resumes that run from it. Variants that only change the evaluation (no test-time
-flip, more scales) score the ``baseline`` checkpoints again instead of training. Steps, not minutes, fix each
-run's length: every variant gets the same number of updates whatever the machine's speed, and the minutes
-column says what they cost.
+flip, more scales) score the ``baseline`` checkpoints again instead of training; ``ema-trained`` scores the
+``ema`` checkpoints by the weights they trained rather than their average: the average changes no step, so those
+are the baseline's (bit for bit where training is deterministic, as on a CPU), and ``--versus ema-trained``
+pairs the average with its own weights, and the other variants with the baseline, without training one. Steps,
+not minutes, fix each run's length: every variant gets the same number of updates whatever the machine's speed,
+and the minutes column says what they cost.
 
 Cross-validation (``--folds K``, ``--folds`` alone is 5) measures on every labelled picture instead of one small
 ``val``: the pictures of train and val are divided into K folds that keep each cluster of near-duplicates whole
@@ -89,6 +92,9 @@ VARIANTS: dict[str, tuple[dict[str, Any], list[str]]] = {
     "crop-448": ({"crop": (448, 448)}, []),
     "background": ({"background_crops": 0.2}, []),
     "ema": ({"ema": True}, []),
+    # the ema variant's models scored by the weights they trained, the baseline's bit for bit: paired with them
+    # (--versus ema-trained), the average is all that differs
+    "ema-trained": ({"ema": True}, ["--no-ema"]),
     "atss": ({"assigner": "atss"}, []),
     "reg-centerness": ({"reg_weighting": "centerness"}, []),
     "no-tta": ({}, ["--no-tta"]),
@@ -126,6 +132,15 @@ def variant_config(name: str, seed: int, args: argparse.Namespace) -> tuple[Trai
     return config, changes, eval_flags
 
 
+def scores_models_of(name: str) -> str | None:
+    """The variant whose trained models ``name`` scores again, when it only changes the scoring: the one trained
+    with its changes to the preset (``baseline`` for none). None when ``name`` trains models of its own."""
+    changes, eval_flags = VARIANTS[name]
+    if not eval_flags:
+        return None
+    return next(other for other, (trained, flags) in VARIANTS.items() if trained == changes and not flags)
+
+
 def run_variant(name: str, seed: int, args: argparse.Namespace) -> dict | None:
     """The variant's results.json, training (or scoring the baseline's model) first when it has none."""
     config, changes, eval_flags = variant_config(name, seed, args)
@@ -134,9 +149,9 @@ def run_variant(name: str, seed: int, args: argparse.Namespace) -> dict | None:
     if results.is_file():
         return reused(results, config, eval_flags)
     out.mkdir(parents=True, exist_ok=True)
-    if eval_flags and not changes:  # score the baseline's model another way
-        base = Path(args.out) / "baseline" / f"seed{seed}"
-        if run_variant("baseline", seed, args) is None:
+    if trainer := scores_models_of(name):  # score that variant's model another way
+        base = Path(args.out) / trainer / f"seed{seed}"
+        if run_variant(trainer, seed, args) is None:
             return None
         argv = ["--checkpoint", str(base / "last.pth"), "--data-root", args.data_root, "--split", args.split]
         with logged(out.parent / f"seed{seed}.log"):
@@ -239,14 +254,15 @@ def reused(results: Path, config: TrainConfig, eval_flags: list[str]) -> dict[st
 
 
 def check_shown(names: list[str], args: argparse.Namespace, folds: Folds | None = None) -> None:
-    """Every finished run the table of ``names`` shows, ``baseline``'s included, is checked as a sweep checks
-    the runs it reuses (:func:`reused`): a table of an ``--out`` made by another preset would otherwise show its
-    runs as today's variants. The baseline of ``--baseline-out`` may have been made with other steps."""
-    for name in dict.fromkeys(names if args.baseline_out else ["baseline", *names]):
+    """Every finished run the table of ``names`` shows, those of ``--versus`` included, is checked as a sweep
+    checks the runs it reuses (:func:`reused`): a table of an ``--out`` made by another preset would otherwise show
+    its runs as today's variants. The ``--versus`` runs of ``--baseline-out`` may have been made with other
+    steps."""
+    for name in dict.fromkeys(names if args.baseline_out else [args.versus, *names]):
         check_finished(name, args, folds)
     if args.baseline_out:
         other = argparse.Namespace(**{**vars(args), "out": args.baseline_out})
-        check_finished("baseline", other, folds, any_steps=True)
+        check_finished(args.versus, other, folds, any_steps=True)
 
 
 def check_finished(name: str, args: argparse.Namespace, folds: Folds | None, any_steps: bool = False) -> None:
@@ -318,8 +334,8 @@ def fold_config(
 
 def run_fold(name: str, seed: int, fold: int, folds: Folds, args: argparse.Namespace) -> dict | None:
     """The variant's results.json on the fold's test pictures, with their detections in ``detections.json``
-    beside it: trained on the fold's training pictures first (or, for a change of the scoring only, the
-    ``baseline``'s model of the fold scored again) when it has none."""
+    beside it: trained on the fold's training pictures first (or, for a change of the scoring only, the model of
+    the fold that :func:`scores_models_of` names scored again) when it has none."""
     config, changes, eval_flags = fold_config(name, seed, fold, folds, args)
     out = config.output_path
     results, detections = out / "results.json", out / "detections.json"
@@ -327,9 +343,9 @@ def run_fold(name: str, seed: int, fold: int, folds: Folds, args: argparse.Names
         return found
     out.mkdir(parents=True, exist_ok=True)
     model = out
-    if eval_flags and not changes:
-        model = fold_dir(args.out, "baseline", folds, seed) / f"fold{fold}"
-        if run_fold("baseline", seed, fold, folds, args) is None:
+    if trainer := scores_models_of(name):
+        model = fold_dir(args.out, trainer, folds, seed) / f"fold{fold}"
+        if run_fold(trainer, seed, fold, folds, args) is None:
             return None
     elif not results.is_file():
         train(args, config, label=f"{name} seed {seed} fold {fold}", log=out.parent / f"fold{fold}.log")
@@ -368,14 +384,14 @@ def load_runs(out: Path, name: str) -> dict[str, dict]:
     }
 
 
-def table(out: Path, names: list[str]) -> str:
-    """Markdown: per variant the mean mAP over seeds, its spread (max - min), the mean difference to ``baseline``
+def table(out: Path, names: list[str], versus: str = "baseline") -> str:
+    """Markdown: per variant the mean mAP over seeds, its spread (max - min), the mean difference to ``versus``
     run with the same seeds (same initialisation and picture order, "-" without one), per-class mean AP, steps
     and minutes. The pairing holds only for runs with the same loader workers: each worker draws its own crops."""
     runs = {name: load_runs(out, name) for name in names}
-    base = load_runs(out, "baseline")
+    base = load_runs(out, versus)
     rows = [
-        "| variant | runs | mAP mean | spread | vs baseline, same seeds | nail | clip_B | clip_Y | L_stick | steps "
+        f"| variant | runs | mAP mean | spread | vs {versus}, same seeds | nail | clip_B | clip_Y | L_stick | steps "
         "| minutes | s/step |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
@@ -458,15 +474,17 @@ def check_same_folds(folds: Folds, other_out: Path, flag: str, out: Path) -> Non
         raise ValueError(f"{flag} {other_out}: its folds are not those of --out {out}")
 
 
-def cv_table(out: Path, names: list[str], folds: Folds, baseline_out: Path | None = None) -> str:
+def cv_table(
+    out: Path, names: list[str], folds: Folds, baseline_out: Path | None = None, versus: str = "baseline"
+) -> str:
     """Markdown: per variant its pooled mAP and each class's pooled AP (all folds' detections scored together on
     every labelled picture), the mean over its seeds, each with its 90% interval over the same resamples of the
-    clusters; its difference to ``baseline`` (of ``baseline_out`` when given, made with the same folds, as
+    clusters; its difference to the variant ``versus`` (of ``baseline_out`` when given, made with the same folds, as
     :func:`main` checks) on the seeds both ran, with the interval of that paired difference; each fold's own mAP;
     the steps of a fold's run and the minutes of all folds. A second table gives the paired differences class by
     class."""
     runs = {name: load_fold_runs(out, name, folds) for name in names}
-    base_runs = load_fold_runs(baseline_out or out, "baseline", folds)
+    base_runs = load_fold_runs(baseline_out or out, versus, folds)
     finished = [fold_runs for found in [base_runs, *runs.values()] for fold_runs in found.values()]
     if not finished:
         return f"no cross-validation over {folds.count} folds has finished in {out}"
@@ -476,7 +494,7 @@ def cv_table(out: Path, names: list[str], folds: Folds, baseline_out: Path | Non
     base = {seed: pooled(fold_runs, ground_truth, classes, draws) for seed, fold_runs in base_runs.items()}
     scores = {
         name: base
-        if name == "baseline" and baseline_out is None
+        if name == versus and baseline_out is None
         else {seed: pooled(fold_runs, ground_truth, classes, draws) for seed, fold_runs in found.items()}
         for name, found in runs.items()
     }
@@ -484,7 +502,7 @@ def cv_table(out: Path, names: list[str], folds: Folds, baseline_out: Path | Non
         f"{LEVEL:.0%} intervals: {len(draws)} resamples of the {len(set(folds.cluster))} clusters of "
         f"{len(folds.ids)} pictures, {folds.count} folds",
         "",
-        f"| variant | seeds | pooled mAP | vs baseline{f' of {baseline_out}' if baseline_out else ''}, same seeds | "
+        f"| variant | seeds | pooled mAP | vs {versus}{f' of {baseline_out}' if baseline_out else ''}, same seeds | "
         + " | ".join(classes)
         + " | mAP of each fold | steps | minutes, all folds |",
         "|---|---:|---:|---:|" + "---:|" * len(classes) + "---|---:|---:|",
@@ -525,7 +543,7 @@ def cv_table(out: Path, names: list[str], folds: Folds, baseline_out: Path | Non
             + f" | {np.mean([sum(run['train_minutes'] for run in seed_runs) for seed_runs in fold_runs]):.1f} |"
         )
     if by_class:
-        rows += ["", "Paired differences to the baseline, class by class:", ""]
+        rows += ["", f"Paired differences to {versus}, class by class:", ""]
         rows += ["| variant | mAP | " + " | ".join(classes) + " |", "|---|---:|" + "---:|" * len(classes), *by_class]
     return "\n".join(rows)
 
@@ -550,8 +568,14 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--baseline-out",
         metavar="OUT",
-        help="with --folds: pair the variants with the baseline of this --out instead (the same folds, e.g. "
+        help="with --folds: pair the variants with the --versus runs of this --out instead (the same folds, e.g. "
         "other --steps)",
+    )
+    parser.add_argument(
+        "--versus",
+        default="baseline",
+        metavar="VARIANT",
+        help="the variant every difference in the table is paired with, seed for seed (e.g. ema-trained for ema)",
     )
     parser.add_argument(
         "--teacher-out",
@@ -585,7 +609,7 @@ def get_args_parser() -> argparse.ArgumentParser:
 def main(args: argparse.Namespace) -> None:
     # all variants by default, those that distil only with a teacher to learn from
     names = args.only.split(",") if args.only else [n for n in VARIANTS if args.teacher_out or n != "distill"]
-    unknown = [n for n in names if n not in VARIANTS]
+    unknown = [n for n in [*names, args.versus] if n not in VARIANTS]
     if unknown:
         raise ValueError(f"unknown variants {unknown}; choose from {', '.join(VARIANTS)}")
     out = Path(args.out)
@@ -598,7 +622,7 @@ def main(args: argparse.Namespace) -> None:
                 for seed in args.seeds:
                     if run_variant(name, seed, args) is None:
                         print(f"{name} seed {seed}: failed, see {out / name / f'seed{seed}.log'}", flush=True)
-        print(table(out, names))
+        print(table(out, names, args.versus))
         return
     if args.table:
         folds = read_folds(out / f"cv{args.folds}")
@@ -625,7 +649,7 @@ def main(args: argparse.Namespace) -> None:
                     log = fold_dir(out, name, folds, seed) / f"fold{fold}.log"
                     state = f"mAP {found['map']:.3f}" if found else f"failed, see {log}"
                     print(f"{name} seed {seed} fold {fold}: {state}", flush=True)
-    print(cv_table(out, names, folds, Path(args.baseline_out) if args.baseline_out else None))
+    print(cv_table(out, names, folds, Path(args.baseline_out) if args.baseline_out else None, args.versus))
     pooled_files = write_pooled(out, names, folds)
     if pooled_files:
         classes = json.loads((pooled_files[0].parent / "fold0" / "results.json").read_text())["train_config"]["classes"]

@@ -158,13 +158,13 @@ def test_runs_made_by_other_settings_are_refused_not_taken_for_the_variants(tmp_
 
 
 def stub_scoring(scored: list) -> Callable:
-    """eval_voc.main that detects every object exactly, except the ``ema`` models, which miss those of the first
-    picture of each fold."""
+    """eval_voc.main that detects every object exactly, except the ``ema`` models' weight averages, which miss those
+    of the first picture of each fold."""
 
     def score(args):
         scored.append(args)
         ground_truth = load_ground_truth(args.data_root, args.split, "fod")
-        missed = next(iter(ground_truth)) if "/ema/" in args.checkpoint else None
+        missed = next(iter(ground_truth)) if "/ema/" in args.checkpoint and args.ema else None
         detections = [
             {"image_id": image, "category": FOD_CLASSES[label - 1], "score": 0.9, "bbox": box.tolist()}
             for image, g in ground_truth.items()
@@ -207,7 +207,7 @@ def test_cross_validation_trains_each_fold_and_pools_their_detections(tmp_path, 
     assert float(ema[3].split()[-1].rstrip("]")) <= 0.0  # never better than the baseline in any resample
     assert "1000 resamples of the 9 clusters of 9 pictures, 3 folds" in text
     # the paired differences class by class: the baseline scored 1 on every class, so each is the AP less 1
-    by_class = text[text.index("Paired differences to the baseline, class by class:") :]
+    by_class = text[text.index("Paired differences to baseline, class by class:") :]
     assert row(by_class, "ema")[1] == ema[3] and "| baseline |" not in by_class
     for ap, change in zip(ema[4:8], row(by_class, "ema")[2:6], strict=True):
         assert float(change.split()[0]) == pytest.approx(float(ap.split()[0]) - 1.0, abs=1.5e-3)
@@ -251,6 +251,32 @@ def test_cross_validation_trains_each_fold_and_pools_their_detections(tmp_path, 
         ablate.main(ablate.get_args_parser().parse_args(["--out", str(out), "--table", "--baseline-out", str(other)]))
     with pytest.raises(ValueError, match="folds made with another seed"):
         ablate.main(ablate.get_args_parser().parse_args([*argv, "--fold-seed", "1"]))
+
+
+def test_the_average_is_paired_with_the_weights_it_averaged_without_training_a_baseline(tmp_path, monkeypatch, capsys):
+    trained, scored = [], []
+    monkeypatch.setattr(ablate.train_voc, "main", stub_training(trained))
+    monkeypatch.setattr(ablate.eval_voc, "main", stub_scoring(scored))
+    data = tmp_path / "data"
+    generate(data, {"train": 7, "val": 2})
+    out = tmp_path / "runs"
+    argv = ["--data-root", str(data), "--out", str(out), "--folds", "3", "--seeds", "0", "--steps", "2"]
+    ablate.main(ablate.get_args_parser().parse_args([*argv, "--only", "ema,ema-trained", "--versus", "ema-trained"]))
+    text = capsys.readouterr().out
+
+    assert len(trained) == 3 and all(config.ema for config in trained)  # ema's folds only: no baseline trained
+    again = [args for args in scored if not args.ema]
+    assert [args.checkpoint for args in again] == [
+        str(out / "ema" / "cv3" / "seed0" / f"fold{i}" / "last.pth") for i in range(3)
+    ]
+    assert row(text, "ema-trained")[2:4] == ["1.000 [1.000, 1.000]", "+0.000 [+0.000, +0.000]"]
+    ema = row(text, "ema")
+    assert float(ema[3].split()[0]) == pytest.approx(float(ema[2].split()[0]) - 1.0)
+    assert "vs ema-trained, same seeds" in text and "Paired differences to ema-trained, class by class:" in text
+    assert ablate.scores_models_of("ema-trained") == "ema" and ablate.scores_models_of("no-tta") == "baseline"
+    assert ablate.scores_models_of("ema") is None
+    with pytest.raises(ValueError, match="unknown variants \\['emma'\\]"):
+        ablate.main(ablate.get_args_parser().parse_args([*argv, "--table", "--only", "ema", "--versus", "emma"]))
 
 
 def test_each_fold_learns_from_the_teacher_trained_without_its_test_pictures(tmp_path, monkeypatch):
