@@ -275,6 +275,7 @@ def test_the_average_is_paired_with_the_weights_it_averaged_without_training_a_b
     assert "vs ema-trained, same seeds" in text and "Paired differences to ema-trained, class by class:" in text
     assert ablate.scores_models_of("ema-trained") == "ema" and ablate.scores_models_of("no-tta") == "baseline"
     assert ablate.scores_models_of("ema") is None
+    assert all(ablate.scores_models_of(name) for name, (_, flags) in ablate.VARIANTS.items() if flags)
     with pytest.raises(ValueError, match="unknown variants \\['emma'\\]"):
         ablate.main(ablate.get_args_parser().parse_args([*argv, "--table", "--only", "ema", "--versus", "emma"]))
 
