@@ -163,6 +163,8 @@ def size_edges(text: str) -> tuple[float, ...]:
 
 def main(args: argparse.Namespace) -> dict[str, Any]:
     check_runtime(args)
+    if not args.ema and not args.checkpoint:
+        raise ValueError("--no-ema picks the weights of a checkpoint trained with --ema: it needs --checkpoint")
     for folder in (args.plot, args.analysis, args.save_detections and Path(args.save_detections).parent):
         if folder:
             check_writable(Path(folder))  # before the work, not after it

@@ -18,6 +18,7 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
+import eval_voc
 import train_voc
 from cli import Stopped
 from dataset import VOCDataset, load_ground_truth
@@ -1099,6 +1100,9 @@ def test_the_average_leaves_the_trained_weights_as_they_are_without_it(data_root
     }
     assert all(torch.equal(scored[False][k], plain["model"][k]) for k in plain["model"])
     assert all(torch.equal(scored[True][k], averaged["ema"][k]) for k in averaged["ema"])
+    argv = ["--detections", str(tmp_path / "d.json"), "--data-root", str(data_root), "--no-ema"]
+    with pytest.raises(ValueError, match="--no-ema picks the weights of a checkpoint .*: it needs --checkpoint"):
+        eval_voc.main(eval_voc.get_args_parser().parse_args(argv))
 
 
 def test_amp_auto_on_a_cpu_follows_amx_or_a_timed_probe(monkeypatch):
