@@ -253,27 +253,35 @@ def reused(results: Path, config: TrainConfig, eval_flags: list[str]) -> dict[st
     return found
 
 
-def check_shown(names: list[str], args: argparse.Namespace, folds: Folds | None = None) -> None:
+def check_shown(
+    names: list[str], args: argparse.Namespace, folds: Folds | None = None, shown: tuple[int, ...] | None = None
+) -> None:
     """Every finished run the table of ``names`` shows, those of ``--versus`` included, is checked as a sweep
     checks the runs it reuses (:func:`reused`): a table of an ``--out`` made by another preset would otherwise show
     its runs as today's variants. The ``--versus`` runs of ``--baseline-out`` may have been made with other
-    steps."""
+    steps. With ``shown``, the runs that have finished those folds, those folds' runs."""
     for name in dict.fromkeys(names if args.baseline_out else [args.versus, *names]):
-        check_finished(name, args, folds)
+        check_finished(name, args, folds, shown)
     if args.baseline_out:
         other = argparse.Namespace(**{**vars(args), "out": args.baseline_out})
-        check_finished(args.versus, other, folds, any_steps=True)
+        check_finished(args.versus, other, folds, shown, any_steps=True)
 
 
-def check_finished(name: str, args: argparse.Namespace, folds: Folds | None, any_steps: bool = False) -> None:
-    """The variant's finished runs in ``args.out`` (each fold's, with ``folds``), each checked as :func:`reused`
-    checks it; with ``any_steps``, against the steps it was made with."""
+def check_finished(
+    name: str,
+    args: argparse.Namespace,
+    folds: Folds | None,
+    shown: tuple[int, ...] | None = None,
+    any_steps: bool = False,
+) -> None:
+    """The variant's finished runs in ``args.out`` (each fold's, with ``folds``; of the folds ``shown`` when
+    given), each checked as :func:`reused` checks it; with ``any_steps``, against the steps it was made with."""
     out = Path(args.out)
     if folds is None:
         runs = [(int(seed.removeprefix("seed")), None) for seed in load_runs(out, name)]
     else:
-        finished = load_fold_runs(out, name, folds)
-        runs = [(int(seed.removeprefix("seed")), fold) for seed in finished for fold in range(folds.count)]
+        finished = load_fold_runs(out, name, folds, shown)
+        runs = [(int(seed.removeprefix("seed")), fold) for seed in finished for fold in shown or range(folds.count)]
     for seed, fold in runs:
         config, _, eval_flags = (
             variant_config(name, seed, args) if fold is None else fold_config(name, seed, fold, folds, args)
@@ -412,14 +420,14 @@ def table(out: Path, names: list[str], versus: str = "baseline") -> str:
     return "\n".join(rows)
 
 
-def load_fold_runs(out: Path, name: str, folds: Folds) -> dict[str, list[dict]]:
+def load_fold_runs(out: Path, name: str, folds: Folds, shown: tuple[int, ...] | None = None) -> dict[str, list[dict]]:
     """seed folder name -> each fold's results.json, its detections under ``"detections"``, for the seeds whose
-    every fold has finished."""
+    every fold (of ``shown``, when given: those folds only) has finished."""
     found = {}
     for seed in sorted((out / name / f"cv{folds.count}").glob("seed*")):
         if not seed.name.removeprefix("seed").isdigit():
             continue
-        runs = [seed / f"fold{i}" for i in range(folds.count)]
+        runs = [seed / f"fold{i}" for i in (range(folds.count) if shown is None else shown)]
         if all((run / "results.json").is_file() and (run / "detections.json").is_file() for run in runs):
             found[seed.name] = [
                 {
@@ -475,22 +483,30 @@ def check_same_folds(folds: Folds, other_out: Path, flag: str, out: Path) -> Non
 
 
 def cv_table(
-    out: Path, names: list[str], folds: Folds, baseline_out: Path | None = None, versus: str = "baseline"
+    out: Path,
+    names: list[str],
+    folds: Folds,
+    baseline_out: Path | None = None,
+    versus: str = "baseline",
+    shown: tuple[int, ...] | None = None,
 ) -> str:
     """Markdown: per variant its pooled mAP and each class's pooled AP (all folds' detections scored together on
     every labelled picture), the mean over its seeds, each with its 90% interval over the same resamples of the
     clusters; its difference to the variant ``versus`` (of ``baseline_out`` when given, made with the same folds, as
     :func:`main` checks) on the seeds both ran, with the interval of that paired difference; each fold's own mAP;
     the steps of a fold's run and the minutes of all folds. A second table gives the paired differences class by
-    class."""
-    runs = {name: load_fold_runs(out, name, folds) for name in names}
-    base_runs = load_fold_runs(baseline_out or out, versus, folds)
+    class. With ``shown``, only those folds count: their test pictures, and the runs that have finished them."""
+    runs = {name: load_fold_runs(out, name, folds, shown) for name in names}
+    base_runs = load_fold_runs(baseline_out or out, versus, folds, shown)
     finished = [fold_runs for found in [base_runs, *runs.values()] for fold_runs in found.values()]
+    which = f"folds {' '.join(map(str, shown))} of {folds.count}" if shown else f"{folds.count} folds"
     if not finished:
-        return f"no cross-validation over {folds.count} folds has finished in {out}"
+        return f"no cross-validation over {which} has finished in {out}"
     classes = resolve_classes(finished[0][0]["train_config"]["classes"])
-    ground_truth = ground_truth_of(folds.ids, read_annotations(out / f"cv{folds.count}", folds.ids, classes))
-    draws = cluster_draws(np.array(folds.cluster))
+    kept = [i for i, fold in enumerate(folds.fold) if shown is None or fold in shown]
+    ids = [folds.ids[i] for i in kept]
+    ground_truth = ground_truth_of(ids, read_annotations(out / f"cv{folds.count}", ids, classes))
+    draws = cluster_draws(np.array([folds.cluster[i] for i in kept]))
     base = {seed: pooled(fold_runs, ground_truth, classes, draws) for seed, fold_runs in base_runs.items()}
     scores = {
         name: base
@@ -499,12 +515,12 @@ def cv_table(
         for name, found in runs.items()
     }
     rows = [
-        f"{LEVEL:.0%} intervals: {len(draws)} resamples of the {len(set(folds.cluster))} clusters of "
-        f"{len(folds.ids)} pictures, {folds.count} folds",
+        f"{LEVEL:.0%} intervals: {len(draws)} resamples of the {len({folds.cluster[i] for i in kept})} clusters of "
+        f"{len(ids)} pictures, {which}",
         "",
         f"| variant | seeds | pooled mAP | vs {versus}{f' of {baseline_out}' if baseline_out else ''}, same seeds | "
         + " | ".join(classes)
-        + " | mAP of each fold | steps | minutes, all folds |",
+        + f" | mAP of each fold | steps | minutes, {'these' if shown else 'all'} folds |",
         "|---|---:|---:|---:|" + "---:|" * len(classes) + "---|---:|---:|",
     ]
     by_class = []
@@ -593,6 +609,14 @@ def get_args_parser() -> argparse.ArgumentParser:
         "trained K times and scored on the fold left out; --folds alone is 5",
     )
     parser.add_argument(
+        "--test-folds",
+        type=int,
+        nargs="+",
+        metavar="I",
+        help="with --folds: the table pools only these folds' test pictures, paired over the runs that have finished "
+        "them (a look at a cross-validation before its last folds have run)",
+    )
+    parser.add_argument(
         "--pictures", default="train,val", help="with --folds: the splits whose pictures make the folds (each once)"
     )
     parser.add_argument("--fold-seed", type=int, default=0, help="with --folds: the order clusters are dealt in")
@@ -615,6 +639,14 @@ def main(args: argparse.Namespace) -> None:
     out = Path(args.out)
     if args.baseline_out and args.folds is None:
         raise ValueError("--baseline-out pairs cross-validations: it needs --folds")
+    if args.test_folds and args.folds is None:
+        raise ValueError("--test-folds chooses among the folds of a cross-validation: it needs --folds")
+    if args.test_folds and not set(args.test_folds) <= set(range(args.folds)):
+        raise ValueError(
+            f"--test-folds {' '.join(map(str, args.test_folds))}: the folds of --folds {args.folds} are "
+            f"0 to {args.folds - 1}"
+        )
+    shown = tuple(sorted(set(args.test_folds))) if args.test_folds else None
     if args.folds is None:
         check_shown(names, args)  # before any training: a sweep that ends in a refused table is hours lost
         if not args.table:
@@ -639,7 +671,7 @@ def main(args: argparse.Namespace) -> None:
             check_same_folds(folds, Path(args.teacher_out), "--teacher-out", out)
     if args.baseline_out:
         check_same_folds(folds, Path(args.baseline_out), "--baseline-out", out)
-    check_shown(names, args, folds)
+    check_shown(names, args, folds, shown)
     if not args.table:
         print(folds.summary(), flush=True)
         for name in names:
@@ -649,7 +681,7 @@ def main(args: argparse.Namespace) -> None:
                     log = fold_dir(out, name, folds, seed) / f"fold{fold}.log"
                     state = f"mAP {found['map']:.3f}" if found else f"failed, see {log}"
                     print(f"{name} seed {seed} fold {fold}: {state}", flush=True)
-    print(cv_table(out, names, folds, Path(args.baseline_out) if args.baseline_out else None, args.versus))
+    print(cv_table(out, names, folds, Path(args.baseline_out) if args.baseline_out else None, args.versus, shown))
     pooled_files = write_pooled(out, names, folds)
     if pooled_files:
         classes = json.loads((pooled_files[0].parent / "fold0" / "results.json").read_text())["train_config"]["classes"]

@@ -253,6 +253,44 @@ def test_cross_validation_trains_each_fold_and_pools_their_detections(tmp_path, 
         ablate.main(ablate.get_args_parser().parse_args([*argv, "--fold-seed", "1"]))
 
 
+def test_the_folds_finished_so_far_are_pooled_and_paired_on_their_own_pictures(tmp_path, monkeypatch, capsys):
+    trained, scored = [], []
+    monkeypatch.setattr(ablate.train_voc, "main", stub_training(trained))
+    monkeypatch.setattr(ablate.eval_voc, "main", stub_scoring(scored))
+    data = tmp_path / "data"
+    generate(data, {"train": 7, "val": 2})
+    out = tmp_path / "runs"
+    argv = ["--data-root", str(data), "--out", str(out), "--folds", "3", "--seeds", "0", "--steps", "2"]
+    ablate.main(ablate.get_args_parser().parse_args([*argv, "--only", "baseline,ema"]))
+    capsys.readouterr()
+    (out / "ema" / "cv3" / "seed0" / "fold1" / "results.json").unlink()  # its second fold still training
+
+    ablate.main(ablate.get_args_parser().parse_args([*argv, "--table"]))
+    assert "| ema |" not in capsys.readouterr().out
+    ablate.main(ablate.get_args_parser().parse_args([*argv, "--table", "--test-folds", "2", "0"]))
+    text = capsys.readouterr().out
+    folds = ablate.read_folds(out / "cv3")
+    kept = folds.test_ids(0) + folds.test_ids(2)
+    assert f"resamples of the {len(kept)} clusters of {len(kept)} pictures, folds 0 2 of 3" in text
+    ground_truth = {i: g for i, g in load_ground_truth(out / "cv3", "cv3_all", "fod").items() if i in kept}
+    detections = [
+        d
+        for fold in (0, 2)
+        for d in json.loads((out / "ema" / "cv3" / "seed0" / f"fold{fold}" / "detections.json").read_text())
+    ]
+    ema = row(text, "ema")
+    expected = evaluate_detections(detections, ground_truth, FOD_CLASSES)["map"]
+    assert float(ema[2].split()[0]) == pytest.approx(expected, abs=5e-4) and expected < 1.0
+    assert float(ema[3].split()[0]) == pytest.approx(expected - 1.0, abs=5e-4)  # the baseline scores 1 there
+    assert len(ema[-3].split()) == 2 and "minutes, these folds" in text
+    with pytest.raises(ValueError, match="--test-folds 3: the folds of --folds 3 are 0 to 2"):
+        ablate.main(ablate.get_args_parser().parse_args([*argv, "--table", "--test-folds", "3"]))
+    with pytest.raises(
+        ValueError, match="--test-folds chooses among the folds of a cross-validation: it needs --folds"
+    ):
+        ablate.main(ablate.get_args_parser().parse_args(["--out", str(out), "--table", "--test-folds", "0"]))
+
+
 def test_the_average_is_paired_with_the_weights_it_averaged_without_training_a_baseline(tmp_path, monkeypatch, capsys):
     trained, scored = [], []
     monkeypatch.setattr(ablate.train_voc, "main", stub_training(trained))
