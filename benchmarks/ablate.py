@@ -613,8 +613,8 @@ def get_args_parser() -> argparse.ArgumentParser:
         type=int,
         nargs="+",
         metavar="I",
-        help="with --folds: the table pools only these folds' test pictures, paired over the runs that have finished "
-        "them (a look at a cross-validation before its last folds have run)",
+        help="with --folds: only these folds are run, and the table pools only their test pictures, paired over the "
+        "runs that have finished them (a screen on fewer folds, or a look before the last folds have run)",
     )
     parser.add_argument(
         "--pictures", default="train,val", help="with --folds: the splits whose pictures make the folds (each once)"
@@ -676,7 +676,7 @@ def main(args: argparse.Namespace) -> None:
         print(folds.summary(), flush=True)
         for name in names:
             for seed in args.seeds:
-                for fold in range(folds.count):
+                for fold in shown or range(folds.count):
                     found = run_fold(name, seed, fold, folds, args)
                     log = fold_dir(out, name, folds, seed) / f"fold{fold}.log"
                     state = f"mAP {found['map']:.3f}" if found else f"failed, see {log}"

@@ -283,6 +283,9 @@ def test_the_folds_finished_so_far_are_pooled_and_paired_on_their_own_pictures(t
     assert float(ema[2].split()[0]) == pytest.approx(expected, abs=5e-4) and expected < 1.0
     assert float(ema[3].split()[0]) == pytest.approx(expected - 1.0, abs=5e-4)  # the baseline scores 1 there
     assert len(ema[-3].split()) == 2 and "minutes, these folds" in text
+    ablate.main(ablate.get_args_parser().parse_args([*argv, "--only", "ema", "--seeds", "1", "--test-folds", "1"]))
+    assert [(c.seed, c.train_split) for c in trained[6:]] == [(1, "cv3_1_train")]  # only the folds named run
+    assert not (out / "ema" / "cv3" / "seed0" / "fold1" / "results.json").is_file()
     with pytest.raises(ValueError, match="--test-folds 3: the folds of --folds 3 are 0 to 2"):
         ablate.main(ablate.get_args_parser().parse_args([*argv, "--table", "--test-folds", "3"]))
     with pytest.raises(
