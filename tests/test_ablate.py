@@ -177,7 +177,9 @@ def stub_scoring(scored: list) -> Callable:
     return score
 
 
-def test_cross_validation_trains_each_fold_and_pools_their_detections(tmp_path, monkeypatch, capsys):
+def stubbed_cross_validation(tmp_path: Path, monkeypatch) -> tuple[list, list, dict, Path, list[str]]:
+    """Training and scoring stubbed (the configs trained and the scorings' arguments collected in the first two
+    lists), a synthetic data set of 9 pictures (its ids by split), the sweep's --out and its flags for 3 folds."""
     trained, scored = [], []
     monkeypatch.setattr(ablate.train_voc, "main", stub_training(trained))
     monkeypatch.setattr(ablate.eval_voc, "main", stub_scoring(scored))
@@ -185,6 +187,11 @@ def test_cross_validation_trains_each_fold_and_pools_their_detections(tmp_path, 
     ids = generate(data, {"train": 7, "val": 2})
     out = tmp_path / "runs"
     argv = ["--data-root", str(data), "--out", str(out), "--folds", "3", "--seeds", "0", "--steps", "2"]
+    return trained, scored, ids, out, argv
+
+
+def test_cross_validation_trains_each_fold_and_pools_their_detections(tmp_path, monkeypatch, capsys):
+    trained, scored, ids, out, argv = stubbed_cross_validation(tmp_path, monkeypatch)
     ablate.main(ablate.get_args_parser().parse_args([*argv, "--only", "baseline,ema,no-tta"]))
     text = capsys.readouterr().out
 
@@ -254,13 +261,7 @@ def test_cross_validation_trains_each_fold_and_pools_their_detections(tmp_path, 
 
 
 def test_the_folds_finished_so_far_are_pooled_and_paired_on_their_own_pictures(tmp_path, monkeypatch, capsys):
-    trained, scored = [], []
-    monkeypatch.setattr(ablate.train_voc, "main", stub_training(trained))
-    monkeypatch.setattr(ablate.eval_voc, "main", stub_scoring(scored))
-    data = tmp_path / "data"
-    generate(data, {"train": 7, "val": 2})
-    out = tmp_path / "runs"
-    argv = ["--data-root", str(data), "--out", str(out), "--folds", "3", "--seeds", "0", "--steps", "2"]
+    trained, scored, _, out, argv = stubbed_cross_validation(tmp_path, monkeypatch)
     ablate.main(ablate.get_args_parser().parse_args([*argv, "--only", "baseline,ema"]))
     capsys.readouterr()
     (out / "ema" / "cv3" / "seed0" / "fold1" / "results.json").unlink()  # its second fold still training
@@ -295,13 +296,7 @@ def test_the_folds_finished_so_far_are_pooled_and_paired_on_their_own_pictures(t
 
 
 def test_the_average_is_paired_with_the_weights_it_averaged_without_training_a_baseline(tmp_path, monkeypatch, capsys):
-    trained, scored = [], []
-    monkeypatch.setattr(ablate.train_voc, "main", stub_training(trained))
-    monkeypatch.setattr(ablate.eval_voc, "main", stub_scoring(scored))
-    data = tmp_path / "data"
-    generate(data, {"train": 7, "val": 2})
-    out = tmp_path / "runs"
-    argv = ["--data-root", str(data), "--out", str(out), "--folds", "3", "--seeds", "0", "--steps", "2"]
+    trained, scored, _, out, argv = stubbed_cross_validation(tmp_path, monkeypatch)
     ablate.main(ablate.get_args_parser().parse_args([*argv, "--only", "ema,ema-trained", "--versus", "ema-trained"]))
     text = capsys.readouterr().out
 
