@@ -499,7 +499,9 @@ def cv_table(
     runs = {name: load_fold_runs(out, name, folds, shown) for name in names}
     base_runs = load_fold_runs(baseline_out or out, versus, folds, shown)
     finished = [fold_runs for found in [base_runs, *runs.values()] for fold_runs in found.values()]
-    which = f"folds {' '.join(map(str, shown))} of {folds.count}" if shown else f"{folds.count} folds"
+    which = f"{folds.count} folds"
+    if shown:
+        which = f"fold{'s' * (len(shown) > 1)} {' '.join(map(str, shown))} of {folds.count}"
     if not finished:
         return f"no cross-validation over {which} has finished in {out}"
     classes = resolve_classes(finished[0][0]["train_config"]["classes"])
