@@ -261,7 +261,7 @@ def test_cross_validation_trains_each_fold_and_pools_their_detections(tmp_path, 
 
 
 def test_the_folds_finished_so_far_are_pooled_and_paired_on_their_own_pictures(tmp_path, monkeypatch, capsys):
-    trained, scored, _, out, argv = stubbed_cross_validation(tmp_path, monkeypatch)
+    trained, _, _, out, argv = stubbed_cross_validation(tmp_path, monkeypatch)
     ablate.main(ablate.get_args_parser().parse_args([*argv, "--only", "baseline,ema"]))
     capsys.readouterr()
     (out / "ema" / "cv3" / "seed0" / "fold1" / "results.json").unlink()  # its second fold still training
