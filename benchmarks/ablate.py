@@ -259,7 +259,7 @@ def check_shown(
     """Every finished run the table of ``names`` shows, those of ``--versus`` included, is checked as a sweep
     checks the runs it reuses (:func:`reused`): a table of an ``--out`` made by another preset would otherwise show
     its runs as today's variants. The ``--versus`` runs of ``--baseline-out`` may have been made with other
-    steps. With ``shown``, the runs that have finished those folds, those folds' runs."""
+    steps. With ``shown``, only those folds' runs are checked."""
     for name in dict.fromkeys(names if args.baseline_out else [args.versus, *names]):
         check_finished(name, args, folds, shown)
     if args.baseline_out:
