@@ -52,7 +52,7 @@ import numpy as np
 
 import eval_voc
 import train_voc
-from cli import DefaultsFormatter, Stopped, run
+from cli import DefaultsFormatter, Stopped, interruption, run
 from dataset import resolve_classes
 from dataset.annotations import ground_truth_of, read_annotations, write_split
 from dataset.folds import Folds, make_folds, read_folds
@@ -310,6 +310,10 @@ def train(args: argparse.Namespace, config: TrainConfig, *, label: str, log: Pat
     except Stopped as stop:  # train_voc.py's advice (--resume) is not this command's: it resumes by itself
         what = str(stop).split(";")[0]
         raise Stopped(f"{label} {what}; the same command resumes it from {stopped}", stop.status) from None
+    except KeyboardInterrupt as err:  # Ctrl-C or SIGTERM outside the training steps: reading pictures, scoring
+        what, status = interruption(err)
+        again = f"resumes it from {stopped}" if stopped.is_file() else "runs it again"
+        raise Stopped(f"{label} {what}; the same command {again}", status) from None
     except Exception as err:  # one failed run is reported and the sweep goes on
         print(f"{label}: {type(err).__name__}: {err}", flush=True)
 

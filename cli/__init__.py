@@ -8,9 +8,12 @@ pictures is height x width as well.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import errno
 import os
+import signal
 import sys
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -25,6 +28,36 @@ class Stopped(Exception):
     def __init__(self, message: str, status: int = 130):
         super().__init__(message)
         self.status = status
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (``kill``, ``docker stop``, a service manager) raised where Ctrl-C raises ``KeyboardInterrupt``, so
+    that it unwinds the same way: ``finally`` blocks run and files are closed (a video finalised, not cut off)."""
+
+
+def raise_terminated(number: int, frame: object) -> None:
+    raise Terminated(signal.Signals(number).name)
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt():
+    """While entered (in the main thread), SIGTERM raises :class:`Terminated` instead of ending the process at
+    once; a SIGTERM that is ignored, or already handled, is left as it is. The handler before is restored."""
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGTERM) != signal.SIG_DFL:
+        yield
+        return
+    signal.signal(signal.SIGTERM, raise_terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+def interruption(err: KeyboardInterrupt) -> tuple[str, int]:
+    """What stopped a run, in words, and its exit status: SIGTERM's 143 or Ctrl-C's 130."""
+    if isinstance(err, Terminated):
+        return "stopped by SIGTERM", 128 + signal.SIGTERM
+    return f"interrupted{f' by {err}' if str(err) else ''}", 130
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -63,18 +96,20 @@ def error_message(err: BaseException) -> str:
 
 def run(main: Callable[[argparse.Namespace], Any], args: argparse.Namespace, prog: str) -> Any:
     """``main(args)``, with a user's error (:data:`USER_ERRORS`) printed as ``prog: error: ...`` and exit
-    status 2 instead of a traceback, a run stopped by a signal (:class:`Stopped`) or Ctrl-C in one line, with
-    status 128 + the signal. ``FCOS_DEBUG=1`` in the environment shows the traceback."""
+    status 2 instead of a traceback, a run stopped by a signal (:class:`Stopped`), Ctrl-C or SIGTERM in one line,
+    with status 128 + the signal. ``FCOS_DEBUG=1`` in the environment shows the traceback."""
     try:
-        return main(args)
+        with sigterm_as_interrupt():
+            return main(args)
     except Stopped as stop:
         print(f"{prog}: {stop}", file=sys.stderr)
         sys.exit(stop.status)
     except KeyboardInterrupt as err:
         if os.environ.get("FCOS_DEBUG"):
             raise
-        print(f"{prog}: interrupted{f' by {err}' if str(err) else ''}", file=sys.stderr)
-        sys.exit(130)
+        what, status = interruption(err)
+        print(f"{prog}: {what}", file=sys.stderr)
+        sys.exit(status)
     except USER_ERRORS as err:
         if os.environ.get("FCOS_DEBUG"):
             raise

@@ -6,8 +6,8 @@ fill the disk with it), ``detections.jsonl`` (a line a processed frame, flushed 
 ``{"frame", "time", "detections": [{"image_id", "category", "score", "bbox", "track_id"}]}``, boxes in the frame's
 pixels in the VOC XML's 1-based frame as in ``detections.json``, ``image_id`` ``<name>_<frame:06d>``,
 ``track_id`` null before a track is named), ``events.json`` / ``events.csv`` (:mod:`engine.events`, rewritten at
-each confirmation) and ``crops/``. Whatever ends the run (the source's end, a dropped stream, Ctrl-C), what was
-processed is written and the video file finalised.
+each confirmation) and ``crops/``. Whatever ends the run (the source's end, a dropped stream, Ctrl-C, SIGTERM),
+what was processed is written and the video file finalised.
 """
 
 from __future__ import annotations

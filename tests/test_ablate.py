@@ -12,7 +12,7 @@ import torch
 
 from benchmarks import ablate
 from benchmarks.ablate import table
-from cli import Stopped, run
+from cli import Stopped, Terminated, run
 from dataset import FOD_CLASSES, load_ground_truth, read_split
 from dataset.synthetic import generate
 from engine.metrics import evaluate_detections
@@ -123,6 +123,24 @@ def test_a_signal_ends_the_sweep_and_the_same_command_resumes_the_stopped_run(tm
     first, resumed, ema = trained
     assert (first.resume, resumed.resume, ema.resume) == (None, str(tmp_path / "baseline" / "seed0" / "last.pth"), None)
     assert "step 1 of 2" in (tmp_path / "baseline" / "seed0.log").read_text()  # the resumed run's log appends
+
+
+@pytest.mark.parametrize("checkpointed", [False, True])
+def test_a_sigterm_outside_the_training_steps_names_the_run(tmp_path, monkeypatch, capsys, checkpointed):
+    """A SIGTERM while a run read its pictures, or scored its last checkpoint, once ended the sweep with no word."""
+
+    def terminated(config):
+        if checkpointed:
+            write_checkpoint(config)
+        raise Terminated("SIGTERM")
+
+    monkeypatch.setattr(ablate.train_voc, "main", terminated)
+    argv = ["--data-root", "data", "--out", str(tmp_path), "--steps", "2", "--seeds", "0", "--only", "baseline"]
+    with pytest.raises(SystemExit) as stop:
+        run(ablate.main, ablate.get_args_parser().parse_args(argv), "benchmarks/ablate.py")
+    again = f"resumes it from {tmp_path / 'baseline' / 'seed0' / 'last.pth'}" if checkpointed else "runs it again"
+    message = f"benchmarks/ablate.py: baseline seed 0 stopped by SIGTERM; the same command {again}"
+    assert stop.value.code == 143 and capsys.readouterr().err.strip().splitlines()[-1] == message
 
 
 def test_runs_made_by_other_settings_are_refused_not_taken_for_the_variants(tmp_path, monkeypatch):

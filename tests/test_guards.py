@@ -4,8 +4,10 @@ skip with a word; never a traceback, never code run from a file, never a silent 
 import json
 import math
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -15,6 +17,7 @@ import pytest
 import torch
 
 import train_voc
+from cli import Terminated, interruption, raise_terminated, sigterm_as_interrupt
 from dataset import parse_annotation
 from dataset.synthetic import generate
 from engine.checkpoint import CheckpointError, load_checkpoint, load_detector, save_checkpoint
@@ -402,3 +405,54 @@ def test_a_thresholds_file_with_a_byte_order_mark_reads_as_without(tmp_path):
     path = tmp_path / "thresholds.json"
     path.write_text(json.dumps(points), encoding="utf-8-sig")
     assert read_thresholds(path) == points
+
+
+# A command that sleeps in a try/finally, as a tool sits in its work with files open, run as the command line runs it.
+SLEEPER = """
+import sys, time
+from pathlib import Path
+from cli import run
+
+def main(args):
+    marker = Path(sys.argv[1])
+    try:
+        marker.write_text("started")
+        time.sleep(120)
+    finally:
+        marker.write_text("cleaned up")
+
+run(main, None, "sleeper")
+"""
+
+
+def test_sigterm_unwinds_as_ctrl_c_does_and_exits_143(tmp_path):
+    """A SIGTERM (``docker stop``, a service manager) once ended every command at once, with no word: a video being
+    written was left without its index, unplayable, and its events unwritten."""
+    marker = tmp_path / "marker"
+    argv = [sys.executable, "-c", SLEEPER, str(marker)]
+    process = subprocess.Popen(argv, cwd=REPO, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not marker.is_file() and process.poll() is None:
+        assert time.monotonic() < deadline, "the command did not start"
+        time.sleep(0.05)
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=60)
+    assert (process.returncode, err.strip(), marker.read_text()) == (143, "sleeper: stopped by SIGTERM", "cleaned up")
+
+
+def test_a_sigterm_ignored_or_handled_already_is_left_as_it_is():
+    before = signal.getsignal(signal.SIGTERM)
+    try:
+        for handler in (signal.SIG_IGN, signal.default_int_handler):
+            signal.signal(signal.SIGTERM, handler)
+            with sigterm_as_interrupt():
+                assert signal.getsignal(signal.SIGTERM) == handler
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        with pytest.raises(Terminated) as raised, sigterm_as_interrupt():
+            assert signal.getsignal(signal.SIGTERM) == raise_terminated
+            signal.raise_signal(signal.SIGTERM)
+        assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
+    finally:
+        signal.signal(signal.SIGTERM, before)
+    assert interruption(raised.value) == ("stopped by SIGTERM", 143)
+    assert interruption(KeyboardInterrupt()) == ("interrupted", 130)

@@ -6,7 +6,10 @@ squares at known places, detected by thresholding their colour so that the track
 import csv
 import json
 import runpy
+import signal
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 import cv2
@@ -314,6 +317,29 @@ def test_a_video_that_ends_early_keeps_what_was_read(tmp_path, checkpoint, capsy
     while annotated.read()[0]:
         count += 1
     assert count == len(records)
+    assert json.loads((out / "events.json").read_text()) is not None
+
+
+def test_a_camera_run_stopped_by_sigterm_keeps_a_playable_video_and_its_events(tmp_path, checkpoint):
+    """``docker stop`` or a service manager ends a camera's run by SIGTERM, which once ended it at once: the video
+    was left without its index (not a frame could be read back) and events.json was never written."""
+    long_video = write_video(tmp_path / "long.avi", frames=3000)
+    out = tmp_path / "out"
+    argv = [sys.executable, "detect.py", "--checkpoint", str(checkpoint), "--input", str(long_video)]
+    process = subprocess.Popen([*argv, "--output-dir", str(out)], cwd=REPO, stderr=subprocess.PIPE, text=True)
+    lines, deadline = out / "detections.jsonl", time.monotonic() + 300
+    while not (lines.is_file() and lines.read_text().count("\n") >= 3) and process.poll() is None:
+        assert time.monotonic() < deadline, "no frame processed"
+        time.sleep(0.05)
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 143 and err.strip().splitlines()[-1] == "detect.py: stopped by SIGTERM", err
+    records = read_lines(lines)
+    annotated = cv2.VideoCapture(str(out / "long.mp4"))
+    count = 0
+    while annotated.read()[0]:
+        count += 1
+    assert 3 <= count == len(records) < 3000
     assert json.loads((out / "events.json").read_text()) is not None
 
 
