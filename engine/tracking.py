@@ -17,8 +17,6 @@ that knows the library: replacing it changes nothing else.
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import supervision as sv
 from trackers import ByteTrackTracker
@@ -51,9 +49,7 @@ class ObjectTracker:
     """
 
     def __init__(self, frame_rate: float, lost_seconds: float = 2.0, min_iou: float = 0.1) -> None:
-        # ByteTrackTracker keeps a lost track int(frame_rate / 30 * lost_track_buffer) frames
         self.tracker = ByteTrackNamedAtOnce(
-            lost_track_buffer=max(1, math.ceil(30 * lost_seconds)),
             frame_rate=frame_rate,
             # every detection that passed the score threshold may start or continue a track
             track_activation_threshold=0.0,
@@ -61,6 +57,9 @@ class ObjectTracker:
             minimum_consecutive_frames=1,
             minimum_iou_threshold=min_iou,
         )
+        # A track lives while fewer processed frames than this have passed since its last sighting. The library's
+        # own count, int(frame_rate / 30 * lost_track_buffer), is 0 below 0.5 frames/s: every track would end at once
+        self.tracker.maximum_frames_without_update = max(1, round(frame_rate * lost_seconds))
         self.tracker.reset()  # ids from 0 for each video
 
     def __call__(self, detections: Detections) -> np.ndarray:

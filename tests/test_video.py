@@ -21,6 +21,7 @@ import detect
 from engine.checkpoint import save_checkpoint
 from engine.frame_detector import Detections, FrameDetector
 from engine.roi import RegionOfInterest, parse_polygon
+from engine.tracking import ObjectTracker
 from engine.video import VideoReader, video_source
 from engine.video_detection import detect_video
 from model import FCOSConfig, FCOSDetector
@@ -186,6 +187,27 @@ def test_without_the_video_the_events_and_detections_are_those_of_a_run_with_it(
         assert np.array_equal(
             cv2.imread(str(tmp_path / "False" / event["crop"])), cv2.imread(str(tmp_path / "True" / event["crop"]))
         )
+
+
+@pytest.mark.parametrize(("rate", "gap", "same_id"), [(25, 49, True), (25, 50, False), (1, 1, True), (1, 2, False)])
+def test_a_track_outlives_lost_seconds_unseen_at_any_frame_rate(rate, gap, same_id):
+    """A lying object missed for ``gap`` processed frames keeps its track while fewer than 2 s x the rate have
+    passed since it was seen. Below 0.5 processed frames/s the library kept a track for 0 frames, so an object
+    seen in every frame got a new id in each and never became an event."""
+    box = Detections(
+        boxes=np.array([[10, 10, 30, 30]], dtype=np.float32),
+        scores=np.array([0.9], dtype=np.float32),
+        labels=np.array([1]),
+        classes=("nail",),
+    )
+    for slow in (0.2, 0.4):
+        tracker = ObjectTracker(slow)
+        assert [tracker(box).item() for _ in range(4)] == [0, 0, 0, 0]
+    tracker = ObjectTracker(rate)
+    before = [tracker(box).item() for _ in range(3)]
+    for _ in range(gap):
+        tracker(box[np.zeros(1, dtype=bool)])
+    assert before == [0, 0, 0] and (tracker(box).item() == 0) == same_id
 
 
 def test_vid_stride(tmp_path, video):
