@@ -19,7 +19,8 @@ by frame (every ``--vid-stride``-th), its detections tracked (ByteTrack) and eac
 last N processed frames (``--confirm``) raised once as an event: see :mod:`engine.video_detection` for the
 outputs (an annotated video, ``detections.jsonl``, ``events.csv`` / ``events.json`` and ``crops/``). A video
 that cannot be opened or decoded, or a file that ends before its announced length, gives one line naming it and
-the exit status 1; a stream that drops ends the run with everything processed written.
+the exit status 1. A stream or camera that drops is opened again for up to ``--reconnect`` seconds; one that does
+not come back ends the run with everything processed written and the exit status 1.
 """
 
 from __future__ import annotations
@@ -106,6 +107,14 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
         'polygon of frame pixels: "x1,y1 x2,y2 x3,y3 ..." or a JSON file [[x, y], ...]; drawn on the video',
     )
     video.add_argument(
+        "--reconnect",
+        type=non_negative_seconds,
+        default=60.0,
+        metavar="SECONDS",
+        help="a stream or camera that stops giving frames is opened again, every 1, 2, 4, then 8 s, for up to this "
+        "long before the run ends with exit status 1 (what was processed written); 0: end at once",
+    )
+    video.add_argument(
         "--save-video",
         action=argparse.BooleanOptionalAction,
         default=True,
@@ -120,6 +129,17 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     add_amp_argument(parser)
     add_channels_last_argument(parser)
     return parser
+
+
+def non_negative_seconds(text: str) -> float:
+    """A number of seconds >= 0 (argparse type)."""
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = -1.0
+    if not 0 <= seconds < float("inf"):
+        raise argparse.ArgumentTypeError(f"a number of seconds >= 0, got {text!r}")
+    return seconds
 
 
 def positive_int(text: str) -> int:
@@ -148,7 +168,7 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
         return detect_pictures(args)
     region = RegionOfInterest(parse_polygon(args.roi)) if args.roi else None
     try:
-        reader = VideoReader(source, args.vid_stride)
+        reader = VideoReader(source, args.vid_stride, reconnect_seconds=args.reconnect)
     except OSError as err:
         print(f"detect.py: error: {error_message(err)}", file=sys.stderr)
         return {"failures": [str(err)], "frames": 0, "events": []}
@@ -168,7 +188,8 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
     for failure in report.failures:
         print(f"detect.py: error: {failure}", file=sys.stderr)
     print(f"model: {model}")
-    print(f"frames: {report.frames} processed (every {args.vid_stride}), {report.detections} detections")
+    reconnected = f", the source opened again {reader.reconnects} times" if reader.reconnects else ""
+    print(f"frames: {report.frames} processed (every {args.vid_stride}), {report.detections} detections{reconnected}")
     print(f"events: {len(report.events)} objects confirmed in {args.confirm[0]} of {args.confirm[1]} frames")
     print(f"speed: {report.fps:.1f} frames/s end to end, model {report.model_ms:.1f} ms a frame")
     print(f"outputs: {', '.join(p.name for p in report.outputs)} and crops/ in {args.output_dir}")

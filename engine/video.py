@@ -3,14 +3,17 @@
 A ``--input`` is a video when it is a webcam index (``0``), a URL (``rtsp://``, ``http://`` ...), a file with a
 video suffix (:data:`VIDEO_SUFFIXES`), or a file with neither a video nor a picture suffix whose first frame
 OpenCV decodes. A picture suffix is never taken for a video. Frames are decoded one at a time, so memory stays
-flat however long the video.
+flat however long the video. A stream or camera that stops giving frames is opened again, for a while, as a camera
+watched for days drops now and then.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
 import re
+import time
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -25,6 +28,7 @@ from dataset.pictures import IMAGE_SUFFIXES
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".ts", ".wmv", ".flv", ".3gp")
 DEFAULT_FPS = 25.0  # for a source that does not say its frame rate (some cameras and streams)
 STREAM_TIMEOUT_MS = 10_000  # a stream silent this long is taken as ended (opening, or between frames)
+RECONNECT_WAITS = (1.0, 2.0, 4.0, 8.0)  # seconds between tries to open a dropped stream again; then the last, repeated
 
 # FFmpeg's own log lines (``moov atom not found`` ...) would follow our one-line error; a user can still set it
 os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
@@ -73,7 +77,7 @@ def _open(source: str | int) -> cv2.VideoCapture:
 @dataclass
 class Frame:
     index: int  # in the source, from 0
-    time: float  # seconds from the start: index / fps
+    time: float  # seconds from the start: index / fps for a file, by the clock for a stream or camera
     pixels: np.ndarray  # uint8 [H, W, 3] BGR
 
 
@@ -83,14 +87,21 @@ class VideoReader:
     ``fps``: the source's frame rate (:data:`DEFAULT_FPS`, with a warning, when it gives none); ``size``: (W, H);
     ``frame_count``: frames announced by a file's header, None for a stream or camera; ``frames_read``: frames
     decoded or skipped so far. Iterating yields every ``stride``-th frame from the first, and ends when the source
-    does (a stream that drops ends it as well).
+    does. A stream or camera (``live``) that stops giving frames is opened again, with waits of
+    :data:`RECONNECT_WAITS` between tries, for up to ``reconnect_seconds``; frames after it come at their own size
+    resized to the first's. ``reconnects`` counts the times it came back; ``lost`` says it did not, the last time.
+    A live frame's ``time`` is the clock's, from the opening: an index over the frame rate would not count the gaps.
     """
 
-    def __init__(self, source: str | int, stride: int = 1) -> None:
+    def __init__(self, source: str | int, stride: int = 1, *, reconnect_seconds: float = 0.0) -> None:
         if stride < 1:
             raise ValueError(f"--vid-stride must be at least 1, got {stride}")
+        if reconnect_seconds < 0:
+            raise ValueError(f"--reconnect must be 0 or more seconds, got {reconnect_seconds:g}")
         self.source, self.stride, self.frames_read = source, stride, 0
-        if isinstance(source, str) and "://" not in source:
+        self.live = isinstance(source, int) or "://" in source
+        self.reconnect_seconds, self.reconnects, self.lost = reconnect_seconds, 0, False
+        if not self.live:
             path = Path(source)
             if not path.is_file():
                 raise FileNotFoundError(f"{source}: no such video file")
@@ -103,6 +114,7 @@ class VideoReader:
             what = "camera" if isinstance(source, int) else "stream" if "://" in str(source) else "video file"
             raise OSError(f"{source}: cannot be opened or decoded as a {what}")
         self._first: np.ndarray | None = first
+        self.opened = time.monotonic()  # a live frame's time counts from its first
         fps = self.capture.get(cv2.CAP_PROP_FPS)
         if not math.isfinite(fps) or not 0 < fps <= 1000:
             warnings.warn(f"{source}: no frame rate given; {DEFAULT_FPS:g} frames/s assumed", stacklevel=2)
@@ -110,7 +122,7 @@ class VideoReader:
         self.fps = fps
         self.size = (first.shape[1], first.shape[0])
         count = int(self.capture.get(cv2.CAP_PROP_FRAME_COUNT))
-        self.frame_count = count if count > 0 and isinstance(source, str) and "://" not in source else None
+        self.frame_count = count if count > 0 and not self.live else None
 
     @property
     def processed_count(self) -> int | None:
@@ -122,18 +134,60 @@ class VideoReader:
         while True:
             if self._first is not None:
                 pixels, self._first = self._first, None
+                self.frames_read += 1
             else:
                 for _ in range(self.stride - 1):  # grab without converting: skipped frames cost less
-                    if not self.capture.grab():
+                    if self._next(decode=False) is None:
                         return
-                    self.frames_read += 1
                     index += 1
-                ok, pixels = self.capture.read()
-                if not ok:
+                pixels = self._next(decode=True)
+                if pixels is None:
                     return
-            self.frames_read += 1
-            yield Frame(index, index / self.fps, pixels)
+            seconds = time.monotonic() - self.opened if self.live else index / self.fps
+            yield Frame(index, seconds, pixels)
             index += 1
+
+    def _next(self, *, decode: bool) -> np.ndarray | None:
+        """The next frame (decoded, or only grabbed: an empty array), opening a live source again when it drops;
+        None at the end."""
+        until = None
+        while True:
+            if decode:
+                ok, pixels = self.capture.read()
+            else:
+                ok, pixels = self.capture.grab(), np.empty(0, dtype=np.uint8)
+            if ok:
+                self.frames_read += 1
+                if decode and (pixels.shape[1], pixels.shape[0]) != self.size:
+                    pixels = cv2.resize(pixels, self.size, interpolation=cv2.INTER_AREA)
+                return pixels
+            if not self.live:
+                return None
+            if until is None:
+                until = time.monotonic() + self.reconnect_seconds
+                if self.reconnect_seconds:
+                    warnings.warn(
+                        f"{self.source}: no frame after frame {self.frames_read}; opening it again for up to "
+                        f"{self.reconnect_seconds:g} s",
+                        stacklevel=3,
+                    )
+            if not self._open_again(until):
+                self.lost = True
+                return None
+
+    def _open_again(self, until: float) -> bool:
+        """Wait and open the live source again, until it opens (True) or the clock passes ``until``."""
+        for wait in itertools.chain(RECONNECT_WAITS, itertools.repeat(RECONNECT_WAITS[-1])):
+            left = until - time.monotonic()
+            if left <= 0:
+                return False
+            time.sleep(min(wait, left))
+            self.capture.release()
+            self.capture = _open(self.source)
+            if self.capture.isOpened():
+                self.reconnects += 1
+                return True
+        return False
 
     def truncated(self) -> bool:
         """True when a file ended before the frames its header announces (by more than one)."""

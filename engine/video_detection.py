@@ -3,11 +3,12 @@
 In ``output_dir``: ``<name>.mp4`` (the processed frames annotated, at the source's frame rate / ``stride`` so it
 lasts as long as the source, same size; not written without ``save_video``, as a camera watched for days would
 fill the disk with it), ``detections.jsonl`` (a line a processed frame, flushed as written:
-``{"frame", "time", "detections": [{"image_id", "category", "score", "bbox", "track_id"}]}``, boxes in the frame's
-pixels in the VOC XML's 1-based frame as in ``detections.json``, ``image_id`` ``<name>_<frame:06d>``,
-``track_id`` null before a track is named), ``events.json`` / ``events.csv`` (:mod:`engine.events`, rewritten at
-each confirmation) and ``crops/``. Whatever ends the run (the source's end, a dropped stream, Ctrl-C, SIGTERM),
-what was processed is written and the video file finalised.
+``{"frame", "time", "detections": [{"image_id", "category", "score", "bbox", "track_id"}]}``, ``time`` in seconds
+from the first frame, by the clock for a stream or camera, boxes in the frame's pixels in the VOC XML's 1-based
+frame as in ``detections.json``, ``image_id`` ``<name>_<frame:06d>``, ``track_id`` null before a track is named),
+``events.json`` / ``events.csv`` (:mod:`engine.events`, rewritten at each confirmation) and ``crops/``. Whatever
+ends the run (the source's end, a stream lost for good, Ctrl-C, SIGTERM), what was processed is written and the
+video file finalised.
 """
 
 from __future__ import annotations
@@ -127,6 +128,11 @@ def detect_video(
         report.failures.append(
             f"{reader.source}: ended after {reader.frames_read} of the {reader.frame_count} frames its header "
             "announces (truncated?); what was read is written"
+        )
+    if reader.lost:
+        again = f", nor in the {reader.reconnect_seconds:g} s it was opened again" if reader.reconnect_seconds else ""
+        report.failures.append(
+            f"{reader.source}: no frame after frame {reader.frames_read}{again}; what was processed is written"
         )
     report.model_ms = 1000 * model_seconds / max(report.frames, 1)
     report.fps = report.frames / max(time.perf_counter() - start, 1e-9)

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import cv2
 import numpy as np
@@ -18,6 +19,7 @@ import pytest
 import torch
 
 import detect
+import engine.video
 from engine.checkpoint import save_checkpoint
 from engine.frame_detector import Detections, FrameDetector
 from engine.roi import RegionOfInterest, parse_polygon
@@ -284,6 +286,73 @@ def test_what_is_taken_for_a_video(tmp_path, video):
     assert video_source(str(tmp_path / "missing.mp4")) == str(tmp_path / "missing.mp4")  # reported as missing
 
 
+class FakeCapture:
+    """A stream as OpenCV opens it: ``frames`` to read, then nothing; unopened when None."""
+
+    def __init__(self, frames: list[np.ndarray] | None) -> None:
+        self.frames = list(frames or [])
+        self.opened = frames is not None
+
+    def isOpened(self) -> bool:  # noqa: N802 (OpenCV's name)
+        return self.opened
+
+    def read(self) -> tuple[bool, np.ndarray | None]:
+        return (True, self.frames.pop(0)) if self.frames else (False, None)
+
+    def grab(self) -> bool:
+        return self.read()[0]
+
+    def get(self, prop: int) -> float:
+        return FPS if prop == cv2.CAP_PROP_FPS else 0.0
+
+    def release(self) -> None:
+        self.frames = []
+
+
+@pytest.fixture
+def dropping_stream(monkeypatch):
+    """rtsp://camera/live gives 3 frames, drops, fails to open once, gives 2 more (the last at half size), then
+    never opens again. The clock is a fake one that sleeping moves. Returns the sleeps and the captures to come."""
+    captures = [FakeCapture([frame_pixels(i) for i in range(3)]), FakeCapture(None)]
+    captures.append(FakeCapture([frame_pixels(3), cv2.resize(frame_pixels(4), (SIZE[0] // 2, SIZE[1] // 2))]))
+    monkeypatch.setattr(engine.video, "_open", lambda source: captures.pop(0) if captures else FakeCapture(None))
+    clock, sleeps = [1000.0], []
+
+    def sleep(seconds: float) -> None:
+        sleeps.append(seconds)
+        clock[0] += seconds
+
+    monkeypatch.setattr(engine.video, "time", SimpleNamespace(monotonic=lambda: clock[0], sleep=sleep))
+    return SimpleNamespace(sleeps=sleeps, captures=captures)
+
+
+@pytest.mark.filterwarnings("ignore:rtsp")
+def test_a_dropped_stream_is_opened_again_then_given_up_with_exit_1(tmp_path, dropping_stream):
+    """A stream that dropped once ended the run with exit status 0, as if the road had nothing more to show."""
+    reader = VideoReader("rtsp://camera/live", reconnect_seconds=30)
+    frames = list(reader)
+    assert [frame.index for frame in frames] == [0, 1, 2, 3, 4]
+    assert [frame.time for frame in frames] == [0, 0, 0, 3, 3]  # by the clock: the 3 s of waiting count
+    assert all(frame.pixels.shape == (SIZE[1], SIZE[0], 3) for frame in frames)  # the half-size frame resized
+    assert dropping_stream.sleeps == [1, 2, 1, 2, 4, 8, 8, 7]  # the second drop: 30 s of tries, then given up
+    assert (reader.reconnects, reader.lost) == (1, True)
+
+    dropping_stream.sleeps.clear()
+    dropping_stream.captures.append(FakeCapture([frame_pixels(i) for i in range(3)]))
+    report = detect_video(ColourDetector(), VideoReader("rtsp://camera/live", reconnect_seconds=0), tmp_path)
+    assert report.frames == 3 and dropping_stream.sleeps == []
+    assert report.failures == ["rtsp://camera/live: no frame after frame 3; what was processed is written"]
+    assert len(read_lines(tmp_path / "detections.jsonl")) == 3
+
+
+def test_a_file_is_never_opened_again(tmp_path, video, monkeypatch):
+    opened = []
+    real_open = engine.video._open
+    monkeypatch.setattr(engine.video, "_open", lambda source: opened.append(source) or real_open(source))
+    reader = VideoReader(str(video), reconnect_seconds=30)
+    assert len(list(reader)) == FRAMES and (opened, reader.lost) == ([str(video)], False)
+
+
 def run_script(argv: list[str], capsys) -> tuple[int, str]:
     """detect.py as the command line runs it: its exit status and what it printed on stderr."""
     old = sys.argv
@@ -367,7 +436,13 @@ def test_a_camera_run_stopped_by_sigterm_keeps_a_playable_video_and_its_events(t
 
 @pytest.mark.parametrize(
     ("flag", "value", "message"),
-    [("--confirm", "4/3", "K <= N"), ("--vid-stride", "0", ">= 1"), ("--roi", "1,2 3,4", "three points")],
+    [
+        ("--confirm", "4/3", "K <= N"),
+        ("--vid-stride", "0", ">= 1"),
+        ("--roi", "1,2 3,4", "three points"),
+        ("--reconnect", "-1", "seconds >= 0"),
+        ("--reconnect", "nan", "seconds >= 0"),
+    ],
 )
 def test_bad_video_flags_are_usage_errors(tmp_path, checkpoint, capsys, video, flag, value, message):
     status, printed = run_script(
