@@ -8,15 +8,17 @@ from the first frame, by the clock for a stream or camera, boxes in the frame's 
 frame as in ``detections.json``, ``image_id`` ``<name>_<frame:06d>``, ``track_id`` null before a track is named),
 ``events.json`` / ``events.csv`` (:mod:`engine.events`, rewritten at each confirmation) and ``crops/``. Whatever
 ends the run (the source's end, a stream lost for good, Ctrl-C, SIGTERM), what was processed is written and the
-video file finalised.
+video file finalised. A stream's or camera's run keeps an earlier run's outputs found there (:func:`keep_earlier_run`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import time
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +66,26 @@ def draw_tracked(
     return frame
 
 
+def keep_earlier_run(output_dir: Path, name: str) -> Path | None:
+    """Move an earlier run's outputs in ``output_dir`` (``detections.jsonl``, the events, ``crops/`` and
+    ``<name>.mp4``) into a new folder there, ``before-<UTC time>``, and return it; None when there are none. A
+    stream or camera cannot be run again: a run started anew (by a service manager, once the source was lost)
+    would otherwise overwrite what the camera recorded."""
+    if not any((output_dir / file).exists() for file in ("detections.jsonl", "events.json")):
+        return None
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    kept = output_dir / f"before-{stamp}"
+    for again in itertools.count(1):
+        if not kept.exists():
+            break
+        kept = output_dir / f"before-{stamp}-{again}"
+    kept.mkdir()
+    for file in ("detections.jsonl", "events.json", "events.csv", "crops", f"{name}.mp4"):
+        if (output_dir / file).exists():
+            (output_dir / file).rename(kept / file)
+    return kept
+
+
 def detect_video(
     detector: FrameDetector,
     reader: VideoReader,
@@ -84,6 +106,8 @@ def detect_video(
     if save_video and overwrites_input:
         raise ValueError(f"--output-dir {output_dir} would overwrite the input {reader.source}")
     check_writable(output_dir)
+    if reader.live and (kept := keep_earlier_run(output_dir, name)):
+        print(f"the earlier run's outputs in {output_dir} are kept in {kept}")
     rate = reader.fps / reader.stride
     tracker, log = ObjectTracker(rate), EventLog(output_dir, *confirm)
     bar = tqdm(total=reader.processed_count, desc="detect", unit="frame", disable=not progress)

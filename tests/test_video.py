@@ -345,6 +345,26 @@ def test_a_dropped_stream_is_opened_again_then_given_up_with_exit_1(tmp_path, dr
     assert len(read_lines(tmp_path / "detections.jsonl")) == 3
 
 
+@pytest.mark.filterwarnings("ignore:rtsp")
+def test_a_camera_run_started_again_keeps_the_earlier_runs_outputs(tmp_path, dropping_stream, video, monkeypatch):
+    """Started again into its folder (by a service manager, once the stream was lost), a camera's run overwrote
+    the detections, events and crops the earlier run had recorded."""
+    earlier = {"detections.jsonl": "{}\n", "events.json": "[1]\n", "events.csv": "a\n", "live.mp4": "video"}
+    for file, text in earlier.items():
+        (tmp_path / file).write_text(text)
+    (tmp_path / "crops").mkdir()
+    (tmp_path / "crops" / "track_0.jpg").write_text("crop")
+    (tmp_path / "mine.txt").write_text("not an output")
+    report = detect_video(ColourDetector(), VideoReader("rtsp://camera/live", reconnect_seconds=0), tmp_path)
+    (kept,) = tmp_path.glob("before-*")
+    assert {file: (kept / file).read_text() for file in earlier} == earlier
+    assert (kept / "crops" / "track_0.jpg").read_text() == "crop" and (tmp_path / "mine.txt").exists()
+    assert report.frames == 3 and len(read_lines(tmp_path / "detections.jsonl")) == 3
+    monkeypatch.undo()  # OpenCV opens the file
+    detect_video(ColourDetector(), VideoReader(str(video)), tmp_path)  # a file can be run again: no folder
+    assert len(list(tmp_path.glob("before-*"))) == 1
+
+
 def test_a_file_is_never_opened_again(tmp_path, video, monkeypatch):
     opened = []
     real_open = engine.video._open
