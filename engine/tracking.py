@@ -13,12 +13,18 @@ a one-frame false alarm), which would leave the events' ``--confirm K/N`` counti
 an object seen in three frames would count two. The events' K of N is the filter against one-frame false
 alarms here, so a one-frame detection gets an id and never an event. :class:`ObjectTracker` is the only place
 that knows the library: replacing it changes nothing else.
+
+An object lying on the road stays where it is: hidden for longer than a track lives (a lorry parked on it,
+detections lost in the dusk), it is the same object when it is seen again where it lay. So a new track that starts
+where an ended one was last seen takes the ended one's id, and its object raises no second event.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import supervision as sv
+import torch
+from torchvision.ops import box_iou
 from trackers import ByteTrackTracker
 from trackers.core.bytetrack.kalman_box_tracker import ByteTrackKalmanBoxTracker
 
@@ -44,11 +50,20 @@ class ObjectTracker:
 
     ``frame_rate``: processed frames per second (the video's rate / ``--vid-stride``); ``lost_seconds``: how long a
     track survives unseen (missed detections, something passing in front) before an object seen again there gets
-    a new id. Both are in seconds, so the behaviour does not change with the stride. ``min_iou``: the overlap a
-    detection needs with a track's predicted box to continue it.
+    a new track. Both are in seconds, so the behaviour does not change with the stride. ``min_iou``: the overlap a
+    detection needs with a track's predicted box to continue it. A new track whose first box overlaps the last box
+    of a track that ended at most ``remember_seconds`` before by ``same_place_iou`` or more takes that track's id.
     """
 
-    def __init__(self, frame_rate: float, lost_seconds: float = 2.0, min_iou: float = 0.1) -> None:
+    def __init__(
+        self,
+        frame_rate: float,
+        *,
+        lost_seconds: float = 2.0,
+        min_iou: float = 0.1,
+        remember_seconds: float = 600.0,
+        same_place_iou: float = 0.5,
+    ) -> None:
         self.tracker = ByteTrackNamedAtOnce(
             frame_rate=frame_rate,
             # every detection that passed the score threshold may start or continue a track
@@ -61,6 +76,11 @@ class ObjectTracker:
         # own count, int(frame_rate / 30 * lost_track_buffer), is 0 below 0.5 frames/s: every track would end at once
         self.tracker.maximum_frames_without_update = max(1, round(frame_rate * lost_seconds))
         self.tracker.reset()  # ids from 0 for each video
+        self.remember_frames, self.same_place_iou = round(frame_rate * remember_seconds), same_place_iou
+        self.frame = 0  # processed frames so far
+        self.renamed: dict[int, int] = {}  # the library's id -> the id given out, for tracks alive
+        self.last_box: dict[int, np.ndarray] = {}  # id given out -> its last box [4], for tracks alive
+        self.ended: dict[int, tuple[np.ndarray, int]] = {}  # id given out -> (last box [4], frame it ended at)
 
     def __call__(self, detections: Detections) -> np.ndarray:
         boxes = sv.Detections(
@@ -72,5 +92,41 @@ class ObjectTracker:
         tracked = self.tracker.update(boxes)
         ids = np.full(len(detections), NO_TRACK, dtype=np.int64)
         if len(tracked):
-            ids[tracked.data["index"]] = tracked.tracker_id
+            ids[tracked.data["index"]] = [
+                self.given_id(int(i), box) for i, box in zip(tracked.tracker_id, tracked.xyxy)
+            ]
+        self.forget_ended()
+        self.frame += 1
         return ids
+
+    def given_id(self, library_id: int, box: np.ndarray) -> int:
+        """The id given out for the library's track ``library_id``, seen at ``box`` [4]: for a new track, that of
+        an ended one last seen there (:meth:`ended_at`), if any."""
+        if library_id == NO_TRACK:
+            return NO_TRACK
+        if library_id not in self.renamed:
+            same = self.ended_at(box)
+            self.renamed[library_id] = library_id if same is None else same
+            self.ended.pop(same, None)
+        given = self.renamed[library_id]
+        self.last_box[given] = box
+        return given
+
+    def ended_at(self, box: np.ndarray) -> int | None:
+        """The ended track whose last box overlaps ``box`` [4] most, by ``same_place_iou`` or more; None if none."""
+        if not self.ended:
+            return None
+        ended = list(self.ended)
+        last_boxes = torch.from_numpy(np.stack([self.ended[i][0] for i in ended]))
+        overlaps = box_iou(torch.from_numpy(box[None]), last_boxes)[0]
+        best = int(overlaps.argmax())
+        return ended[best] if overlaps[best] >= self.same_place_iou else None
+
+    def forget_ended(self) -> None:
+        """Move the tracks the library ended to :attr:`ended`, and forget those ended ``remember_seconds`` ago."""
+        alive = {track.tracker_id for track in self.tracker.tracks}
+        for library_id in [i for i in self.renamed if i not in alive]:
+            given = self.renamed.pop(library_id)
+            self.ended[given] = (self.last_box.pop(given), self.frame)
+        for given in [i for i, (_, frame) in self.ended.items() if frame <= self.frame - self.remember_frames]:
+            del self.ended[given]

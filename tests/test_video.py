@@ -21,6 +21,7 @@ import torch
 import detect
 import engine.video
 from engine.checkpoint import save_checkpoint
+from engine.events import EventLog
 from engine.frame_detector import Detections, FrameDetector
 from engine.roi import RegionOfInterest, parse_polygon
 from engine.tracking import ObjectTracker
@@ -205,11 +206,42 @@ def test_a_track_outlives_lost_seconds_unseen_at_any_frame_rate(rate, gap, same_
     for slow in (0.2, 0.4):
         tracker = ObjectTracker(slow)
         assert [tracker(box).item() for _ in range(4)] == [0, 0, 0, 0]
-    tracker = ObjectTracker(rate)
+    tracker = ObjectTracker(rate, remember_seconds=0)  # an ended track's place forgotten at once
     before = [tracker(box).item() for _ in range(3)]
     for _ in range(gap):
         tracker(box[np.zeros(1, dtype=bool)])
     assert before == [0, 0, 0] and (tracker(box).item() == 0) == same_id
+
+
+def test_an_object_hidden_longer_than_a_track_lives_is_one_object_where_it_lay(tmp_path):
+    """A clip hidden for 4 s (a lorry parked on it) came back as a new track, and raised a second event."""
+
+    def at(*corners: tuple[int, int]) -> Detections:
+        return Detections(
+            boxes=np.array([[x, y, x + 20, y + 20] for x, y in corners], dtype=np.float32).reshape(-1, 4),
+            scores=np.full(len(corners), 0.9, dtype=np.float32),
+            labels=np.ones(len(corners), dtype=np.int64),
+            classes=("nail",),
+        )
+
+    tracker, log = ObjectTracker(10.0, remember_seconds=10.0), EventLog(tmp_path, 3, 5)
+    frames = [at((10, 10))] * 5 + [at()] * 40 + [at((12, 11), (100, 100))] * 5 + [at()] * 130 + [at((10, 10))]
+    ids = []
+    for ordinal, found in enumerate(frames):
+        ids.append(tracker(found).tolist())
+        log.update(
+            ordinal,
+            ordinal,
+            ordinal / 10,
+            detections=found,
+            track_ids=np.array(ids[-1]),
+            frame=np.zeros((200, 200, 3), np.uint8),
+        )
+    # where it lay (IoU 0.74) the old id; elsewhere a new one (the library's id 1 went to the track renamed 0)
+    assert ids[:5] == [[0]] * 5 and ids[45:50] == [[0, 2]] * 5
+    assert ids[-1] == [3]  # ended 13 s before, more than remember_seconds: forgotten, a new object
+    events = [(event.track_id, event.first_frame, event.last_frame) for event in log.events.values()]
+    assert events == [(0, 0, 49), (2, 45, 49)]
 
 
 def test_vid_stride(tmp_path, video):
