@@ -52,6 +52,17 @@ class RegionOfInterest:
         self.polygon = np.round(polygon).astype(np.int64)
         self.zone = sv.PolygonZone(self.polygon, triggering_anchors=(sv.Position.BOTTOM_CENTER,))
 
+    def check_fits(self, size: tuple[int, int], source: object) -> None:
+        """A ``ValueError`` when no pixel of the frames of ``size`` (W, H) lies in the polygon: drawn for frames of
+        another size (a snapshot at full resolution, a camera's substream), it would drop every detection."""
+        width, height = size
+        mask = np.zeros((height, width), dtype=np.uint8)
+        cv2.fillPoly(mask, [self.polygon.reshape(-1, 1, 2).astype(np.int32)], 1)
+        if not mask.any():
+            raise ValueError(
+                f"--roi: the polygon lies outside the {width}x{height} frames of {source}; it is in their pixels"
+            )
+
     def inside(self, detections: Detections) -> np.ndarray:
         """bool [K]: the detections whose box's bottom centre lies in the polygon (its edge included)."""
         if not len(detections):

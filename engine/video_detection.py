@@ -105,6 +105,8 @@ def detect_video(
     overwrites_input = isinstance(reader.source, str) and Path(reader.source).resolve() == video_path.resolve()
     if save_video and overwrites_input:
         raise ValueError(f"--output-dir {output_dir} would overwrite the input {reader.source}")
+    if region is not None:
+        region.check_fits(reader.size, reader.source)
     check_writable(output_dir)
     if reader.live and (kept := keep_earlier_run(output_dir, name)):
         print(f"the earlier run's outputs in {output_dir} are kept in {kept}")

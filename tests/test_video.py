@@ -492,6 +492,7 @@ def test_a_camera_run_stopped_by_sigterm_keeps_a_playable_video_and_its_events(t
         ("--confirm", "4/3", "K <= N"),
         ("--vid-stride", "0", ">= 1"),
         ("--roi", "1,2 3,4", "three points"),
+        ("--roi", "300,0 400,0 400,100", "--roi: the polygon lies outside the 288x160 frames of"),  # drawn on others
         ("--reconnect", "-1", "seconds >= 0"),
         ("--reconnect", "nan", "seconds >= 0"),
     ],
