@@ -112,7 +112,10 @@ def detect_video(
         print(f"the earlier run's outputs in {output_dir} are kept in {kept}")
     rate = reader.fps / reader.stride
     tracker, log = ObjectTracker(rate), EventLog(output_dir, *confirm)
-    bar = tqdm(total=reader.processed_count, desc="detect", unit="frame", disable=not progress)
+    # a stream's bar shows on a terminal only (tqdm's None): a camera's run under a service manager would log it
+    # ten times a second for days
+    disable = True if not progress else None if reader.live else False
+    bar = tqdm(total=reader.processed_count, desc="detect", unit="frame", disable=disable)
     try:
         with (
             VideoWriter(video_path, rate, reader.size) if save_video else contextlib.nullcontext() as writer,

@@ -359,7 +359,7 @@ def dropping_stream(monkeypatch):
 
 
 @pytest.mark.filterwarnings("ignore:rtsp")
-def test_a_dropped_stream_is_opened_again_then_given_up_with_exit_1(tmp_path, dropping_stream):
+def test_a_dropped_stream_is_opened_again_then_given_up_with_exit_1(tmp_path, dropping_stream, capsys):
     """A stream that dropped once ended the run with exit status 0, as if the road had nothing more to show."""
     reader = VideoReader("rtsp://camera/live", reconnect_seconds=30)
     frames = list(reader)
@@ -373,6 +373,7 @@ def test_a_dropped_stream_is_opened_again_then_given_up_with_exit_1(tmp_path, dr
     dropping_stream.captures.append(FakeCapture([frame_pixels(i) for i in range(3)]))
     report = detect_video(ColourDetector(), VideoReader("rtsp://camera/live", reconnect_seconds=0), tmp_path)
     assert report.frames == 3 and dropping_stream.sleeps == []
+    assert "frame/s" not in capsys.readouterr().err  # no progress bar where no terminal shows it
     assert report.failures == ["rtsp://camera/live: no frame after frame 3; what was processed is written"]
     assert len(read_lines(tmp_path / "detections.jsonl")) == 3
 
