@@ -1,6 +1,8 @@
 """Files written whole or not at all: each is written to a temporary file beside it, which then replaces it in
 one step. A full disk, a crash or a kill mid-write leaves the previous file as it was; an error or a signal that
-Python sees also removes the temporary file (``SIGKILL`` leaves it for the next write to replace)."""
+Python sees also removes the temporary file (``SIGKILL`` leaves it for the next write to replace). The temporary
+file reaches the disk before it replaces the old one, so a power cut (a roadside box) cannot leave an empty file
+where the old one was."""
 
 from __future__ import annotations
 
@@ -19,6 +21,8 @@ def atomic_write(path: Path) -> Iterator[Path]:
     tmp = path.with_name(path.name + TMP_SUFFIX)
     try:
         yield tmp
+        with open(tmp, "r+b") as written:
+            os.fsync(written.fileno())
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)

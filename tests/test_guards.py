@@ -376,6 +376,20 @@ def test_a_failed_atomic_write_keeps_the_old_file_and_leaves_no_other(tmp_path, 
     assert path.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == [path.name]
 
 
+def test_an_atomic_write_reaches_the_disk_before_it_replaces_the_old_file(tmp_path, monkeypatch):
+    """Without it, a power cut after the replacement could leave an empty file where the old one was."""
+    from engine import atomic
+
+    calls = []
+    real_replace = atomic.os.replace
+    monkeypatch.setattr(atomic.os, "fsync", lambda fd: calls.append(("fsync", atomic.os.fstat(fd).st_ino)))
+    monkeypatch.setattr(atomic.os, "replace", lambda src, dst: calls.append(("replace", src)) or real_replace(src, dst))
+    path = tmp_path / "events.json"
+    atomic.write_text_atomically("new", path)
+    assert calls == [("fsync", path.stat().st_ino), ("replace", tmp_path / "events.json.tmp")]
+    assert path.read_text() == "new"
+
+
 def test_detections_events_and_figures_are_written_atomically(tmp_path, monkeypatch):
     from engine import annotate, atomic
     from engine.events import EventLog
