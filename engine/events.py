@@ -2,7 +2,9 @@
 
 A track becomes an event the first time it has been seen in ``k`` of the last ``n`` processed frames (counting
 the frames where its detection carried its track id). A detection seen in fewer than ``k`` frames never becomes
-one. An event then follows its track to its last frame, and its crop is the frame where it scored best.
+one. An event then follows its track to its last frame, and its crop is the frame where it scored best. For a
+stream or camera, ``first_at``, ``confirmed_at`` and ``last_at`` give the clock's time (UTC, ISO 8601) beside the
+seconds from the start; for a file they are empty.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import io
 import json
 from collections import deque
 from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +29,7 @@ CROP_MARGIN = 0.25  # of the box's sides on each side, and at least CROP_MIN_MAR
 CROP_MIN_MARGIN = 8
 COLUMNS = (
     "track_id", "category", "first_frame", "first_time", "last_frame", "last_time",
-    "confirmed_frame", "confirmed_time", "best_score", "best_frame", "crop",
+    "confirmed_frame", "confirmed_time", "best_score", "best_frame", "crop", "first_at", "confirmed_at", "last_at",
 )  # fmt: skip
 
 
@@ -57,12 +60,20 @@ class Event:
     best_score: float = 0.0
     best_frame: int = 0
     crop: str | None = None
+    first_at: str | None = None
+    confirmed_at: str | None = None
+    last_at: str | None = None
     # processed-frame ordinals of the latest sightings, and the best crop until it is written (not in the outputs)
     seen: deque = field(default_factory=deque, repr=False)
     best_pixels: np.ndarray | None = field(default=None, repr=False)
 
     def row(self) -> dict[str, Any]:
         return {key: value for key, value in asdict(self).items() if key in COLUMNS}
+
+
+def utc(clock: float | None) -> str | None:
+    """Unix time -> ISO 8601 in UTC to the millisecond (``2026-12-06T09:10:00.123+00:00``); None stays None."""
+    return None if clock is None else datetime.fromtimestamp(clock, timezone.utc).isoformat(timespec="milliseconds")
 
 
 def crop(frame: np.ndarray, box: np.ndarray) -> np.ndarray:
@@ -95,10 +106,12 @@ class EventLog:
         detections: Detections,
         track_ids: np.ndarray,
         frame: np.ndarray,
+        clock: float | None = None,
     ) -> list[Event]:
-        """Record processed frame number ``ordinal`` (source frame ``frame_index`` at ``time`` s, BGR pixels
-        ``frame``) with its ``detections`` and their ``track_ids`` [K]; returns the events confirmed by it."""
-        confirmed = []
+        """Record processed frame number ``ordinal`` (source frame ``frame_index`` at ``time`` s, read at the Unix
+        time ``clock`` for a stream or camera, BGR pixels ``frame``) with its ``detections`` and their
+        ``track_ids`` [K]; returns the events confirmed by it."""
+        confirmed, at = [], utc(clock)
         for box, score, name, track_id in zip(
             detections.boxes, detections.scores.tolist(), detections.names, track_ids
         ):
@@ -108,9 +121,10 @@ class EventLog:
             event = self.events.get(track_id) or self.pending.get(track_id)
             if event is None:
                 event = self.pending[track_id] = Event(track_id, name, frame_index, time, frame_index, time)
+                event.first_at = at
             if event.seen and event.seen[-1] == ordinal:  # a track holds one detection a frame
                 continue
-            event.last_frame, event.last_time = frame_index, time
+            event.last_frame, event.last_time, event.last_at = frame_index, time, at
             event.seen.append(ordinal)
             while event.seen[0] <= ordinal - self.n:
                 event.seen.popleft()
@@ -120,7 +134,7 @@ class EventLog:
                 if event.confirmed_frame is not None:
                     self._write_crop(event)
             if event.confirmed_frame is None and len(event.seen) >= self.k:
-                event.confirmed_frame, event.confirmed_time = frame_index, time
+                event.confirmed_frame, event.confirmed_time, event.confirmed_at = frame_index, time, at
                 self.events[track_id] = self.pending.pop(track_id)
                 self._write_crop(event)
                 confirmed.append(event)

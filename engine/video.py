@@ -79,6 +79,7 @@ class Frame:
     index: int  # in the source, from 0
     time: float  # seconds from the start: index / fps for a file, by the clock for a stream or camera
     pixels: np.ndarray  # uint8 [H, W, 3] BGR
+    clock: float | None = None  # for a stream or camera, when it was read: the clock's Unix time
 
 
 class VideoReader:
@@ -143,8 +144,10 @@ class VideoReader:
                 pixels = self._next(decode=True)
                 if pixels is None:
                     return
-            seconds = time.monotonic() - self.opened if self.live else index / self.fps
-            yield Frame(index, seconds, pixels)
+            if self.live:
+                yield Frame(index, time.monotonic() - self.opened, pixels, clock=time.time())
+            else:
+                yield Frame(index, index / self.fps, pixels)
             index += 1
 
     def _next(self, *, decode: bool) -> np.ndarray | None:

@@ -4,11 +4,12 @@ In ``output_dir``: ``<name>.mp4`` (the processed frames annotated, at the source
 lasts as long as the source, same size; not written without ``save_video``, as a camera watched for days would
 fill the disk with it), ``detections.jsonl`` (a line a processed frame, flushed as written:
 ``{"frame", "time", "detections": [{"image_id", "category", "score", "bbox", "track_id"}]}``, ``time`` in seconds
-from the first frame, by the clock for a stream or camera, boxes in the frame's pixels in the VOC XML's 1-based
-frame as in ``detections.json``, ``image_id`` ``<name>_<frame:06d>``, ``track_id`` null before a track is named),
-``events.json`` / ``events.csv`` (:mod:`engine.events`, rewritten at each confirmation) and ``crops/``. Whatever
-ends the run (the source's end, a stream lost for good, Ctrl-C, SIGTERM), what was processed is written and the
-video file finalised. A stream's or camera's run keeps an earlier run's outputs found there (:func:`keep_earlier_run`).
+from the first frame, boxes in the frame's pixels in the VOC XML's 1-based frame as in ``detections.json``,
+``image_id`` ``<name>_<frame:06d>``, ``track_id`` null before a track is named), ``events.json`` / ``events.csv``
+(:mod:`engine.events`, rewritten at each confirmation) and ``crops/``. For a stream or camera, ``time`` is the
+clock's, and each line adds ``at``, the clock's time (UTC, ISO 8601). Whatever ends the run (the source's end, a
+stream lost for good, Ctrl-C, SIGTERM), what was processed is written and the video file finalised. A stream's or
+camera's run keeps an earlier run's outputs found there (:func:`keep_earlier_run`).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from tqdm import tqdm
 from dataset.drawing import class_colour, label_box
 
 from .annotate import check_writable
-from .events import EventLog
+from .events import EventLog, utc
 from .frame_detector import Detections, FrameDetector
 from .roi import RegionOfInterest
 from .tracking import NO_TRACK, ObjectTracker
@@ -130,17 +131,25 @@ def detect_video(
                     found = found[region.inside(found)]
                 track_ids = tracker(found)
                 for event in log.update(
-                    ordinal, frame.index, frame.time, detections=found, track_ids=track_ids, frame=frame.pixels
+                    ordinal,
+                    frame.index,
+                    frame.time,
+                    detections=found,
+                    track_ids=track_ids,
+                    frame=frame.pixels,
+                    clock=frame.clock,
                 ):
                     tqdm.write(
                         f"event: track {event.track_id} {event.category} since {event.first_time:.1f} s "
                         f"(frame {event.first_frame}), confirmed at {event.confirmed_time:.1f} s"
+                        + (f" ({event.confirmed_at})" if event.confirmed_at else "")
                     )
                     log.write()
                 entries = found.to_json(f"{name}_{frame.index:06d}")
                 for entry, track_id in zip(entries, track_ids.tolist()):
                     entry["track_id"] = None if track_id == NO_TRACK else track_id
-                lines.write(json.dumps({"frame": frame.index, "time": frame.time, "detections": entries}) + "\n")
+                at = {} if frame.clock is None else {"at": utc(frame.clock)}
+                lines.write(json.dumps({"frame": frame.index, "time": frame.time, **at, "detections": entries}) + "\n")
                 lines.flush()
                 if writer is not None:
                     writer.write(draw_tracked(frame.pixels, found, track_ids, region))

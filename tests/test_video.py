@@ -21,7 +21,7 @@ import torch
 import detect
 import engine.video
 from engine.checkpoint import save_checkpoint
-from engine.events import EventLog
+from engine.events import EventLog, utc
 from engine.frame_detector import Detections, FrameDetector
 from engine.roi import RegionOfInterest, parse_polygon
 from engine.tracking import ObjectTracker
@@ -145,6 +145,7 @@ def test_tracks_events_and_region(tmp_path, video):
         rows = list(csv.DictReader(f))
     assert [int(r["track_id"]) for r in rows] == [e["track_id"] for e in events]
     for event in events:
+        assert event["first_at"] is event["confirmed_at"] is event["last_at"] is None  # a file's: no clock time
         assert event["first_frame"] == 0 and event["last_frame"] == FRAMES - 1
         assert event["confirmed_frame"] == 2 and event["best_score"] == pytest.approx(0.9)
         assert event["last_time"] == pytest.approx((FRAMES - 1) / FPS)
@@ -354,7 +355,8 @@ def dropping_stream(monkeypatch):
         sleeps.append(seconds)
         clock[0] += seconds
 
-    monkeypatch.setattr(engine.video, "time", SimpleNamespace(monotonic=lambda: clock[0], sleep=sleep))
+    fake = SimpleNamespace(monotonic=lambda: clock[0], time=lambda: clock[0] + 1_796_547_200, sleep=sleep)
+    monkeypatch.setattr(engine.video, "time", fake)  # the Unix time 1000 s of the fake clock past 09:10:00 UTC
     return SimpleNamespace(sleeps=sleeps, captures=captures)
 
 
@@ -365,6 +367,10 @@ def test_a_dropped_stream_is_opened_again_then_given_up_with_exit_1(tmp_path, dr
     frames = list(reader)
     assert [frame.index for frame in frames] == [0, 1, 2, 3, 4]
     assert [frame.time for frame in frames] == [0, 0, 0, 3, 3]  # by the clock: the 3 s of waiting count
+    assert [utc(frame.clock) for frame in frames[2:4]] == [
+        "2026-12-06T09:10:00.000+00:00",
+        "2026-12-06T09:10:03.000+00:00",
+    ]
     assert all(frame.pixels.shape == (SIZE[1], SIZE[0], 3) for frame in frames)  # the half-size frame resized
     assert dropping_stream.sleeps == [1, 2, 1, 2, 4, 8, 8, 7]  # the second drop: 30 s of tries, then given up
     assert (reader.reconnects, reader.lost) == (1, True)
@@ -375,7 +381,12 @@ def test_a_dropped_stream_is_opened_again_then_given_up_with_exit_1(tmp_path, dr
     assert report.frames == 3 and dropping_stream.sleeps == []
     assert "frame/s" not in capsys.readouterr().err  # no progress bar where no terminal shows it
     assert report.failures == ["rtsp://camera/live: no frame after frame 3; what was processed is written"]
-    assert len(read_lines(tmp_path / "detections.jsonl")) == 3
+    records = read_lines(tmp_path / "detections.jsonl")
+    assert [(r["time"], r["at"]) for r in records] == [(0, "2026-12-06T09:10:33.000+00:00")] * 3  # 30 s of tries
+    assert len(report.events) == 3  # three squares in all three frames, each confirmed at the third
+    for event in report.events:
+        when = (event["first_at"], event["confirmed_at"], event["last_at"])
+        assert when == ("2026-12-06T09:10:33.000+00:00",) * 3 and event["confirmed_frame"] == 2
 
 
 @pytest.mark.filterwarnings("ignore:rtsp")
