@@ -90,8 +90,9 @@ class VideoReader:
     decoded or skipped so far. Iterating yields every ``stride``-th frame from the first, and ends when the source
     does. A stream or camera (``live``) that stops giving frames is opened again, with waits of
     :data:`RECONNECT_WAITS` between tries, for up to ``reconnect_seconds``; frames after it come at their own size
-    resized to the first's. ``reconnects`` counts the times it came back; ``lost`` says it did not, the last time.
-    A live frame's ``time`` is the clock's, from the opening: an index over the frame rate would not count the gaps.
+    resized to the first's. ``reconnects`` counts the times it gave frames again; ``lost`` says it did not, the last
+    time. A URL with a length (a recording served over HTTP) is a file here: it ends. A live frame's ``time`` is
+    the clock's, from the first frame handed out: an index over the frame rate would not count the gaps.
     """
 
     def __init__(self, source: str | int, stride: int = 1, *, reconnect_seconds: float = 0.0) -> None:
@@ -100,9 +101,9 @@ class VideoReader:
         if reconnect_seconds < 0:
             raise ValueError(f"--reconnect must be 0 or more seconds, got {reconnect_seconds:g}")
         self.source, self.stride, self.frames_read = source, stride, 0
-        self.live = isinstance(source, int) or "://" in source
         self.reconnect_seconds, self.reconnects, self.lost = reconnect_seconds, 0, False
-        if not self.live:
+        url = isinstance(source, str) and "://" in source
+        if isinstance(source, str) and not url:
             path = Path(source)
             if not path.is_file():
                 raise FileNotFoundError(f"{source}: no such video file")
@@ -115,7 +116,6 @@ class VideoReader:
             what = "camera" if isinstance(source, int) else "stream" if "://" in str(source) else "video file"
             raise OSError(f"{source}: cannot be opened or decoded as a {what}")
         self._first: np.ndarray | None = first
-        self.opened = time.monotonic()  # a live frame's time counts from its first
         fps = self.capture.get(cv2.CAP_PROP_FPS)
         if not math.isfinite(fps) or not 0 < fps <= 1000:
             warnings.warn(f"{source}: no frame rate given; {DEFAULT_FPS:g} frames/s assumed", stacklevel=2)
@@ -123,7 +123,10 @@ class VideoReader:
         self.fps = fps
         self.size = (first.shape[1], first.shape[0])
         count = int(self.capture.get(cv2.CAP_PROP_FRAME_COUNT))
+        # a URL of a recording has a length and ends there: opened again, it would play from the start forever
+        self.live = isinstance(source, int) or (url and count <= 0)
         self.frame_count = count if count > 0 and not self.live else None
+        self.opened = 0.0  # the clock (monotonic) when the first frame is handed out: a live frame's time from it
 
     @property
     def processed_count(self) -> int | None:
@@ -136,6 +139,7 @@ class VideoReader:
             if self._first is not None:
                 pixels, self._first = self._first, None
                 self.frames_read += 1
+                self.opened = time.monotonic()
             else:
                 for _ in range(self.stride - 1):  # grab without converting: skipped frames cost less
                     if self._next(decode=False) is None:
@@ -153,7 +157,7 @@ class VideoReader:
     def _next(self, *, decode: bool) -> np.ndarray | None:
         """The next frame (decoded, or only grabbed: an empty array), opening a live source again when it drops;
         None at the end."""
-        until = None
+        until, waits = None, None
         while True:
             if decode:
                 ok, pixels = self.capture.read()
@@ -161,26 +165,29 @@ class VideoReader:
                 ok, pixels = self.capture.grab(), np.empty(0, dtype=np.uint8)
             if ok:
                 self.frames_read += 1
+                self.reconnects += waits is not None
                 if decode and (pixels.shape[1], pixels.shape[0]) != self.size:
                     pixels = cv2.resize(pixels, self.size, interpolation=cv2.INTER_AREA)
                 return pixels
             if not self.live:
                 return None
-            if until is None:
+            if waits is None:
                 until = time.monotonic() + self.reconnect_seconds
+                waits = itertools.chain(RECONNECT_WAITS, itertools.repeat(RECONNECT_WAITS[-1]))
                 if self.reconnect_seconds:
                     warnings.warn(
                         f"{self.source}: no frame after frame {self.frames_read}; opening it again for up to "
                         f"{self.reconnect_seconds:g} s",
                         stacklevel=3,
                     )
-            if not self._open_again(until):
+            if not self._open_again(until, waits):
                 self.lost = True
                 return None
 
-    def _open_again(self, until: float) -> bool:
-        """Wait and open the live source again, until it opens (True) or the clock passes ``until``."""
-        for wait in itertools.chain(RECONNECT_WAITS, itertools.repeat(RECONNECT_WAITS[-1])):
+    def _open_again(self, until: float, waits: Iterator[float]) -> bool:
+        """Wait the next of ``waits`` (seconds) and open the live source again, until it opens (True) or the
+        clock passes ``until``."""
+        for wait in waits:
             left = until - time.monotonic()
             if left <= 0:
                 return False
@@ -188,7 +195,6 @@ class VideoReader:
             self.capture.release()
             self.capture = _open(self.source)
             if self.capture.isOpened():
-                self.reconnects += 1
                 return True
         return False
 

@@ -3,6 +3,7 @@
 import csv
 import json
 import math
+import multiprocessing
 import os
 import re
 import signal
@@ -20,7 +21,7 @@ import torch.multiprocessing as mp
 
 import eval_voc
 import train_voc
-from cli import Stopped
+from cli import Stopped, interruption
 from dataset import VOCDataset, load_ground_truth
 from dataset.synthetic import generate
 from engine import amp as amp_policy
@@ -602,10 +603,13 @@ def test_a_signal_stops_after_the_step_and_resuming_continues_exactly(data_root,
 
 
 @pytest.mark.usefixtures("python_signal_handlers")
-def test_a_second_signal_stops_at_once(data_root, tmp_path, monkeypatch):
-    monkeypatch.setattr(TrainStep, "forward", signal_on_call([signal.SIGINT, signal.SIGINT], call=2))
-    with pytest.raises(KeyboardInterrupt):
+@pytest.mark.parametrize("number", [signal.SIGINT, signal.SIGTERM])
+def test_a_second_signal_stops_at_once(data_root, tmp_path, monkeypatch, number):
+    """A second SIGTERM once ended the run as Ctrl-C does, with Ctrl-C's exit status."""
+    monkeypatch.setattr(TrainStep, "forward", signal_on_call([number, number], call=2))
+    with pytest.raises(KeyboardInterrupt) as stopped:
         train_voc.main(tiny_config(data_root, tmp_path, epochs=2))
+    assert interruption(stopped.value)[1] == 128 + number
 
 
 @pytest.mark.usefixtures("python_signal_handlers")
@@ -634,6 +638,39 @@ def test_sigterm_on_the_command_line_writes_last_pth_and_says_how_to_resume(data
     last_line = err.strip().splitlines()[-1]
     assert last_line.startswith("train_voc.py: stopped by SIGTERM at step ") and "--resume" in last_line
     assert "Traceback" not in err and load(tmp_path / "last.pth")["step"] >= 1
+
+
+def ended(pid: int) -> None:
+    """Wait until process ``pid`` has ended, without reaping it (its parent's SIGCHLD handler sees it as it is)."""
+    deadline = time.monotonic() + 60
+    while Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] != "Z":
+        assert time.monotonic() < deadline, f"process {pid} did not end"
+        time.sleep(0.01)
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads the process table of Linux")
+@pytest.mark.usefixtures("python_signal_handlers")
+def test_a_sigterm_to_the_run_and_its_workers_stops_after_the_step(data_root, tmp_path, monkeypatch):
+    """A service manager or a scheduler signals the whole process group: PyTorch reported the DataLoader workers
+    the SIGTERM ended with an exception raised mid-step, and the run ended with a traceback, its steps since the
+    last checkpoint lost."""
+    real_forward = TrainStep.forward
+    calls = {"n": 0}
+
+    def forward(self, *args):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            os.kill(os.getpid(), signal.SIGTERM)
+            for worker in multiprocessing.active_children():  # from another process: a worker takes its parent's
+                subprocess.run(["kill", "-TERM", str(worker.pid)], check=True)  # SIGTERM for a quiet shutdown
+                ended(worker.pid)
+        return real_forward(self, *args)
+
+    monkeypatch.setattr(TrainStep, "forward", forward)
+    with pytest.raises(Stopped) as stop:
+        train_voc.main(tiny_config(data_root, tmp_path, epochs=2, workers=2))
+    assert str(stop.value).startswith("stopped by SIGTERM at step 2 (epoch 1, batch 2 of 4)")
+    assert load(tmp_path / "last.pth")["state"]["batches_done"] == 2
 
 
 # ---------------------------------------------------------------------------------------------- bad input

@@ -322,9 +322,9 @@ def test_what_is_taken_for_a_video(tmp_path, video):
 class FakeCapture:
     """A stream as OpenCV opens it: ``frames`` to read, then nothing; unopened when None."""
 
-    def __init__(self, frames: list[np.ndarray] | None) -> None:
+    def __init__(self, frames: list[np.ndarray] | None, count: int = 0) -> None:
         self.frames = list(frames or [])
-        self.opened = frames is not None
+        self.opened, self.count = frames is not None, count
 
     def isOpened(self) -> bool:  # noqa: N802 (OpenCV's name)
         return self.opened
@@ -336,7 +336,7 @@ class FakeCapture:
         return self.read()[0]
 
     def get(self, prop: int) -> float:
-        return FPS if prop == cv2.CAP_PROP_FPS else 0.0
+        return {cv2.CAP_PROP_FPS: FPS, cv2.CAP_PROP_FRAME_COUNT: self.count}.get(prop, 0.0)
 
     def release(self) -> None:
         self.frames = []
@@ -357,19 +357,20 @@ def dropping_stream(monkeypatch):
 
     fake = SimpleNamespace(monotonic=lambda: clock[0], time=lambda: clock[0] + 1_796_547_200, sleep=sleep)
     monkeypatch.setattr(engine.video, "time", fake)  # the Unix time 1000 s of the fake clock past 09:10:00 UTC
-    return SimpleNamespace(sleeps=sleeps, captures=captures)
+    return SimpleNamespace(sleeps=sleeps, captures=captures, clock=clock)
 
 
 @pytest.mark.filterwarnings("ignore:rtsp")
 def test_a_dropped_stream_is_opened_again_then_given_up_with_exit_1(tmp_path, dropping_stream, capsys):
     """A stream that dropped once ended the run with exit status 0, as if the road had nothing more to show."""
     reader = VideoReader("rtsp://camera/live", reconnect_seconds=30)
+    dropping_stream.clock[0] += 5  # loading the model: the first frame's time is 0 all the same
     frames = list(reader)
     assert [frame.index for frame in frames] == [0, 1, 2, 3, 4]
     assert [frame.time for frame in frames] == [0, 0, 0, 3, 3]  # by the clock: the 3 s of waiting count
     assert [utc(frame.clock) for frame in frames[2:4]] == [
-        "2026-12-06T09:10:00.000+00:00",
-        "2026-12-06T09:10:03.000+00:00",
+        "2026-12-06T09:10:05.000+00:00",
+        "2026-12-06T09:10:08.000+00:00",
     ]
     assert all(frame.pixels.shape == (SIZE[1], SIZE[0], 3) for frame in frames)  # the half-size frame resized
     assert dropping_stream.sleeps == [1, 2, 1, 2, 4, 8, 8, 7]  # the second drop: 30 s of tries, then given up
@@ -382,11 +383,11 @@ def test_a_dropped_stream_is_opened_again_then_given_up_with_exit_1(tmp_path, dr
     assert "frame/s" not in capsys.readouterr().err  # no progress bar where no terminal shows it
     assert report.failures == ["rtsp://camera/live: no frame after frame 3; what was processed is written"]
     records = read_lines(tmp_path / "detections.jsonl")
-    assert [(r["time"], r["at"]) for r in records] == [(0, "2026-12-06T09:10:33.000+00:00")] * 3  # 30 s of tries
+    assert [(r["time"], r["at"]) for r in records] == [(0, "2026-12-06T09:10:38.000+00:00")] * 3  # 30 s of tries
     assert len(report.events) == 3  # three squares in all three frames, each confirmed at the third
     for event in report.events:
         when = (event["first_at"], event["confirmed_at"], event["last_at"])
-        assert when == ("2026-12-06T09:10:33.000+00:00",) * 3 and event["confirmed_frame"] == 2
+        assert when == ("2026-12-06T09:10:38.000+00:00",) * 3 and event["confirmed_frame"] == 2
 
 
 @pytest.mark.filterwarnings("ignore:rtsp")
@@ -407,6 +408,16 @@ def test_a_camera_run_started_again_keeps_the_earlier_runs_outputs(tmp_path, dro
     monkeypatch.undo()  # OpenCV opens the file
     detect_video(ColourDetector(), VideoReader(str(video)), tmp_path)  # a file can be run again: no folder
     assert len(list(tmp_path.glob("before-*"))) == 1
+
+
+def test_a_recording_served_over_http_ends_where_it_ends(dropping_stream):
+    """A URL was taken for a stream: at the end of a recording served over HTTP it was opened again, and the run
+    played it from the start for ever."""
+    dropping_stream.captures[:] = [FakeCapture([frame_pixels(i) for i in range(3)], count=3)]
+    reader = VideoReader("http://server/road.mp4", reconnect_seconds=30)
+    frames = list(reader)
+    assert [frame.time for frame in frames] == [0, 1 / FPS, 2 / FPS] and frames[0].clock is None
+    assert (reader.live, reader.lost, reader.frame_count, dropping_stream.sleeps) == (False, False, 3, [])
 
 
 def test_a_file_is_never_opened_again(tmp_path, video, monkeypatch):
