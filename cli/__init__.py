@@ -35,7 +35,16 @@ class Terminated(KeyboardInterrupt):
     that it unwinds the same way: ``finally`` blocks run and files are closed (a video finalised, not cut off)."""
 
 
+def ignore_children(number: int, frame: object) -> None:
+    """A SIGCHLD handler that does nothing: in place of PyTorch's, which raises an exception for a DataLoader worker
+    ended by a signal (a Python handler, not SIG_DFL, so that a SIGCHLD already on its way is not reported either)."""
+
+
 def raise_terminated(number: int, frame: object) -> None:
+    # The process is ending: DataLoader workers ended by the same SIGTERM (a service manager signals them all) are
+    # expected, and PyTorch's SIGCHLD handler would report each with a traceback after the one-line message
+    if hasattr(signal, "SIGCHLD"):
+        signal.signal(signal.SIGCHLD, ignore_children)
     raise Terminated(signal.Signals(number).name)
 
 

@@ -293,6 +293,10 @@ class Run:
                     )
                 except NonFiniteLossError as err:
                     raise NonFiniteLossError(f"{err} {self.kept()}") from None
+                except RuntimeError as err:
+                    # the signal ended the DataLoader workers too: the batch awaited is lost, the state is whole
+                    if requests.signal is None or "DataLoader worker" not in str(err):
+                        raise
                 if agreed(requests.signal is not None):
                     self.stop(requests.signal, log)
                 if (state.step, state.skipped_steps) == before:

@@ -3,6 +3,7 @@ skip with a word; never a traceback, never code run from a file, never a silent 
 
 import json
 import math
+import os
 import shutil
 import signal
 import subprocess
@@ -452,6 +453,44 @@ def test_sigterm_unwinds_as_ctrl_c_does_and_exits_143(tmp_path):
     process.send_signal(signal.SIGTERM)
     _, err = process.communicate(timeout=60)
     assert (process.returncode, err.strip(), marker.read_text()) == (143, "sleeper: stopped by SIGTERM", "cleaned up")
+
+
+LOADING = """
+import sys, time
+from pathlib import Path
+import torch
+from cli import run
+
+class Slow(torch.utils.data.Dataset):
+    def __len__(self):
+        return 1_000_000
+
+    def __getitem__(self, index):
+        time.sleep(0.05)
+        return torch.zeros(3)
+
+def main(args):
+    for index, batch in enumerate(torch.utils.data.DataLoader(Slow(), batch_size=2, num_workers=2)):
+        if index == 3:
+            Path(sys.argv[1]).write_text("loading")
+
+run(main, None, "loader")
+"""
+
+
+def test_a_sigterm_to_a_command_and_its_workers_is_one_line(tmp_path):
+    """Signalled with its DataLoader workers (a service manager stops them all), a command printed its line, then
+    PyTorch's traceback for each worker the SIGTERM ended."""
+    marker = tmp_path / "marker"
+    argv = [sys.executable, "-c", LOADING, str(marker)]
+    process = subprocess.Popen(argv, cwd=REPO, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    deadline = time.monotonic() + 120
+    while not marker.is_file() and process.poll() is None:
+        assert time.monotonic() < deadline, "the command did not start"
+        time.sleep(0.05)
+    os.killpg(process.pid, signal.SIGTERM)
+    _, err = process.communicate(timeout=60)
+    assert (process.returncode, err.strip()) == (143, "loader: stopped by SIGTERM")
 
 
 def test_a_sigterm_ignored_or_handled_already_is_left_as_it_is():

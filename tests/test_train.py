@@ -648,25 +648,45 @@ def ended(pid: int) -> None:
         time.sleep(0.01)
 
 
+def sigterm_to_the_group(workers: list) -> None:
+    """SIGTERM to this process and to ``workers`` from another process, as a service manager sends it (a worker
+    takes its parent's SIGTERM for a quiet shutdown); returns once the workers have ended."""
+    os.kill(os.getpid(), signal.SIGTERM)
+    for worker in workers:
+        subprocess.run(["kill", "-TERM", str(worker.pid)], check=True)
+        ended(worker.pid)
+
+
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads the process table of Linux")
 @pytest.mark.usefixtures("python_signal_handlers")
-def test_a_sigterm_to_the_run_and_its_workers_stops_after_the_step(data_root, tmp_path, monkeypatch):
+@pytest.mark.parametrize("during", ["step", "wait for a batch"])
+def test_a_sigterm_to_the_run_and_its_workers_stops_after_the_step(data_root, tmp_path, monkeypatch, during):
     """A service manager or a scheduler signals the whole process group: PyTorch reported the DataLoader workers
-    the SIGTERM ended with an exception raised mid-step, and the run ended with a traceback, its steps since the
-    last checkpoint lost."""
-    real_forward = TrainStep.forward
+    the SIGTERM ended with an exception raised mid-step, or the batch awaited never came, and the run ended with a
+    traceback, its steps since the last checkpoint lost."""
     calls = {"n": 0}
+    if during == "step":
+        real_forward = TrainStep.forward
 
-    def forward(self, *args):
-        calls["n"] += 1
-        if calls["n"] == 2:
-            os.kill(os.getpid(), signal.SIGTERM)
-            for worker in multiprocessing.active_children():  # from another process: a worker takes its parent's
-                subprocess.run(["kill", "-TERM", str(worker.pid)], check=True)  # SIGTERM for a quiet shutdown
-                ended(worker.pid)
-        return real_forward(self, *args)
+        def forward(self, *args):
+            calls["n"] += 1
+            if calls["n"] == 2:
+                sigterm_to_the_group(multiprocessing.active_children())
+            return real_forward(self, *args)
 
-    monkeypatch.setattr(TrainStep, "forward", forward)
+        monkeypatch.setattr(TrainStep, "forward", forward)
+    else:
+        iterator = torch.utils.data.dataloader._MultiProcessingDataLoaderIter
+        real_next = iterator._next_data
+
+        def next_data(self):
+            calls["n"] += 1
+            if calls["n"] == 3:  # awaiting the third batch from workers the signal ended, as PyTorch says it
+                sigterm_to_the_group(self._workers)
+                raise RuntimeError(f"DataLoader worker (pid(s) {[w.pid for w in self._workers]}) exited unexpectedly")
+            return real_next(self)
+
+        monkeypatch.setattr(iterator, "_next_data", next_data)
     with pytest.raises(Stopped) as stop:
         train_voc.main(tiny_config(data_root, tmp_path, epochs=2, workers=2))
     assert str(stop.value).startswith("stopped by SIGTERM at step 2 (epoch 1, batch 2 of 4)")
