@@ -20,7 +20,8 @@ last N processed frames (``--confirm``) raised once as an event: see :mod:`engin
 outputs (an annotated video, ``detections.jsonl``, ``events.csv`` / ``events.json`` and ``crops/``). A video
 that cannot be opened or decoded, or a file that ends before its announced length, gives one line naming it and
 the exit status 1. A stream or camera that drops is opened again for up to ``--reconnect`` seconds; one that does
-not come back ends the run with everything processed written and the exit status 1.
+not come back ends the run with everything processed written and the exit status 1. A run slower than its stream
+or camera takes the newest frame each time, skipping those between (``--every-frame`` reads them all, in order).
 """
 
 from __future__ import annotations
@@ -115,6 +116,13 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
         "long before the run ends with exit status 1 (what was processed written); 0: end at once",
     )
     video.add_argument(
+        "--every-frame",
+        action="store_true",
+        help="read a stream or camera in order, every --vid-stride-th frame, however far the run falls behind it; "
+        "by default a run slower than the source takes its newest frame each time and skips those between, so "
+        "its events come as the objects do",
+    )
+    video.add_argument(
         "--save-video",
         action=argparse.BooleanOptionalAction,
         default=True,
@@ -168,7 +176,7 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
         return detect_pictures(args)
     region = RegionOfInterest(parse_polygon(args.roi)) if args.roi else None
     try:
-        reader = VideoReader(source, args.vid_stride, reconnect_seconds=args.reconnect)
+        reader = VideoReader(source, args.vid_stride, reconnect_seconds=args.reconnect, newest=not args.every_frame)
     except OSError as err:
         print(f"detect.py: error: {error_message(err)}", file=sys.stderr)
         return {"failures": [str(err)], "frames": 0, "events": []}
@@ -188,8 +196,12 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
     for failure in report.failures:
         print(f"detect.py: error: {failure}", file=sys.stderr)
     print(f"model: {model}")
+    skipped = f", {report.skipped} more skipped to keep up with the source" if report.skipped else ""
     reconnected = f", the source opened again {reader.reconnects} times" if reader.reconnects else ""
-    print(f"frames: {report.frames} processed (every {args.vid_stride}), {report.detections} detections{reconnected}")
+    print(
+        f"frames: {report.frames} processed (every {args.vid_stride}){skipped}, {report.detections} detections"
+        + reconnected
+    )
     print(f"events: {len(report.events)} objects confirmed in {args.confirm[0]} of {args.confirm[1]} frames")
     print(f"speed: {report.fps:.1f} frames/s end to end, model {report.model_ms:.1f} ms a frame")
     print(f"outputs: {', '.join(p.name for p in report.outputs)} and crops/ in {args.output_dir}")

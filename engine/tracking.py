@@ -21,6 +21,8 @@ where an ended one was last seen takes the ended one's id, and its object raises
 
 from __future__ import annotations
 
+from collections import deque
+
 import numpy as np
 import supervision as sv
 import torch
@@ -31,6 +33,7 @@ from trackers.core.bytetrack.kalman_box_tracker import ByteTrackKalmanBoxTracker
 from .frame_detector import Detections
 
 NO_TRACK = -1
+RATE_WINDOW = 25  # processed frames whose times give the rate at which tracks are kept
 
 
 class ByteTrackNamedAtOnce(ByteTrackTracker):
@@ -53,6 +56,11 @@ class ObjectTracker:
     a new track. Both are in seconds, so the behaviour does not change with the stride. ``min_iou``: the overlap a
     detection needs with a track's predicted box to continue it. A new track whose first box overlaps the last box
     of a track that ended at most ``remember_seconds`` before by ``same_place_iou`` or more takes that track's id.
+
+    Each call may give its frame's ``time`` (seconds): the windows are then counted in the frames' own times, at
+    the rate of the last :data:`RATE_WINDOW` processed frames, as a live source whose frames the run skips to
+    keep up (:class:`engine.video.VideoReader`) is processed at its own irregular rate. Without it, frames come
+    at ``frame_rate``.
     """
 
     def __init__(
@@ -72,23 +80,29 @@ class ObjectTracker:
             minimum_consecutive_frames=1,
             minimum_iou_threshold=min_iou,
         )
-        # A track lives while fewer processed frames than this have passed since its last sighting. The library's
-        # own count, int(frame_rate / 30 * lost_track_buffer), is 0 below 0.5 frames/s: every track would end at once
-        self.tracker.maximum_frames_without_update = max(1, round(frame_rate * lost_seconds))
         self.tracker.reset()  # ids from 0 for each video
-        self.remember_frames, self.same_place_iou = round(frame_rate * remember_seconds), same_place_iou
+        self.frame_rate, self.lost_seconds = frame_rate, lost_seconds
+        self.remember_seconds, self.same_place_iou = remember_seconds, same_place_iou
         self.frame = 0  # processed frames so far
+        self.times: deque[float] = deque(maxlen=RATE_WINDOW)  # of the last processed frames, in seconds
         self.renamed: dict[int, int] = {}  # the library's id -> the id given out, for tracks alive
         self.last_box: dict[int, np.ndarray] = {}  # id given out -> its last box [4], for tracks alive
-        self.ended: dict[int, tuple[np.ndarray, int]] = {}  # id given out -> (last box [4], frame it ended at)
+        self.ended: dict[int, tuple[np.ndarray, float]] = {}  # id given out -> (last box [4], time it ended at)
 
-    def __call__(self, detections: Detections) -> np.ndarray:
+    def __call__(self, detections: Detections, time: float | None = None) -> np.ndarray:
         boxes = sv.Detections(
             xyxy=detections.boxes.astype(np.float64).reshape(-1, 4),
             confidence=detections.scores,
             class_id=detections.labels,
             data={"index": np.arange(len(detections))},
         )
+        self.times.append(self.frame / self.frame_rate if time is None else time)
+        rate = self.frame_rate
+        if len(self.times) > 1 and self.times[-1] > self.times[0]:
+            rate = (len(self.times) - 1) / (self.times[-1] - self.times[0])
+        # A track lives while fewer processed frames than this have passed since its last sighting. The library's
+        # own count, int(frame_rate / 30 * lost_track_buffer), is 0 below 0.5 frames/s: every track would end at once
+        self.tracker.maximum_frames_without_update = max(1, round(rate * self.lost_seconds))
         tracked = self.tracker.update(boxes)
         ids = np.full(len(detections), NO_TRACK, dtype=np.int64)
         if len(tracked):
@@ -125,8 +139,9 @@ class ObjectTracker:
     def forget_ended(self) -> None:
         """Move the tracks the library ended to :attr:`ended`, and forget those ended ``remember_seconds`` ago."""
         alive = {track.tracker_id for track in self.tracker.tracks}
+        now = self.times[-1]
         for library_id in [i for i in self.renamed if i not in alive]:
             given = self.renamed.pop(library_id)
-            self.ended[given] = (self.last_box.pop(given), self.frame)
-        for given in [i for i, (_, frame) in self.ended.items() if frame <= self.frame - self.remember_frames]:
+            self.ended[given] = (self.last_box.pop(given), now)
+        for given in [i for i, (_, ended) in self.ended.items() if ended <= now - self.remember_seconds]:
             del self.ended[given]

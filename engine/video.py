@@ -4,7 +4,8 @@ A ``--input`` is a video when it is a webcam index (``0``), a URL (``rtsp://``, 
 video suffix (:data:`VIDEO_SUFFIXES`), or a file with neither a video nor a picture suffix whose first frame
 OpenCV decodes. A picture suffix is never taken for a video. Frames are decoded one at a time, so memory stays
 flat however long the video. A stream or camera that stops giving frames is opened again, for a while, as a camera
-watched for days drops now and then.
+watched for days drops now and then. A stream or camera is read in a thread of its own and each processed frame is
+the newest it gave, so a run slower than the camera skips frames instead of falling ever further behind it.
 """
 
 from __future__ import annotations
@@ -13,10 +14,11 @@ import itertools
 import math
 import os
 import re
+import threading
 import time
 import warnings
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -82,6 +84,18 @@ class Frame:
     clock: float | None = None  # for a stream or camera, when it was read: the clock's Unix time
 
 
+@dataclass
+class _Handoff:
+    """Between the thread that reads a live source and the loop that takes its frames."""
+
+    wanted: int | None = None  # the first source index the loop takes; None while it is busy with the last one
+    frame: Frame | None = None  # the frame taken for the loop, until it takes it
+    ended: bool = False  # the source ended or was lost: no frame will come
+    error: BaseException | None = None  # raised in the reading thread, raised again in the loop
+    stop: bool = False  # the loop is done: the thread stops reading
+    condition: threading.Condition = field(default_factory=threading.Condition)
+
+
 class VideoReader:
     """A video file, stream or camera, opened and its first frame decoded, or an ``OSError`` naming it.
 
@@ -93,15 +107,24 @@ class VideoReader:
     resized to the first's. ``reconnects`` counts the times it gave frames again; ``lost`` says it did not, the last
     time. A URL with a length (a recording served over HTTP) is a file here: it ends. A live frame's ``time`` is
     the clock's, from the first frame handed out: an index over the frame rate would not count the gaps.
+
+    With ``newest`` (the default), a live source is read in a thread of its own, and each frame yielded is the
+    first the source gives once the loop asks for it, and at least ``stride`` frames after the last one: the
+    newest, whenever the loop took longer than the camera. ``skipped`` counts the frames passed over so, beyond
+    the stride. Without it, a live source is read in order, every ``stride``-th frame, as a file is, and a loop
+    slower than the camera falls behind it (OpenCV and the network buffer the frames it has not taken).
     """
 
-    def __init__(self, source: str | int, stride: int = 1, *, reconnect_seconds: float = 0.0) -> None:
+    def __init__(
+        self, source: str | int, stride: int = 1, *, reconnect_seconds: float = 0.0, newest: bool = True
+    ) -> None:
         if stride < 1:
             raise ValueError(f"--vid-stride must be at least 1, got {stride}")
         if reconnect_seconds < 0:
             raise ValueError(f"--reconnect must be 0 or more seconds, got {reconnect_seconds:g}")
         self.source, self.stride, self.frames_read = source, stride, 0
         self.reconnect_seconds, self.reconnects, self.lost = reconnect_seconds, 0, False
+        self.skipped, self._handoff, self._reading = 0, _Handoff(), None
         url = isinstance(source, str) and "://" in source
         if isinstance(source, str) and not url:
             path = Path(source)
@@ -126,6 +149,7 @@ class VideoReader:
         # a URL of a recording has a length and ends there: opened again, it would play from the start forever
         self.live = isinstance(source, int) or (url and count <= 0)
         self.frame_count = count if count > 0 and not self.live else None
+        self.newest = newest and self.live
         self.opened = 0.0  # the clock (monotonic) when the first frame is handed out: a live frame's time from it
 
     @property
@@ -134,6 +158,11 @@ class VideoReader:
         return None if self.frame_count is None else -(-self.frame_count // self.stride)
 
     def __iter__(self) -> Iterator[Frame]:
+        if self.newest:
+            return self._newest_frames()
+        return self._frames_in_order()
+
+    def _frames_in_order(self) -> Iterator[Frame]:
         index = 0
         while True:
             if self._first is not None:
@@ -154,6 +183,60 @@ class VideoReader:
                 yield Frame(index, index / self.fps, pixels)
             index += 1
 
+    def _newest_frames(self) -> Iterator[Frame]:
+        """The first frame, then those :meth:`_keep_reading` takes for the loop, each once asked for."""
+        pixels, self._first = self._first, None
+        self.frames_read += 1
+        self.opened = time.monotonic()
+        first = Frame(0, 0.0, pixels, clock=time.time())
+        self._reading = threading.Thread(target=self._keep_reading, name=f"read {self.source}", daemon=True)
+        self._reading.start()  # the camera goes on while the loop works on the first frame
+        yield first
+        handoff, last = self._handoff, 0
+        while True:
+            with handoff.condition:
+                handoff.wanted = last + self.stride
+                handoff.condition.wait_for(lambda: handoff.frame is not None or handoff.ended)
+                frame, handoff.frame = handoff.frame, None
+            if handoff.error is not None:
+                raise handoff.error
+            if frame is None:
+                return
+            self.skipped += frame.index - (last + self.stride)
+            last = frame.index
+            yield frame
+
+    def _keep_reading(self) -> None:
+        """Grab every frame of the live source, so that none waits in a buffer, and decode the one the loop asks
+        for (:class:`_Handoff`), until the source ends or the loop stops; runs in its own thread."""
+        handoff, index = self._handoff, 0
+        try:
+            while not handoff.stop and self._next(decode=False) is not None:
+                index += 1
+                with handoff.condition:
+                    taken = handoff.wanted is not None and index >= handoff.wanted
+                if not taken:
+                    continue
+                ok, pixels = self.capture.retrieve()
+                if not ok:
+                    continue
+                frame = Frame(index, time.monotonic() - self.opened, self._sized(pixels), clock=time.time())
+                with handoff.condition:
+                    handoff.frame, handoff.wanted = frame, None
+                    handoff.condition.notify()
+        except BaseException as err:  # noqa: BLE001 (the loop raises it)
+            handoff.error = err
+        finally:
+            with handoff.condition:
+                handoff.ended = True
+                handoff.condition.notify()
+
+    def _sized(self, pixels: np.ndarray) -> np.ndarray:
+        """``pixels`` at the first frame's size (a source opened again may give another)."""
+        if (pixels.shape[1], pixels.shape[0]) != self.size:
+            return cv2.resize(pixels, self.size, interpolation=cv2.INTER_AREA)
+        return pixels
+
     def _next(self, *, decode: bool) -> np.ndarray | None:
         """The next frame (decoded, or only grabbed: an empty array), opening a live source again when it drops;
         None at the end."""
@@ -166,9 +249,7 @@ class VideoReader:
             if ok:
                 self.frames_read += 1
                 self.reconnects += waits is not None
-                if decode and (pixels.shape[1], pixels.shape[0]) != self.size:
-                    pixels = cv2.resize(pixels, self.size, interpolation=cv2.INTER_AREA)
-                return pixels
+                return self._sized(pixels) if decode else pixels
             if not self.live:
                 return None
             if waits is None:
@@ -203,6 +284,14 @@ class VideoReader:
         return self.frame_count is not None and self.frames_read < self.frame_count - 1
 
     def close(self) -> None:
+        """Stop reading and release the source. A reading thread blocked in OpenCV (a stream silent for up to
+        :data:`STREAM_TIMEOUT_MS`) is not waited for beyond a second: the capture is then left to the process's end,
+        as releasing it under the thread would crash."""
+        if self._reading is not None:
+            self._handoff.stop = True
+            self._reading.join(timeout=1.0)
+            if self._reading.is_alive():
+                return
         self.capture.release()
 
 

@@ -1,15 +1,16 @@
 """Detection on a video, a stream or a camera: frame by frame, tracked, confirmed into events, written as it goes.
 
 In ``output_dir``: ``<name>.mp4`` (the processed frames annotated, at the source's frame rate / ``stride`` so it
-lasts as long as the source, same size; not written without ``save_video``, as a camera watched for days would
-fill the disk with it), ``detections.jsonl`` (a line a processed frame, flushed as written:
-``{"frame", "time", "detections": [{"image_id", "category", "score", "bbox", "track_id"}]}``, ``time`` in seconds
-from the first frame, boxes in the frame's pixels in the VOC XML's 1-based frame as in ``detections.json``,
-``image_id`` ``<name>_<frame:06d>``, ``track_id`` null before a track is named), ``events.json`` / ``events.csv``
-(:mod:`engine.events`, rewritten at each confirmation) and ``crops/``. For a stream or camera, ``time`` is the
-clock's, and each line adds ``at``, the clock's time (UTC, ISO 8601). Whatever ends the run (the source's end, a
-stream lost for good, Ctrl-C, SIGTERM), what was processed is written and the video file finalised. A stream's or
-camera's run keeps an earlier run's outputs found there (:func:`keep_earlier_run`).
+lasts as long as the source, same size, though a stream's with frames skipped to keep up plays faster; not written
+without ``save_video``, as a camera watched for days would fill the disk with it), ``detections.jsonl`` (a line a
+processed frame, flushed as written: ``{"frame", "time", "detections": [{"image_id", "category", "score", "bbox",
+"track_id"}]}``, ``time`` in seconds from the first frame, boxes in the frame's pixels in the VOC XML's 1-based
+frame as in ``detections.json``, ``image_id`` ``<name>_<frame:06d>``, ``track_id`` null before a track is named),
+``events.json`` / ``events.csv`` (:mod:`engine.events`, rewritten at each confirmation) and ``crops/``. For a
+stream or camera, ``time`` is the clock's, and each line adds ``at``, the clock's time (UTC, ISO 8601). Whatever
+ends the run (the source's end, a stream lost for good, Ctrl-C, SIGTERM), what was processed is written and the
+video file finalised. A stream's or camera's run keeps an earlier run's outputs found there
+(:func:`keep_earlier_run`).
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from .video import VideoReader, VideoWriter, source_name
 @dataclass
 class VideoReport:
     frames: int = 0  # processed
+    skipped: int = 0  # of a stream or camera, beyond the stride, to keep up with it (VideoReader.skipped)
     detections: int = 0
     events: list[dict[str, Any]] = field(default_factory=list)  # the rows of events.json
     failures: list[str] = field(default_factory=list)  # a truncated file
@@ -129,7 +131,7 @@ def detect_video(
                 model_seconds += time.perf_counter() - tic
                 if region is not None:
                     found = found[region.inside(found)]
-                track_ids = tracker(found)
+                track_ids = tracker(found, frame.time)
                 for event in log.update(
                     ordinal,
                     frame.index,
@@ -158,8 +160,8 @@ def detect_video(
                 bar.update()
     finally:
         bar.close()
-        reader.close()
         log.write()
+        reader.close()
     report.events = [event.row() for event in log.events.values()]
     report.outputs += [output_dir / "events.json", output_dir / "events.csv"]
     if reader.truncated():
@@ -172,6 +174,7 @@ def detect_video(
         report.failures.append(
             f"{reader.source}: no frame after frame {reader.frames_read}{again}; what was processed is written"
         )
+    report.skipped = reader.skipped
     report.model_ms = 1000 * model_seconds / max(report.frames, 1)
     report.fps = report.frames / max(time.perf_counter() - start, 1e-9)
     return report

@@ -214,6 +214,27 @@ def test_a_track_outlives_lost_seconds_unseen_at_any_frame_rate(rate, gap, same_
     assert before == [0, 0, 0] and (tracker(box).item() == 0) == same_id
 
 
+def test_tracks_live_and_are_remembered_for_seconds_of_the_frames_own_times():
+    """A camera giving 25 frames/s processed at 1 (frames skipped to keep up) kept a lost track for 50 processed
+    frames, 50 s instead of 2, and remembered an ended one's place for 250 minutes instead of 10."""
+    box = Detections(
+        boxes=np.array([[10, 10, 30, 30]], dtype=np.float32),
+        scores=np.array([0.9], dtype=np.float32),
+        labels=np.array([1]),
+        classes=("nail",),
+    )
+    nothing = box[np.zeros(1, dtype=bool)]
+
+    def track(tracker: ObjectTracker, frames: list[Detections]) -> list[int]:
+        return [tracker(found, float(second)).tolist() for second, found in enumerate(frames)]
+
+    assert track(ObjectTracker(25.0, remember_seconds=0), [box] * 3 + [nothing] + [box])[-1] == [0]
+    assert track(ObjectTracker(25.0, remember_seconds=0), [box] * 3 + [nothing] * 2 + [box])[-1] == [1]
+    # lost after 2 s; where it lay, the old id for 10 s, then a new object's
+    assert track(ObjectTracker(25.0, remember_seconds=10), [box] * 3 + [nothing] * 8 + [box])[-1] == [0]
+    assert track(ObjectTracker(25.0, remember_seconds=10), [box] * 3 + [nothing] * 12 + [box])[-1] == [1]
+
+
 def test_an_object_hidden_longer_than_a_track_lives_is_one_object_where_it_lay(tmp_path):
     """A clip hidden for 4 s (a lorry parked on it) came back as a new track, and raised a second event."""
 
@@ -324,7 +345,7 @@ class FakeCapture:
 
     def __init__(self, frames: list[np.ndarray] | None, count: int = 0) -> None:
         self.frames = list(frames or [])
-        self.opened, self.count = frames is not None, count
+        self.opened, self.count, self.grabbed = frames is not None, count, None
 
     def isOpened(self) -> bool:  # noqa: N802 (OpenCV's name)
         return self.opened
@@ -333,7 +354,11 @@ class FakeCapture:
         return (True, self.frames.pop(0)) if self.frames else (False, None)
 
     def grab(self) -> bool:
-        return self.read()[0]
+        ok, self.grabbed = self.read()
+        return ok
+
+    def retrieve(self) -> tuple[bool, np.ndarray | None]:
+        return self.grabbed is not None, self.grabbed
 
     def get(self, prop: int) -> float:
         return {cv2.CAP_PROP_FPS: FPS, cv2.CAP_PROP_FRAME_COUNT: self.count}.get(prop, 0.0)
@@ -363,7 +388,7 @@ def dropping_stream(monkeypatch):
 @pytest.mark.filterwarnings("ignore:rtsp")
 def test_a_dropped_stream_is_opened_again_then_given_up_with_exit_1(tmp_path, dropping_stream, capsys):
     """A stream that dropped once ended the run with exit status 0, as if the road had nothing more to show."""
-    reader = VideoReader("rtsp://camera/live", reconnect_seconds=30)
+    reader = VideoReader("rtsp://camera/live", reconnect_seconds=30, newest=False)
     dropping_stream.clock[0] += 5  # loading the model: the first frame's time is 0 all the same
     frames = list(reader)
     assert [frame.index for frame in frames] == [0, 1, 2, 3, 4]
@@ -378,7 +403,9 @@ def test_a_dropped_stream_is_opened_again_then_given_up_with_exit_1(tmp_path, dr
 
     dropping_stream.sleeps.clear()
     dropping_stream.captures.append(FakeCapture([frame_pixels(i) for i in range(3)]))
-    report = detect_video(ColourDetector(), VideoReader("rtsp://camera/live", reconnect_seconds=0), tmp_path)
+    report = detect_video(
+        ColourDetector(), VideoReader("rtsp://camera/live", reconnect_seconds=0, newest=False), tmp_path
+    )
     assert report.frames == 3 and dropping_stream.sleeps == []
     assert "frame/s" not in capsys.readouterr().err  # no progress bar where no terminal shows it
     assert report.failures == ["rtsp://camera/live: no frame after frame 3; what was processed is written"]
@@ -400,7 +427,9 @@ def test_a_camera_run_started_again_keeps_the_earlier_runs_outputs(tmp_path, dro
     (tmp_path / "crops").mkdir()
     (tmp_path / "crops" / "track_0.jpg").write_text("crop")
     (tmp_path / "mine.txt").write_text("not an output")
-    report = detect_video(ColourDetector(), VideoReader("rtsp://camera/live", reconnect_seconds=0), tmp_path)
+    report = detect_video(
+        ColourDetector(), VideoReader("rtsp://camera/live", reconnect_seconds=0, newest=False), tmp_path
+    )
     (kept,) = tmp_path.glob("before-*")
     assert {file: (kept / file).read_text() for file in earlier} == earlier
     assert (kept / "crops" / "track_0.jpg").read_text() == "crop" and (tmp_path / "mine.txt").exists()
@@ -426,6 +455,63 @@ def test_a_file_is_never_opened_again(tmp_path, video, monkeypatch):
     monkeypatch.setattr(engine.video, "_open", lambda source: opened.append(source) or real_open(source))
     reader = VideoReader(str(video), reconnect_seconds=30)
     assert len(list(reader)) == FRAMES and (opened, reader.lost) == ([str(video)], False)
+
+
+class Camera(FakeCapture):
+    """A camera giving ``count`` frames, one every ``period`` seconds of the real clock, each filled with its
+    index, then dropping. ``paced``: it gives one only while the reader's loop waits for a frame (it never runs
+    ahead of a loop faster than itself). ``fails_at``: the grab of that frame raises OpenCV's error."""
+
+    def __init__(self, count: int, period: float = 0.0, paced: bool = False, fails_at: int | None = None) -> None:
+        super().__init__([np.full((4, 4, 3), i, np.uint8) for i in range(count)])
+        self.period, self.paced, self.fails_at, self.reader, self.given = period, paced, fails_at, None, 0
+
+    def read(self) -> tuple[bool, np.ndarray | None]:
+        deadline = time.monotonic() + 60
+        while self.paced and self.reader is not None and self.reader._handoff.wanted is None:
+            assert time.monotonic() < deadline, "the loop never asked for a frame"
+            time.sleep(0.001)
+        time.sleep(self.period)
+        if self.given == self.fails_at:
+            raise cv2.error("grab failed")
+        self.given += 1
+        return super().read()
+
+
+@pytest.mark.parametrize("stride", [1, 2])
+def test_a_run_slower_than_its_camera_takes_the_newest_frame(monkeypatch, stride):
+    """A stream was read frame by frame, in order, so a run slower than its camera fell ever further behind it:
+    at 1 processed frame a second on a camera giving 25, an object was raised as an event 25 times as late."""
+    camera = Camera(120, period=0.005)
+    monkeypatch.setattr(engine.video, "_open", lambda source: camera)
+    reader, taken = VideoReader("rtsp://camera/live", stride=stride), []
+    for frame in reader:
+        assert frame.pixels[0, 0, 0] == frame.index  # decoded where it was grabbed
+        taken.append(frame.index)
+        deadline = time.monotonic() + 60
+        while reader.frames_read < min(frame.index + 4, 120):  # busy while the camera gives 3 more frames
+            assert time.monotonic() < deadline
+            time.sleep(0.001)
+    gaps = np.diff(taken)
+    assert taken[0] == 0 and len(taken) >= 2 and gaps.min() >= 4  # the newest, not the next in line
+    assert reader.skipped == sum(gaps - stride) and reader.lost and reader.frames_read == 120
+
+
+def test_a_run_that_keeps_up_with_its_camera_takes_every_stride_th_frame(tmp_path, monkeypatch):
+    camera = Camera(20, paced=True)
+    monkeypatch.setattr(engine.video, "_open", lambda source: camera)
+    reader = camera.reader = VideoReader("rtsp://camera/live", stride=3)
+    report = detect_video(ColourDetector(), reader, tmp_path, progress=False)
+    assert [r["frame"] for r in read_lines(tmp_path / "detections.jsonl")] == [0, 3, 6, 9, 12, 15, 18]
+    assert (report.frames, report.skipped, reader.skipped) == (7, 0, 0)
+
+
+def test_an_error_reading_a_camera_is_raised_in_the_run(monkeypatch):
+    monkeypatch.setattr(engine.video, "_open", lambda source: Camera(20, fails_at=5))
+    reader = VideoReader("rtsp://camera/live")
+    with pytest.raises(cv2.error, match="grab failed"):
+        list(reader)
+    reader.close()
 
 
 def run_script(argv: list[str], capsys) -> tuple[int, str]:
