@@ -21,7 +21,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from .atomic import write_text_atomically
+from .atomic import atomic_write, write_text_atomically
 from .frame_detector import Detections
 from .tracking import NO_TRACK
 
@@ -143,9 +143,14 @@ class EventLog:
         return confirmed
 
     def _write_crop(self, event: Event) -> None:
+        """The event's best crop, as ``crops/track_<id>.jpg``, written atomically: a better one replaces it."""
         path = self.crops / f"track_{event.track_id}.jpg"
-        if event.best_pixels is not None and event.best_pixels.size and cv2.imwrite(str(path), event.best_pixels):
-            event.crop = path.relative_to(self.output_dir).as_posix()
+        if event.best_pixels is not None and event.best_pixels.size:
+            encoded, jpeg = cv2.imencode(".jpg", event.best_pixels)
+            if encoded:
+                with atomic_write(path) as tmp:
+                    tmp.write_bytes(jpeg.tobytes())
+                event.crop = path.relative_to(self.output_dir).as_posix()
         event.best_pixels = None
 
     def write(self) -> None:
