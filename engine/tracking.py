@@ -57,10 +57,10 @@ class ObjectTracker:
     detection needs with a track's predicted box to continue it. A new track whose first box overlaps the last box
     of a track that ended at most ``remember_seconds`` before by ``same_place_iou`` or more takes that track's id.
 
-    Each call may give its frame's ``time`` (seconds): the windows are then counted in the frames' own times, at
-    the rate of the last :data:`RATE_WINDOW` processed frames, as a live source whose frames the run skips to
-    keep up (:class:`engine.video.VideoReader`) is processed at its own irregular rate. Without it, frames come
-    at ``frame_rate``.
+    For a live source, each call gives its frame's ``time`` (seconds): the windows are then counted in the frames'
+    own times, at the rate of the last :data:`RATE_WINDOW` processed frames, as a run that skips frames to keep up
+    with a camera (:class:`engine.video.VideoReader`) processes them at its own, irregular rate. Without it (a
+    file), the frames come at ``frame_rate``, and the windows are whole numbers of processed frames.
     """
 
     def __init__(
@@ -84,10 +84,11 @@ class ObjectTracker:
         self.frame_rate, self.lost_seconds = frame_rate, lost_seconds
         self.remember_seconds, self.same_place_iou = remember_seconds, same_place_iou
         self.frame = 0  # processed frames so far
-        self.times: deque[float] = deque(maxlen=RATE_WINDOW)  # of the last processed frames, in seconds
+        self.times: deque[float] = deque(maxlen=RATE_WINDOW)  # of the last processed frames, given in seconds
+        self.now = 0.0  # the processed frame's ordinal, or its time when given
         self.renamed: dict[int, int] = {}  # the library's id -> the id given out, for tracks alive
         self.last_box: dict[int, np.ndarray] = {}  # id given out -> its last box [4], for tracks alive
-        self.ended: dict[int, tuple[np.ndarray, float]] = {}  # id given out -> (last box [4], time it ended at)
+        self.ended: dict[int, tuple[np.ndarray, float]] = {}  # id given out -> (last box [4], ``now`` it ended at)
 
     def __call__(self, detections: Detections, time: float | None = None) -> np.ndarray:
         boxes = sv.Detections(
@@ -96,10 +97,14 @@ class ObjectTracker:
             class_id=detections.labels,
             data={"index": np.arange(len(detections))},
         )
-        self.times.append(self.frame / self.frame_rate if time is None else time)
         rate = self.frame_rate
-        if len(self.times) > 1 and self.times[-1] > self.times[0]:
-            rate = (len(self.times) - 1) / (self.times[-1] - self.times[0])
+        if time is None:  # whole frames: a measured rate would round differently at each frame
+            self.now, remember = self.frame, round(rate * self.remember_seconds)
+        else:
+            self.times.append(time)
+            if self.times[-1] > self.times[0]:
+                rate = (len(self.times) - 1) / (self.times[-1] - self.times[0])
+            self.now, remember = time, self.remember_seconds
         # A track lives while fewer processed frames than this have passed since its last sighting. The library's
         # own count, int(frame_rate / 30 * lost_track_buffer), is 0 below 0.5 frames/s: every track would end at once
         self.tracker.maximum_frames_without_update = max(1, round(rate * self.lost_seconds))
@@ -109,7 +114,7 @@ class ObjectTracker:
             ids[tracked.data["index"]] = [
                 self.given_id(int(i), box) for i, box in zip(tracked.tracker_id, tracked.xyxy)
             ]
-        self.forget_ended()
+        self.forget_ended(remember)
         self.frame += 1
         return ids
 
@@ -136,12 +141,12 @@ class ObjectTracker:
         best = int(overlaps.argmax())
         return ended[best] if overlaps[best] >= self.same_place_iou else None
 
-    def forget_ended(self) -> None:
-        """Move the tracks the library ended to :attr:`ended`, and forget those ended ``remember_seconds`` ago."""
+    def forget_ended(self, remember: float) -> None:
+        """Move the tracks the library ended to :attr:`ended`, and forget those ended ``remember`` ago (in the
+        unit of :attr:`now`: ``remember_seconds``, or as many processed frames)."""
         alive = {track.tracker_id for track in self.tracker.tracks}
-        now = self.times[-1]
         for library_id in [i for i in self.renamed if i not in alive]:
             given = self.renamed.pop(library_id)
-            self.ended[given] = (self.last_box.pop(given), now)
-        for given in [i for i, (_, ended) in self.ended.items() if ended <= now - self.remember_seconds]:
+            self.ended[given] = (self.last_box.pop(given), self.now)
+        for given in [i for i, (_, ended) in self.ended.items() if ended <= self.now - remember]:
             del self.ended[given]

@@ -196,19 +196,22 @@ class VideoReader:
         while True:
             with handoff.condition:
                 handoff.wanted = last + self.stride
-                handoff.condition.wait_for(lambda: handoff.frame is not None or handoff.ended)
+                # in steps, so that Ctrl-C is seen wherever a lock's wait would not give way to it
+                while not handoff.condition.wait_for(lambda: handoff.frame is not None or handoff.ended, 0.5):
+                    pass
                 frame, handoff.frame = handoff.frame, None
-            if handoff.error is not None:
-                raise handoff.error
             if frame is None:
+                if handoff.error is not None:
+                    raise handoff.error
                 return
             self.skipped += frame.index - (last + self.stride)
             last = frame.index
             yield frame
 
     def _keep_reading(self) -> None:
-        """Grab every frame of the live source, so that none waits in a buffer, and decode the one the loop asks
-        for (:class:`_Handoff`), until the source ends or the loop stops; runs in its own thread."""
+        """Grab (and so decode) every frame of the live source, so that none waits in a buffer, and convert the one
+        the loop asks for (:class:`_Handoff`), until the source ends or the loop stops; runs in its own thread, which
+        owns the capture once the loop has stopped."""
         handoff, index = self._handoff, 0
         try:
             while not handoff.stop and self._next(decode=False) is not None:
@@ -227,6 +230,8 @@ class VideoReader:
         except BaseException as err:  # noqa: BLE001 (the loop raises it)
             handoff.error = err
         finally:
+            if handoff.stop:
+                self.capture.release()
             with handoff.condition:
                 handoff.ended = True
                 handoff.condition.notify()
@@ -273,6 +278,8 @@ class VideoReader:
             if left <= 0:
                 return False
             time.sleep(min(wait, left))
+            if self._handoff.stop:
+                return False
             self.capture.release()
             self.capture = _open(self.source)
             if self.capture.isOpened():
@@ -285,10 +292,10 @@ class VideoReader:
 
     def close(self) -> None:
         """Stop reading and release the source. A reading thread blocked in OpenCV (a stream silent for up to
-        :data:`STREAM_TIMEOUT_MS`) is not waited for beyond a second: the capture is then left to the process's end,
-        as releasing it under the thread would crash."""
+        :data:`STREAM_TIMEOUT_MS`) or waiting to open it again is not waited for beyond a second: it releases the
+        capture itself when it ends, as releasing it under the thread would crash."""
+        self._handoff.stop = True
         if self._reading is not None:
-            self._handoff.stop = True
             self._reading.join(timeout=1.0)
             if self._reading.is_alive():
                 return

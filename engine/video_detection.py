@@ -131,7 +131,7 @@ def detect_video(
                 model_seconds += time.perf_counter() - tic
                 if region is not None:
                     found = found[region.inside(found)]
-                track_ids = tracker(found, frame.time)
+                track_ids = tracker(found, frame.time if reader.live else None)
                 for event in log.update(
                     ordinal,
                     frame.index,

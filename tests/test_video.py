@@ -193,7 +193,10 @@ def test_without_the_video_the_events_and_detections_are_those_of_a_run_with_it(
         )
 
 
-@pytest.mark.parametrize(("rate", "gap", "same_id"), [(25, 49, True), (25, 50, False), (1, 1, True), (1, 2, False)])
+@pytest.mark.parametrize(
+    ("rate", "gap", "same_id"),
+    [(25, 49, True), (25, 50, False), (6.25, 11, True), (6.25, 12, False), (1, 1, True), (1, 2, False)],
+)
 def test_a_track_outlives_lost_seconds_unseen_at_any_frame_rate(rate, gap, same_id):
     """A lying object missed for ``gap`` processed frames keeps its track while fewer than 2 s x the rate have
     passed since it was seen. Below 0.5 processed frames/s the library kept a track for 0 frames, so an object
@@ -458,22 +461,24 @@ def test_a_file_is_never_opened_again(tmp_path, video, monkeypatch):
 
 
 class Camera(FakeCapture):
-    """A camera giving ``count`` frames, one every ``period`` seconds of the real clock, each filled with its
-    index, then dropping. ``paced``: it gives one only while the reader's loop waits for a frame (it never runs
-    ahead of a loop faster than itself). ``fails_at``: the grab of that frame raises OpenCV's error."""
+    """A camera giving ``count`` frames, each filled with its index, then dropping. Once its ``reader`` is set, it
+    gives a frame when the test lets it run ``ahead`` (the reader's loop busy), or else when the loop waits for
+    one: it never runs on by itself, as a real camera would, so what the loop takes does not depend on the CPU.
+    ``waiting``: it waits for either. ``fails_at``: the grab of that frame raises OpenCV's error."""
 
-    def __init__(self, count: int, period: float = 0.0, paced: bool = False, fails_at: int | None = None) -> None:
+    def __init__(self, count: int, fails_at: int | None = None) -> None:
         super().__init__([np.full((4, 4, 3), i, np.uint8) for i in range(count)])
-        self.period, self.paced, self.fails_at, self.reader, self.given = period, paced, fails_at, None, 0
+        self.fails_at, self.reader, self.given, self.ahead, self.waiting = fails_at, None, 0, 0, False
 
     def read(self) -> tuple[bool, np.ndarray | None]:
-        deadline = time.monotonic() + 60
-        while self.paced and self.reader is not None and self.reader._handoff.wanted is None:
-            assert time.monotonic() < deadline, "the loop never asked for a frame"
-            time.sleep(0.001)
-        time.sleep(self.period)
         if self.given == self.fails_at:
             raise cv2.error("grab failed")
+        deadline = time.monotonic() + 60
+        while self.reader is not None and not self.ahead and self.reader._handoff.wanted is None:
+            self.waiting = True
+            assert time.monotonic() < deadline, "the loop never asked for a frame"
+            time.sleep(0.001)
+        self.waiting, self.ahead = False, max(self.ahead - 1, 0)
         self.given += 1
         return super().read()
 
@@ -482,23 +487,24 @@ class Camera(FakeCapture):
 def test_a_run_slower_than_its_camera_takes_the_newest_frame(monkeypatch, stride):
     """A stream was read frame by frame, in order, so a run slower than its camera fell ever further behind it:
     at 1 processed frame a second on a camera giving 25, an object was raised as an event 25 times as late."""
-    camera = Camera(120, period=0.005)
+    camera = Camera(40)
     monkeypatch.setattr(engine.video, "_open", lambda source: camera)
-    reader, taken = VideoReader("rtsp://camera/live", stride=stride), []
+    reader = camera.reader = VideoReader("rtsp://camera/live", stride=stride)
+    taken = []
     for frame in reader:
-        assert frame.pixels[0, 0, 0] == frame.index  # decoded where it was grabbed
+        assert frame.pixels[0, 0, 0] == frame.index  # converted where it was grabbed
         taken.append(frame.index)
+        camera.ahead = 3  # the camera gives 3 frames while the loop is busy with this one
         deadline = time.monotonic() + 60
-        while reader.frames_read < min(frame.index + 4, 120):  # busy while the camera gives 3 more frames
+        while camera.ahead or not camera.waiting:
             assert time.monotonic() < deadline
             time.sleep(0.001)
-    gaps = np.diff(taken)
-    assert taken[0] == 0 and len(taken) >= 2 and gaps.min() >= 4  # the newest, not the next in line
-    assert reader.skipped == sum(gaps - stride) and reader.lost and reader.frames_read == 120
+    assert taken == list(range(0, 40, 4))  # each the first frame after the loop asked: the newest
+    assert (reader.skipped, reader.lost, reader.frames_read) == ((4 - stride) * 9, True, 40)
 
 
 def test_a_run_that_keeps_up_with_its_camera_takes_every_stride_th_frame(tmp_path, monkeypatch):
-    camera = Camera(20, paced=True)
+    camera = Camera(20)
     monkeypatch.setattr(engine.video, "_open", lambda source: camera)
     reader = camera.reader = VideoReader("rtsp://camera/live", stride=3)
     report = detect_video(ColourDetector(), reader, tmp_path, progress=False)
@@ -506,11 +512,15 @@ def test_a_run_that_keeps_up_with_its_camera_takes_every_stride_th_frame(tmp_pat
     assert (report.frames, report.skipped, reader.skipped) == (7, 0, 0)
 
 
-def test_an_error_reading_a_camera_is_raised_in_the_run(monkeypatch):
-    monkeypatch.setattr(engine.video, "_open", lambda source: Camera(20, fails_at=5))
-    reader = VideoReader("rtsp://camera/live")
+def test_an_error_reading_a_camera_is_raised_in_the_run_after_the_frame_it_took(monkeypatch):
+    camera = Camera(20, fails_at=2)  # frame 1 is taken for the loop, then the grab of frame 2 fails
+    monkeypatch.setattr(engine.video, "_open", lambda source: camera)
+    reader, taken = VideoReader("rtsp://camera/live"), []
+    camera.reader = reader
     with pytest.raises(cv2.error, match="grab failed"):
-        list(reader)
+        for frame in reader:
+            taken.append(frame.index)
+    assert taken == [0, 1]
     reader.close()
 
 
