@@ -442,6 +442,14 @@ def test_a_camera_run_started_again_keeps_the_earlier_runs_outputs(tmp_path, dro
     assert len(list(tmp_path.glob("before-*"))) == 1
 
 
+@pytest.mark.filterwarnings("ignore:rtsp")
+def test_every_frame_reads_a_stream_in_order(tmp_path, checkpoint, dropping_stream, capsys):
+    argv = ["--checkpoint", str(checkpoint), "--input", "rtsp://camera/live", "--output-dir", str(tmp_path)]
+    status, printed = run_script([*argv, "--reconnect", "0", "--every-frame", "--no-save-video"], capsys)
+    assert status == 1 and "rtsp://camera/live: no frame after frame 3" in printed
+    assert [record["frame"] for record in read_lines(tmp_path / "detections.jsonl")] == [0, 1, 2]
+
+
 def test_a_recording_served_over_http_ends_where_it_ends(dropping_stream):
     """A URL was taken for a stream: at the end of a recording served over HTTP it was opened again, and the run
     played it from the start for ever."""
