@@ -1,6 +1,6 @@
-"""CPU speed: this detector next to torchvision's FCOS, the CPU recipe's step and loop, deployment, and the code.
+"""CPU speed: this detector beside torchvision's FCOS, the CPU recipe, deployment, a camera's stream, the code.
 
-    python -m benchmarks.bench [--quick] [--only r50,recipe,amp,formats,loop,deploy,edge,code] [--threads N]
+    python -m benchmarks.bench [--quick] [--only r50,recipe,amp,formats,loop,deploy,edge,camera,code] [--threads N]
         [--repeats N] [--data-root ../shared/foreign_object_dataset] [--checkpoint checkpoint/fod-cpu/last.pth]
 
 Prints a Markdown table (what, ours, reference, ratio) and the machine it ran on. Every timing is
@@ -15,14 +15,16 @@ same post-processing settings (score threshold, NMS IoU, top-k, detections per p
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import importlib.util
 import math
 import os
 import statistics
+import threading
 import time
 from collections import OrderedDict, defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -628,6 +630,15 @@ def edge_candidates() -> dict[str, FCOSConfig]:
 DEPLOYED = "fod-edge: Lite1, FPN 64, 2-conv head"
 
 
+def int8_export(config: FCOSConfig, path: Path, data_root: Path | None) -> Path:
+    """A network of ``config`` (random weights) exported to ``path`` and quantised to int8 beside it, calibrated
+    as :func:`calibration_pictures` gives; the int8 file's path."""
+    from engine.export import export_onnx, quantize_int8
+
+    exported = export_onnx(FCOSDetector(config).eval(), path)
+    return quantize_int8(exported, path.with_name(f"{path.stem}_int8.onnx"), calibration_pictures(config, data_root))
+
+
 def yolo_predictor(config_dir: Path) -> Callable[[np.ndarray], object] | None:
     """YOLO11n's prediction at 640 on a BGR frame (preprocessing, network, NMS), built from its model YAML (random
     weights, nothing fetched), as ultralytics runs it; None without ultralytics."""
@@ -672,7 +683,7 @@ def bench_edge(
 
     import cv2
 
-    from engine.export import export_onnx, load_onnx_detector, quantize_int8
+    from engine.export import load_onnx_detector
     from engine.frame_detector import FrameDetector
 
     candidates = edge_candidates() if candidates is None else candidates
@@ -689,9 +700,7 @@ def bench_edge(
         reference.set_channels_last(True)
         paths: dict[str, Callable[[np.ndarray], object]] = {"fod-cpu, PyTorch float32": FrameDetector(reference)}
         for k, (name, config) in enumerate(candidates.items()):
-            model = FCOSDetector(config).eval()
-            path = export_onnx(model, Path(tmp) / f"{k}.onnx")
-            int8 = quantize_int8(path, Path(tmp) / f"{k}_int8.onnx", calibration_pictures(config, data_root))
+            int8 = int8_export(config, Path(tmp) / f"{k}.onnx", data_root)
             for runtime in runtimes:
                 detector = load_onnx_detector(int8, threads=threads, runtime=runtime)
                 paths[f"{name}, {runtime} int8"] = FrameDetector(detector)
@@ -712,6 +721,171 @@ def bench_edge(
     if yolo_ms is not None and deployed:
         name, value = min(deployed.items(), key=lambda item: item[1])
         rows.append(Row(f"{name}, vs YOLO11n's prediction at 640", value, yolo_ms, note="end to end, one frame"))
+    return rows
+
+
+# ----------------------------------------------------------------------------- a camera's stream
+
+CAMERA_FPS = 25  # an IP camera's usual rate
+CAMERA_CODECS = {"h264": "H.264", "mjpeg": "MJPEG"}
+
+
+def camera_recording(path: Path, frame: np.ndarray, codec: str, seconds: float = 2.0) -> Path:
+    """``seconds`` of a still camera at :data:`CAMERA_FPS` watching ``frame`` (BGR ``[H, W, 3]`` uint8), each frame
+    with sensor noise of its own, encoded as IP cameras stream it: ``"h264"`` (libx264 through PyAV, preset
+    veryfast, 6 Mbit/s, a key frame every 2 s) in MP4, or ``"mjpeg"`` (OpenCV's) in AVI. Returns the file."""
+    import cv2
+
+    rng = np.random.default_rng(0)
+    count, (height, width) = round(seconds * CAMERA_FPS), frame.shape[:2]
+    noisy = (
+        np.clip(frame.astype(np.int16) + rng.integers(-2, 3, frame.shape, dtype=np.int16), 0, 255).astype(np.uint8)
+        for _ in range(count)
+    )
+    if codec == "mjpeg":
+        path = path.with_suffix(".avi")
+        writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), CAMERA_FPS, (width, height))
+        for pixels in noisy:
+            writer.write(pixels)
+        writer.release()
+        return path
+    import av
+
+    path = path.with_suffix(".mp4")
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=CAMERA_FPS, options={"preset": "veryfast"})
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        stream.bit_rate, stream.codec_context.gop_size = 6_000_000, 2 * CAMERA_FPS
+        for pixels in noisy:
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(pixels, format="bgr24")))
+        container.mux(stream.encode())
+    return path
+
+
+def grab_cost(path: Path, repeats: int) -> tuple[float, float]:
+    """Median milliseconds of CPU time (every thread of the process: the decoder's too) and of wall time to grab one
+    frame of ``path``, reading it whole ``repeats`` times."""
+    import cv2
+
+    cpu, wall = [], []
+    for _ in range(repeats):
+        capture, grabbed = cv2.VideoCapture(str(path)), 0
+        cpu_start, wall_start = time.process_time(), time.perf_counter()
+        while capture.grab():
+            grabbed += 1
+        cpu.append(1000 * (time.process_time() - cpu_start) / grabbed)
+        wall.append(1000 * (time.perf_counter() - wall_start) / grabbed)
+        capture.release()
+    return statistics.median(cpu), statistics.median(wall)
+
+
+@contextlib.contextmanager
+def camera_thread(path: Path) -> Iterator[threading.Event]:
+    """A thread that grabs ``path``'s frames at :data:`CAMERA_FPS` while the event it yields is set, as a live
+    source's reading thread grabs every frame of its camera (``engine.video.VideoReader``); at the end of the file
+    it starts again from the first frame."""
+    import cv2
+
+    grabbing, stop = threading.Event(), threading.Event()
+
+    def grab() -> None:
+        capture = cv2.VideoCapture(str(path))
+        while not stop.is_set():
+            if not grabbing.wait(0.05):
+                continue
+            start, grabbed = time.perf_counter(), 0
+            while grabbing.is_set() and not stop.is_set():
+                time.sleep(max(0.0, start + grabbed / CAMERA_FPS - time.perf_counter()))
+                if capture.grab():
+                    grabbed += 1
+                else:
+                    capture.release()
+                    capture = cv2.VideoCapture(str(path))
+        capture.release()
+
+    thread = threading.Thread(target=grab, name="camera", daemon=True)
+    thread.start()
+    try:
+        yield grabbing
+    finally:
+        stop.set()
+        thread.join()
+
+
+def camera_detectors(data_root: Path | None, folder: Path) -> dict[str, Callable[[np.ndarray], object]]:
+    """fod-cpu in PyTorch float32 and fod-edge as deployed (int8, by OpenVINO where installed, else by
+    onnxruntime), random weights, each a function of a BGR frame."""
+    from engine.export import load_onnx_detector
+    from engine.frame_detector import FrameDetector
+
+    torch.manual_seed(0)
+    reference = FCOSDetector(recipe_detector("fod-cpu")).eval()
+    reference.set_channels_last(True)
+    runtime = "openvino" if importlib.util.find_spec("openvino") else "onnxruntime"
+    int8 = int8_export(edge_candidates()[DEPLOYED], folder / "edge.onnx", data_root)
+    deployed = load_onnx_detector(int8, threads=torch.get_num_threads(), runtime=runtime)
+    return {"fod-cpu, PyTorch float32": FrameDetector(reference), f"fod-edge, {runtime} int8": FrameDetector(deployed)}
+
+
+def bench_camera(
+    repeats: int,
+    data_root: Path | None = None,
+    detectors: dict[str, Callable[[np.ndarray], object]] | None = None,
+    size: tuple[int, int] = (1440, 2560),
+    seconds: float = 2.0,
+) -> list[Row]:
+    """What a live source's reading thread costs: grabbing (decoding) every frame of a ``size`` (H, W) camera at
+    :data:`CAMERA_FPS`, in H.264 and MJPEG (:func:`camera_recording`, of a `val` frame where the data are here),
+    alone, and the detectors' time a frame while it grabs, against their time without it, alternating in one
+    process. ``detectors``: functions of a BGR frame (default :func:`camera_detectors`). H.264 needs PyAV
+    (``av``, which ``supervision`` requires)."""
+    import tempfile
+
+    import cv2
+
+    has_data = data_root is not None and data_root.is_dir()
+    if has_data:
+        frame = cv2.imread(str(data_root / "JPEGImages" / f"{read_split(data_root, 'val')[0]}.jpg"))
+        frame = cv2.resize(frame, size[::-1], interpolation=cv2.INTER_AREA)
+    else:  # a smooth random scene: noise alone would be a codec's worst case
+        small = np.random.default_rng(0).integers(0, 255, (size[0] // 40, size[1] // 40, 3), dtype=np.uint8)
+        frame = cv2.resize(small, size[::-1], interpolation=cv2.INTER_CUBIC)
+    codecs = [codec for codec in CAMERA_CODECS if codec != "h264" or importlib.util.find_spec("av")]
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        detectors = camera_detectors(data_root, Path(tmp)) if detectors is None else detectors
+        for codec in codecs:
+            path = camera_recording(Path(tmp) / codec, frame, codec, seconds)
+            label = f"{size[1]}x{size[0]} {CAMERA_CODECS[codec]}"
+            cpu_ms, wall_ms = grab_cost(path, repeats)
+            share = f"{CAMERA_FPS * cpu_ms / 10:.0f}% of one core at {CAMERA_FPS} frames/s; {wall_ms:.1f} ms wall"
+            rows.append(Row(f"grab one {label} frame, CPU time of every thread", cpu_ms, note=share))
+            with camera_thread(path) as grabbing:
+
+                def while_grabbing(detector: Callable[[np.ndarray], object]) -> None:
+                    grabbing.set()
+                    try:
+                        detector(frame)
+                    finally:
+                        grabbing.clear()
+
+                runs = []
+                for name, detector in detectors.items():
+                    runs += [
+                        (name, lambda d=detector: d(frame)),
+                        (f"{name} grabbing", lambda d=detector: while_grabbing(d)),
+                    ]
+                ms = alternate(runs, repeats)
+            for name in detectors:
+                alone, grabbed = ms[name], ms[f"{name} grabbing"]
+                rows.append(
+                    Row(
+                        f"{name}, one frame while a thread grabs {label} at {CAMERA_FPS} frames/s, vs alone",
+                        grabbed,
+                        alone,
+                        note=f"{1000 / grabbed:.1f} against {1000 / alone:.1f} frames/s",
+                    )
+                )
     return rows
 
 
@@ -759,7 +933,7 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     return parser
 
 
-SECTIONS = ("r50", "recipe", "amp", "formats", "loop", "deploy", "edge", "code")
+SECTIONS = ("r50", "recipe", "amp", "formats", "loop", "deploy", "edge", "camera", "code")
 
 
 def main(args: argparse.Namespace) -> list[Row]:
@@ -783,6 +957,8 @@ def main(args: argparse.Namespace) -> list[Row]:
         rows += bench_deploy(repeats, args.checkpoint, args.data_root)
     if "edge" in sections:
         rows += bench_edge(repeats, args.data_root)
+    if "camera" in sections:
+        rows += bench_camera(repeats, args.data_root)
     if "code" in sections:
         rows += [
             bench_assignment(repeats),

@@ -55,3 +55,41 @@ def test_the_edge_rows_time_each_candidate_in_each_runtime_against_fod_cpu_and_y
     assert all(row.ours > 0 and row.reference > 0 and row.note.endswith("frames/s") for row in rows[:-1])
     assert rows[-1].what.endswith("vs YOLO11n's prediction at 640") and rows[-1].reference == rows[-2].ours
     assert len(frames) == 2 and frames[0].shape == (1440, 2560, 3)  # the warm-up and one timed call, BGR frames
+
+
+def test_a_camera_recording_holds_its_seconds_of_noisy_frames_at_the_cameras_rate(tmp_path):
+    import cv2
+    import numpy as np
+
+    bench = load_bench()
+    frame = np.full((72, 128, 3), 120, dtype=np.uint8)
+    frame[20:50, 30:90] = (40, 200, 90)
+    for codec, suffix in (("h264", ".mp4"), ("mjpeg", ".avi")):
+        path = bench.camera_recording(tmp_path / codec, frame, codec, seconds=0.4)
+        assert path == tmp_path / f"{codec}{suffix}"
+        capture = cv2.VideoCapture(str(path))
+        assert capture.get(cv2.CAP_PROP_FPS) == bench.CAMERA_FPS
+        frames = []
+        while (read := capture.read())[0]:
+            frames.append(read[1])
+        assert len(frames) == 10  # 0.4 s at 25 frames/s
+        assert all(f.shape == frame.shape for f in frames)
+        # noise of +-2 on every frame, then the codec's loss: each frame still shows the scene
+        assert all(np.abs(f.astype(int) - frame).mean() < 4 for f in frames)
+
+
+def test_the_camera_rows_time_grabbing_each_codec_and_the_detectors_with_and_without_it():
+    bench = load_bench()
+    frames = []
+    rows = bench.bench_camera(repeats=1, detectors={"fake": frames.append}, size=(72, 128), seconds=0.4)
+    assert [row.what for row in rows] == [
+        line
+        for codec in ("H.264", "MJPEG")
+        for line in (
+            f"grab one 128x72 {codec} frame, CPU time of every thread",
+            f"fake, one frame while a thread grabs 128x72 {codec} at 25 frames/s, vs alone",
+        )
+    ]
+    assert all(row.ours > 0 for row in rows) and all(row.reference > 0 for row in rows[1::2])
+    assert len(frames) == 8  # per codec, alone and grabbing, a warm-up and one timed call
+    assert all(frame.shape == (72, 128, 3) for frame in frames)
