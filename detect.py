@@ -51,6 +51,7 @@ from engine.flags import (
     check_runtime,
     threshold_spec,
 )
+from engine.folder_lock import folder_lock
 from engine.frame_detector import FrameDetector
 from engine.inference import compile_network, place
 from engine.roi import RegionOfInterest, parse_polygon
@@ -173,7 +174,8 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
     if source is None:
         if args.roi:
             raise ValueError("--roi is for videos, streams and cameras")
-        return detect_pictures(args)
+        with folder_lock(Path(args.output_dir)):
+            return detect_pictures(args)
     region = RegionOfInterest(parse_polygon(args.roi)) if args.roi else None
     try:
         reader = VideoReader(source, args.vid_stride, reconnect_seconds=args.reconnect, newest=not args.every_frame)
@@ -182,15 +184,16 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
         return {"failures": [str(err)], "frames": 0, "events": []}
     try:
         detector, model = load_frame_detector(args)
-        report = detect_video(
-            detector,
-            reader,
-            Path(args.output_dir),
-            confirm=args.confirm,
-            region=region,
-            save_video=args.save_video,
-            progress=True,
-        )
+        with folder_lock(Path(args.output_dir)) as output_dir:
+            report = detect_video(
+                detector,
+                reader,
+                output_dir,
+                confirm=args.confirm,
+                region=region,
+                save_video=args.save_video,
+                progress=True,
+            )
     finally:
         reader.close()
     for failure in report.failures:
@@ -231,7 +234,7 @@ def load_frame_detector(args: argparse.Namespace) -> tuple[FrameDetector, Path]:
 
 
 def detect_pictures(args: argparse.Namespace) -> dict[str, Any]:
-    """Detect on every picture of ``args.input`` in batches."""
+    """Detect on every picture of ``args.input`` in batches, into ``args.output_dir`` (held)."""
     frame_detector, source = load_frame_detector(args)
     detector, device, amp, threshold = (
         frame_detector.detector,

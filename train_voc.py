@@ -36,8 +36,8 @@ from engine.run import (
     Run,
     build_model,
     build_trainer,
+    claimed_output_dir,
     load_data,
-    prepare_output_dir,
     prepare_synthetic,
     say,
     train_loader,
@@ -123,11 +123,24 @@ def parse_config(argv: list[str] | None = None) -> TrainConfig:
 
 
 def main(config: TrainConfig, clock: Callable[[], float] = time.monotonic) -> dict[str, Any]:
-    """Train as ``config`` says; ``clock`` times the run (and its time budget)."""
+    """Train as ``config`` says, holding its output folder; ``clock`` times the run (and its time budget)."""
     rank, world_size, local_rank = init_distributed()
+    with claimed_output_dir(config.output_path) as output_dir:
+        return train(config, output_dir, clock, rank=rank, world_size=world_size, local_rank=local_rank)
+
+
+def train(
+    config: TrainConfig,
+    output_dir: Path,
+    clock: Callable[[], float],
+    *,
+    rank: int,
+    world_size: int,
+    local_rank: int,
+) -> dict[str, Any]:
+    """:func:`main`'s run, into ``output_dir`` (held)."""
     device, num_gpus = process_device(config.device, local_rank, config.data_parallel)
     classes = resolve_classes(config.classes)
-    output_dir = prepare_output_dir(config.output_path)
     if config.synthetic and is_main_process():
         prepare_synthetic(config)
     barrier()

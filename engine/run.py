@@ -11,6 +11,7 @@ import contextlib
 import csv
 import json
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from signal import Signals
@@ -34,6 +35,7 @@ from .config import TrainConfig
 from .data import cache_pictures, make_train_loader, start_epoch
 from .distill import Teacher, load_teacher
 from .distributed import all_reduce, is_main_process, world_size
+from .folder_lock import folder_lock
 from .inference import evaluate
 from .interrupts import StopRequests
 from .memory_format import resolve_channels_last
@@ -58,14 +60,20 @@ def agreed(flag: bool) -> bool:
     return bool(all_reduce(torch.tensor([float(flag)]), "max").item())
 
 
-def prepare_output_dir(path: Path) -> Path:
-    """The output folder, made; half-written checkpoints a killed run left there are removed."""
+@contextlib.contextmanager
+def claimed_output_dir(path: Path) -> Iterator[Path]:
+    """The output folder, made and held by the main process for the block (:func:`engine.folder_lock.folder_lock`:
+    a second run into it stops at once); once it is held, half-written checkpoints a killed run left there are
+    removed."""
     if path.exists() and not path.is_dir():
         raise NotADirectoryError(f"--output-dir {path} is a file, not a folder")
-    path.mkdir(parents=True, exist_ok=True)
-    for partial in remove_partial_checkpoints(path):
-        say(f"removed {partial}, a checkpoint left half-written by an interrupted run")
-    return path
+    if not is_main_process():  # the others write nothing there
+        yield path
+        return
+    with folder_lock(path):
+        for partial in remove_partial_checkpoints(path):
+            say(f"removed {partial}, a checkpoint left half-written by an interrupted run")
+        yield path
 
 
 def prepare_synthetic(config: TrainConfig) -> None:

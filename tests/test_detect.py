@@ -133,8 +133,8 @@ def test_boxes_come_back_in_original_pixels(tmp_path, checkpoint, monkeypatch):
     sx, sy = exact_scale(*PICTURES["alpha.png"][:2])
     assert tuple(drawn[round(45 / sy), round(4 / sx)]) == class_colour(LABELS[0])
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(
-        ["detections.json", "landscape.jpg", "portrait.jpg", "small.jpg", "alpha.png", "gray.png", "upper.jpg"]
-    )
+        [".lock", "detections.json", "landscape.jpg", "portrait.jpg", "small.jpg", "alpha.png", "gray.png", "upper.jpg"]
+    )  # .lock: the run held its folder (engine.folder_lock)
 
 
 # scale 1.32 (upscaled), 0.66 (full decode, shrunk), 0.4 and 0.23 (decoded at 1/2 and 1/4, then resized)
@@ -204,7 +204,7 @@ def test_unreadable_file_is_reported_and_skipped(tmp_path, checkpoint, monkeypat
     result = run(argv + ["--output-dir", str(tmp_path / "out"), "--workers", "2"])
     assert len(result["failures"]) == 1 and "b.jpg" in result["failures"][0]
     assert "b.jpg" in capsys.readouterr().err
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.jpg", "c.png", "detections.json"]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [".lock", "a.jpg", "c.png", "detections.json"]
     assert {d["image_id"] for d in result["detections"]} <= {"a", "c"}
 
     def exit_status(output_dir: Path) -> int:
