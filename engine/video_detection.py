@@ -7,7 +7,8 @@ processed frame, flushed as written: ``{"frame", "time", "detections": [{"image_
 "track_id"}]}``, ``time`` in seconds from the first frame, boxes in the frame's pixels in the VOC XML's 1-based
 frame as in ``detections.json``, ``image_id`` ``<name>_<frame:06d>``, ``track_id`` null before a track is named),
 ``events.json`` / ``events.csv`` (:mod:`engine.events`, rewritten at each confirmation) and ``crops/``. For a
-stream or camera, ``time`` is the clock's, and each line adds ``at``, the clock's time (UTC, ISO 8601). Whatever
+stream or camera, ``time`` is the clock's, each line adds ``at``, the clock's time (UTC, ISO 8601), and the file can
+be rotated while the run writes it (logrotate's ``copytruncate``). Whatever
 ends the run (the source's end, a stream lost for good, Ctrl-C, SIGTERM), what was processed is written and the
 video file finalised. A stream's or camera's run keeps an earlier run's outputs found there
 (:func:`keep_earlier_run`).
@@ -122,7 +123,9 @@ def detect_video(
     try:
         with (
             VideoWriter(video_path, rate, reader.size) if save_video else contextlib.nullcontext() as writer,
-            open(output_dir / "detections.jsonl", "w") as lines,
+            # a camera's in append mode (an earlier run's was moved away): logrotate's copytruncate can then rotate
+            # it under the run, whose next line goes to the start instead of past a hole of zeros
+            open(output_dir / "detections.jsonl", "a" if reader.live else "w") as lines,
         ):
             report.outputs += ([video_path] if save_video else []) + [output_dir / "detections.jsonl"]
             for ordinal, frame in enumerate(reader):

@@ -520,6 +520,29 @@ def test_a_run_that_keeps_up_with_its_camera_takes_every_stride_th_frame(tmp_pat
     assert (report.frames, report.skipped, reader.skipped) == (7, 0, 0)
 
 
+def test_a_cameras_detections_can_be_rotated_while_the_run_writes_them(tmp_path, monkeypatch):
+    """A camera watched for days fills detections.jsonl line by line. Rotated by logrotate's copytruncate (copied,
+    then cut to nothing under the run), a file opened for writing went on at its old offset: the next line came
+    after a hole of zero bytes as long as all that was rotated."""
+    camera = Camera(12)
+    monkeypatch.setattr(engine.video, "_open", lambda source: camera)
+    lines, rotated = tmp_path / "detections.jsonl", tmp_path / "detections.jsonl.1"
+
+    class Rotating(ColourDetector):
+        def __call__(self, frame_bgr: np.ndarray) -> Detections:
+            if frame_bgr[0, 0, 0] == 6:  # before frame 6's line: copy, then truncate in place
+                rotated.write_bytes(lines.read_bytes())
+                with open(lines, "r+") as file:
+                    file.truncate(0)
+            return super().__call__(frame_bgr)
+
+    reader = camera.reader = VideoReader("rtsp://camera/live")
+    detect_video(Rotating(), reader, tmp_path, progress=False)
+    assert b"\0" not in lines.read_bytes()
+    assert [r["frame"] for r in read_lines(rotated)] == list(range(6))
+    assert [r["frame"] for r in read_lines(lines)] == list(range(6, 12))
+
+
 def test_an_error_reading_a_camera_is_raised_in_the_run_after_the_frame_it_took(monkeypatch):
     camera = Camera(20, fails_at=2)  # frame 1 is taken for the loop, then the grab of frame 2 fails
     monkeypatch.setattr(engine.video, "_open", lambda source: camera)
