@@ -15,7 +15,6 @@ same post-processing settings (score threshold, NMS IoU, top-k, detections per p
 from __future__ import annotations
 
 import argparse
-import contextlib
 import copy
 import importlib.util
 import math
@@ -24,7 +23,7 @@ import statistics
 import threading
 import time
 from collections import OrderedDict, defaultdict
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -745,6 +744,8 @@ def camera_recording(path: Path, frame: np.ndarray, codec: str, seconds: float =
     if codec == "mjpeg":
         path = path.with_suffix(".avi")
         writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), CAMERA_FPS, (width, height))
+        if not writer.isOpened():
+            raise ValueError(f"{path}: OpenCV cannot write MJPEG here")
         for pixels in noisy:
             writer.write(pixels)
         writer.release()
@@ -773,43 +774,54 @@ def grab_cost(path: Path, repeats: int) -> tuple[float, float]:
         cpu_start, wall_start = time.process_time(), time.perf_counter()
         while capture.grab():
             grabbed += 1
+        if not grabbed:
+            raise ValueError(f"{path}: OpenCV reads no frame of it")
         cpu.append(1000 * (time.process_time() - cpu_start) / grabbed)
         wall.append(1000 * (time.perf_counter() - wall_start) / grabbed)
         capture.release()
     return statistics.median(cpu), statistics.median(wall)
 
 
-@contextlib.contextmanager
-def camera_thread(path: Path) -> Iterator[threading.Event]:
-    """A thread that grabs ``path``'s frames at :data:`CAMERA_FPS` while the event it yields is set, as a live
-    source's reading thread grabs every frame of its camera (``engine.video.VideoReader``); at the end of the file
-    it starts again from the first frame."""
-    import cv2
+class CameraThread:
+    """A thread that grabs ``path``'s frames at :data:`CAMERA_FPS` while :attr:`grabbing` is set, as a live source's
+    reading thread grabs every frame of its camera (``engine.video.VideoReader``); at the end of the file it starts
+    again from the first frame. :meth:`pause` returns once no grab is under way. ``frames``: those grabbed."""
 
-    grabbing, stop = threading.Event(), threading.Event()
+    def __init__(self, path: Path) -> None:
+        self.path, self.grabbing, self.idle, self.stop = path, threading.Event(), threading.Event(), threading.Event()
+        self.frames = 0
+        self.idle.set()
+        self.thread = threading.Thread(target=self._grab, name="camera", daemon=True)
+        self.thread.start()
 
-    def grab() -> None:
-        capture = cv2.VideoCapture(str(path))
-        while not stop.is_set():
-            if not grabbing.wait(0.05):
+    def _grab(self) -> None:
+        import cv2
+
+        capture = cv2.VideoCapture(str(self.path))
+        while not self.stop.is_set():
+            if not self.grabbing.wait(0.05):
                 continue
+            self.idle.clear()
             start, grabbed = time.perf_counter(), 0
-            while grabbing.is_set() and not stop.is_set():
-                time.sleep(max(0.0, start + grabbed / CAMERA_FPS - time.perf_counter()))
-                if capture.grab():
+            while self.grabbing.is_set() and not self.stop.is_set():
+                if time.perf_counter() < start + grabbed / CAMERA_FPS:
+                    time.sleep(0.002)  # in short steps: a pause is seen before the next grab
+                elif capture.grab():
                     grabbed += 1
+                    self.frames += 1
                 else:
                     capture.release()
-                    capture = cv2.VideoCapture(str(path))
+                    capture = cv2.VideoCapture(str(self.path))
+            self.idle.set()
         capture.release()
 
-    thread = threading.Thread(target=grab, name="camera", daemon=True)
-    thread.start()
-    try:
-        yield grabbing
-    finally:
-        stop.set()
-        thread.join()
+    def pause(self) -> None:
+        self.grabbing.clear()
+        self.idle.wait()
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join()
 
 
 def camera_detectors(data_root: Path | None, folder: Path) -> dict[str, Callable[[np.ndarray], object]]:
@@ -825,6 +837,29 @@ def camera_detectors(data_root: Path | None, folder: Path) -> dict[str, Callable
     int8 = int8_export(edge_candidates()[DEPLOYED], folder / "edge.onnx", data_root)
     deployed = load_onnx_detector(int8, threads=torch.get_num_threads(), runtime=runtime)
     return {"fod-cpu, PyTorch float32": FrameDetector(reference), f"fod-edge, {runtime} int8": FrameDetector(deployed)}
+
+
+def alone_and_grabbing(
+    detectors: dict[str, Callable[[np.ndarray], object]], frame: np.ndarray, camera: CameraThread, repeats: int
+) -> dict[str, float]:
+    """Median milliseconds of each detector on ``frame``, alone (``name``) and while ``camera`` grabs (``name
+    grabbing``): a warm-up round, then ``repeats`` rounds of every detector alone, then every one while the camera
+    grabs at its rate throughout; closes ``camera``."""
+    samples: dict[str, list[float]] = defaultdict(list)
+    try:
+        for round_ in range(repeats + 1):
+            for grabbing in (False, True):
+                if grabbing:
+                    camera.grabbing.set()
+                for name, detector in detectors.items():
+                    start = time.perf_counter()
+                    detector(frame)
+                    if round_:
+                        samples[name + (" grabbing" if grabbing else "")].append(1000 * (time.perf_counter() - start))
+                camera.pause()
+    finally:
+        camera.close()
+    return {name: statistics.median(times) for name, times in samples.items()}
 
 
 def bench_camera(
@@ -860,22 +895,7 @@ def bench_camera(
             cpu_ms, wall_ms = grab_cost(path, repeats)
             share = f"{CAMERA_FPS * cpu_ms / 10:.0f}% of one core at {CAMERA_FPS} frames/s; {wall_ms:.1f} ms wall"
             rows.append(Row(f"grab one {label} frame, CPU time of every thread", cpu_ms, note=share))
-            with camera_thread(path) as grabbing:
-
-                def while_grabbing(detector: Callable[[np.ndarray], object]) -> None:
-                    grabbing.set()
-                    try:
-                        detector(frame)
-                    finally:
-                        grabbing.clear()
-
-                runs = []
-                for name, detector in detectors.items():
-                    runs += [
-                        (name, lambda d=detector: d(frame)),
-                        (f"{name} grabbing", lambda d=detector: while_grabbing(d)),
-                    ]
-                ms = alternate(runs, repeats)
+            ms = alone_and_grabbing(detectors, frame, CameraThread(path), repeats)
             for name in detectors:
                 alone, grabbed = ms[name], ms[f"{name} grabbing"]
                 rows.append(

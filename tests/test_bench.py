@@ -5,6 +5,8 @@ import math
 import sys
 from pathlib import Path
 
+import pytest
+
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "bench.py"
 
 
@@ -58,6 +60,7 @@ def test_the_edge_rows_time_each_candidate_in_each_runtime_against_fod_cpu_and_y
 
 
 def test_a_camera_recording_holds_its_seconds_of_noisy_frames_at_the_cameras_rate(tmp_path):
+    pytest.importorskip("av")  # H.264 is written by PyAV (supervision requires it)
     import cv2
     import numpy as np
 
@@ -79,6 +82,7 @@ def test_a_camera_recording_holds_its_seconds_of_noisy_frames_at_the_cameras_rat
 
 
 def test_the_camera_rows_time_grabbing_each_codec_and_the_detectors_with_and_without_it():
+    pytest.importorskip("av")  # H.264 is written by PyAV (supervision requires it)
     bench = load_bench()
     frames = []
     rows = bench.bench_camera(repeats=1, detectors={"fake": frames.append}, size=(72, 128), seconds=0.4)
@@ -93,3 +97,27 @@ def test_the_camera_rows_time_grabbing_each_codec_and_the_detectors_with_and_wit
     assert all(row.ours > 0 for row in rows) and all(row.reference > 0 for row in rows[1::2])
     assert len(frames) == 8  # per codec, alone and grabbing, a warm-up and one timed call
     assert all(frame.shape == (72, 128, 3) for frame in frames)
+
+
+def test_the_camera_thread_grabs_while_asked_and_not_once_paused(tmp_path):
+    """Its grabs once spilled into the next timing, which was a detector's alone."""
+    import time
+
+    import numpy as np
+
+    bench = load_bench()
+    path = bench.camera_recording(tmp_path / "c", np.zeros((36, 64, 3), np.uint8), "mjpeg", seconds=0.2)
+    camera = bench.CameraThread(path)
+    try:
+        camera.grabbing.set()
+        deadline = time.monotonic() + 60
+        while camera.frames < 8:  # past the 5 frames of the file: read again from the start
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        camera.pause()
+        paused = camera.frames
+        time.sleep(0.2)  # 5 frames' time at 25 frames/s
+        assert camera.frames == paused and camera.idle.is_set()
+    finally:
+        camera.close()
+    assert not camera.thread.is_alive()
