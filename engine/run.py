@@ -35,7 +35,7 @@ from .config import TrainConfig
 from .data import cache_pictures, make_train_loader, start_epoch
 from .distill import Teacher, load_teacher
 from .distributed import all_reduce, is_main_process, world_size
-from .folder_lock import folder_lock
+from .folder_lock import FolderInUseError, folder_lock
 from .inference import evaluate
 from .interrupts import StopRequests
 from .memory_format import resolve_channels_last
@@ -63,16 +63,22 @@ def agreed(flag: bool) -> bool:
 @contextlib.contextmanager
 def claimed_output_dir(path: Path) -> Iterator[Path]:
     """The output folder, made and held by the main process for the block (:func:`engine.folder_lock.folder_lock`:
-    a second run into it stops at once); once it is held, half-written checkpoints a killed run left there are
-    removed."""
+    a second run into it stops at once, every process of it); once it is held, half-written checkpoints a killed
+    run left there are removed."""
     if path.exists() and not path.is_dir():
         raise NotADirectoryError(f"--output-dir {path} is a file, not a folder")
-    if not is_main_process():  # the others write nothing there
-        yield path
-        return
-    with folder_lock(path):
-        for partial in remove_partial_checkpoints(path):
-            say(f"removed {partial}, a checkpoint left half-written by an interrupted run")
+    with contextlib.ExitStack() as held:
+        refused = None
+        if is_main_process():  # the others write nothing there
+            try:
+                held.enter_context(folder_lock(path))
+            except FolderInUseError as err:
+                refused = err
+        if agreed(refused is not None):  # under DDP the other processes stop too, rather than wait for it
+            raise refused or FolderInUseError(f"--output-dir {path} is in use by another run")
+        if is_main_process():
+            for partial in remove_partial_checkpoints(path):
+                say(f"removed {partial}, a checkpoint left half-written by an interrupted run")
         yield path
 
 
