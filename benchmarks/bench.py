@@ -871,9 +871,9 @@ def bench_camera(
 ) -> list[Row]:
     """What a live source's reading thread costs: grabbing (decoding) every frame of a ``size`` (H, W) camera at
     :data:`CAMERA_FPS`, in H.264 and MJPEG (:func:`camera_recording`, of a `val` frame where the data are here),
-    alone, and the detectors' time a frame while it grabs, against their time without it, alternating in one
-    process. ``detectors``: functions of a BGR frame (default :func:`camera_detectors`). H.264 needs PyAV
-    (``av``, which ``supervision`` requires)."""
+    alone, and the detectors' time a frame while it grabs, against their time without it, in rounds in one process
+    (:func:`alone_and_grabbing`). ``detectors``: functions of a BGR frame (default :func:`camera_detectors`). H.264
+    needs PyAV (``av``, which ``supervision`` requires)."""
     import tempfile
 
     import cv2
